@@ -1,0 +1,208 @@
+"""Actions a journey can take (``enter:`` and ``do:``), one model each.
+
+Adding an action kind is one model here, decorated with :func:`action`, plus one activity
+in ``activities/`` registered under the same ``activity`` name. ``emit`` is the exception:
+it is an internal event, handled by the interpreter itself, and needs no activity.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from .durations import format_duration, parse_duration
+from .names import normalize_event_name
+
+_NAME = r"^[a-z][a-z0-9_]*$"
+
+
+class Spec(BaseModel):
+    """Base of everything parsed from ops' YAML: unknown keys are errors, values frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _seconds(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 \
+        else parse_duration(value)
+
+
+class ActionSpec(Spec):
+    """Arguments of one action. ``kind`` is its YAML key, ``activity`` the Temporal activity
+    that carries it out (``None``: handled inside the interpreter)."""
+
+    kind: ClassVar[str]
+    activity: ClassVar[str | None]
+    templates: ClassVar[tuple[str, ...]] = ()
+
+    def summary(self, customer_id: str) -> str:
+        """One line for the Temporal UI: what this does to whom."""
+        return f"{self.kind} for customer {customer_id}"
+
+    def template_names(self) -> list[str]:
+        return [getattr(self, f) for f in self.templates if getattr(self, f, None)]
+
+
+ACTIONS: dict[str, type[ActionSpec]] = {}
+
+
+def action(kind: str, *, activity: str | None):
+    """Register an action model under its YAML key."""
+
+    def register(cls: type[ActionSpec]) -> type[ActionSpec]:
+        cls.kind = kind
+        cls.activity = activity
+        ACTIONS[kind] = cls
+        return cls
+
+    return register
+
+
+Channel = Literal["email", "sms", "webhook"]
+Seconds = Annotated[int, Field(gt=0)]
+
+
+@action("send", activity="send_message")
+class Send(ActionSpec):
+    templates = ("template",)
+    template: str = Field(pattern=_NAME)
+    channel: Channel = "email"
+    transactional: bool = False
+
+    def summary(self, customer_id: str) -> str:
+        return f"send {self.template} by {self.channel} to customer {customer_id}"
+
+
+@action("offer", activity="issue_offer")
+class Offer(ActionSpec):
+    templates = ("template",)
+    template: str = Field(pattern=_NAME)
+    percent_off: float | None = Field(default=None, gt=0, le=100)
+    amount_off: float | None = Field(default=None, gt=0)
+    valid_for: Seconds = 14 * 86400
+    channel: Channel = "email"
+    budget: str | None = Field(default=None, pattern=_NAME)
+
+    _dur = field_validator("valid_for", mode="before")(_seconds)
+
+    @model_validator(mode="after")
+    def _one_discount(self) -> Offer:
+        if (self.percent_off is None) == (self.amount_off is None):
+            raise ValueError("give exactly one of percent_off or amount_off")
+        return self
+
+    def summary(self, customer_id: str) -> str:
+        off = f"{self.percent_off:g}%" if self.percent_off else f"{self.amount_off:g} off"
+        return (f"offer {self.template} ({off}, valid {format_duration(self.valid_for)}) "
+                f"to customer {customer_id}")
+
+
+@action("assign_manager", activity="assign_account_manager")
+class AssignManager(ActionSpec):
+    pool: str = Field(pattern=_NAME)
+
+    def summary(self, customer_id: str) -> str:
+        return f"assign a {self.pool} account manager to customer {customer_id}"
+
+
+@action("survey", activity="send_survey")
+class Survey(ActionSpec):
+    templates = ("template",)
+    kind_: Literal["nps", "csat"] = Field(alias="kind")
+    template: str = Field(pattern=_NAME)
+    expires_in: Seconds = 7 * 86400
+    channel: Channel = "email"
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                              serialize_by_alias=True)
+    _dur = field_validator("expires_in", mode="before")(_seconds)
+
+    def summary(self, customer_id: str) -> str:
+        return f"{self.kind_} survey {self.template} to customer {customer_id}"
+
+
+@action("task", activity="create_task")
+class Task(ActionSpec):
+    title: str = Field(min_length=1, max_length=200)
+    assignee: str = Field(default="manager", pattern=_NAME)
+    due_in: Seconds = 86400
+    note: str | None = None
+
+    _dur = field_validator("due_in", mode="before")(_seconds)
+
+    def summary(self, customer_id: str) -> str:
+        return f"task '{self.title}' for {self.assignee} about customer {customer_id}"
+
+
+@action("tag", activity="tag_customer")
+class TagCustomer(ActionSpec):
+    add: list[Annotated[str, Field(pattern=_NAME)]] = Field(default_factory=list)
+    remove: list[Annotated[str, Field(pattern=_NAME)]] = Field(default_factory=list)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"add": [data]}
+        if isinstance(data, list):
+            return {"add": data}
+        return data
+
+    def summary(self, customer_id: str) -> str:
+        parts = [f"+{t}" for t in self.add] + [f"-{t}" for t in self.remove]
+        return f"tag customer {customer_id} {' '.join(parts)}"
+
+
+@action("emit", activity=None)
+class Emit(ActionSpec):
+    event: str = Field(min_length=1)
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("event")
+    @classmethod
+    def _normalize(cls, value: str) -> str:
+        return normalize_event_name(value)
+
+    def summary(self, customer_id: str) -> str:
+        return f"emit {self.event} to customer {customer_id}'s other journeys"
+
+
+def _tag_of(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return next(iter(value)) if len(value) == 1 else None
+    if isinstance(value, BaseModel):
+        fields = type(value).model_fields
+        return next(iter(fields)) if len(fields) == 1 else None
+    return None
+
+
+_STEPS = {
+    kind: create_model(f"{cls.__name__}Step", __base__=Spec, **{kind: (cls, ...)})  # type: ignore[call-overload]
+    for kind, cls in ACTIONS.items()
+}
+ActionCall = Annotated[
+    Union[tuple(Annotated[model, Tag(kind)] for kind, model in _STEPS.items())],  # type: ignore[valid-type]  # noqa: UP007
+    Discriminator(
+        _tag_of,
+        custom_error_type="unknown_action",
+        custom_error_message="unknown action",
+    ),
+]
+"""One item of ``enter:`` or ``do:`` as written in YAML: ``{send: {template: welcome}}``."""
+
+
+def unwrap(call: BaseModel) -> ActionSpec:
+    """The action's arguments out of its one-key YAML wrapper."""
+    spec = next(iter(call.__dict__.values()))
+    assert isinstance(spec, ActionSpec)
+    return spec

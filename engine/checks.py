@@ -1,0 +1,187 @@
+"""Checks of a journey beyond its shape: states, reachability, expressions, templates."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+
+from . import expr
+from ._errors import Problem
+from ._yaml import Document, Loc
+from .actions import ACTIONS, unwrap
+from .durations import HELP as DURATION_HELP
+from .model import Journey, Rule
+from .names import did_you_mean
+from .templates import TemplateInfo
+
+
+def check_journey(
+    doc: Document, journey: Journey, templates: dict[str, TemplateInfo] | None
+) -> list[Problem]:
+    """Every semantic problem of ``journey`` (its shape is already valid)."""
+    problems: list[Problem] = []
+    states = journey.states
+    names = list(states)
+
+    def unknown_state(loc: Loc, target: str, what: str) -> None:
+        problems.append(doc.problem(
+            loc, f"unknown state '{target}'{did_you_mean(target, names)}; {what} must be one "
+                 f"of: {', '.join(names)}"))
+
+    if journey.start not in states:
+        unknown_state(("start",), journey.start, "start")
+
+    for loc, rule in _rules(journey):
+        if rule.goto is not None and rule.goto not in states:
+            unknown_state((*loc, "goto"), rule.goto, "goto")
+
+    for old, new in journey.migrate.items():
+        if new not in states:
+            unknown_state(("migrate", old), new, "a migrate target")
+        if old in states:
+            problems.append(doc.problem(
+                ("migrate", old),
+                f"state '{old}' still exists in this version; migrate: maps only renamed or "
+                "removed states, so remove this entry", key=True))
+
+    for name, state in states.items():
+        for i, timer in enumerate(state.after):
+            if timer.seconds <= 0:
+                problems.append(doc.problem(("states", name, "after", i), f"'{timer.label}' is "
+                                            f"not a duration; {DURATION_HELP}", key=True))
+        if state.final and (state.on or state.after):
+            problems.append(doc.problem(
+                ("states", name, "final"),
+                f"final state '{name}' has on:/after: rules that can never run; remove them or "
+                "drop final: true"))
+        exits = {r.goto for _, r in _state_rules(journey, name) if r.goto and r.goto != name}
+        if not state.final and not exits:
+            problems.append(doc.problem(
+                ("states", name), f"state '{name}' has no way out and is not final; add a goto "
+                "to another state (under on: or after:) or mark it final: true", key=True))
+
+    if journey.start in states:
+        for name in sorted(set(names) - _reachable(journey)):
+            problems.append(doc.problem(
+                ("states", name), f"state '{name}' cannot be reached from start "
+                f"'{journey.start}'; add a goto to it or remove it", key=True))
+
+    problems += _check_expressions(doc, journey)
+    problems += _check_actions(doc, journey, templates)
+    return problems
+
+
+def _state_rules(journey: Journey, name: str) -> Iterator[tuple[Loc, Rule]]:
+    state = journey.states[name]
+    for event, rules in state.on.items():
+        for i, rule in enumerate(rules):
+            yield ("states", name, "on", event, i), rule
+    for t, timer in enumerate(state.after):
+        for i, rule in enumerate(timer.rules):
+            yield ("states", name, "after", t, i), rule
+
+
+def _rules(journey: Journey) -> Iterator[tuple[Loc, Rule]]:
+    for name in journey.states:
+        yield from _state_rules(journey, name)
+
+
+def _reachable(journey: Journey) -> set[str]:
+    seen = {journey.start}
+    todo = deque([journey.start])
+    while todo:
+        name = todo.popleft()
+        for _, rule in _state_rules(journey, name):
+            if rule.goto in journey.states and rule.goto not in seen:
+                seen.add(rule.goto)
+                todo.append(rule.goto)
+    return seen
+
+
+def _check_expressions(doc: Document, journey: Journey) -> list[Problem]:
+    problems: list[Problem] = []
+    ctx = journey.context
+
+    def run(loc: Loc, source: str, *, state: str, event: str | None, want: str,
+            target: str | None = None) -> None:
+        for col, message in expr.check(source, context=ctx, state=state, event_name=event,
+                                       want=want, target=target):
+            problems.append(doc.problem(loc, message, col_offset=_inner_offset(doc, loc, col)))
+
+    if journey.enroll.when:
+        run(("enroll", "when"), journey.enroll.when, state=journey.start,
+            event=journey.enroll.on[0], want="bool")
+    if journey.exit_when:
+        run(("exit_when",), journey.exit_when, state=journey.start, event=None, want="bool")
+    for loc, rule in _rules(journey):
+        state = str(loc[1])
+        event = str(loc[3]) if loc[2] == "on" else "timer"
+        if rule.when is not None:
+            run((*loc, "when"), rule.when, state=state, event=event, want="bool")
+        for var, source in rule.set.items():
+            if var not in ctx:
+                problems.append(doc.problem(
+                    (*loc, "set", var), f"unknown context variable '{var}'"
+                    f"{did_you_mean(var, ctx)}; declare it under context: with its initial "
+                    "value", key=True))
+                continue
+            run((*loc, "set", var), source, state=state, event=event, want="value", target=var)
+    return problems
+
+
+def _inner_offset(doc: Document, loc: Loc, col: int) -> int:
+    """Columns to add so an error inside an expression points at its character in the
+    file: the expression's own column, plus one for an opening quote."""
+    if col <= 1:
+        return 0
+    line, start, _ = doc.locate(loc)
+    try:
+        text = doc_line(doc, line)
+    except IndexError:
+        return 0
+    quote = 1 if start - 1 < len(text) and text[start - 1] in "'\"" else 0
+    return col - 1 + quote
+
+
+def doc_line(doc: Document, line: int) -> str:
+    return doc.lines[line - 1]
+
+
+def _check_actions(
+    doc: Document, journey: Journey, templates: dict[str, TemplateInfo] | None
+) -> list[Problem]:
+    problems: list[Problem] = []
+    lists: list[tuple[Loc, list]] = []
+    for name, state in journey.states.items():
+        lists.append((("states", name, "enter"), state.enter))
+    for loc, rule in _rules(journey):
+        lists.append(((*loc, "do"), rule.do))
+    for loc, calls in lists:
+        for i, call in enumerate(calls):
+            spec = unwrap(call)
+            if templates is None:
+                continue
+            for field in spec.templates:
+                name = getattr(spec, field)
+                where = (*loc, i, spec.kind, field)
+                info = templates.get(name)
+                if info is None:
+                    problems.append(doc.problem(
+                        where, f"unknown template '{name}'{did_you_mean(name, templates)}; "
+                        f"create templates/{name}.j2 or use one of: "
+                        f"{', '.join(sorted(templates)) or 'none yet'}"))
+                    continue
+                channel = getattr(spec, "channel", "email")
+                why = info.missing_for(channel) if not info.problems else None
+                if why:
+                    problems.append(doc.problem(where, f"template '{name}' {why}"))
+    return problems
+
+
+def unknown_action_message(keys: list[str]) -> str:
+    kinds = sorted(ACTIONS)
+    if len(keys) != 1:
+        return (f"an action is a mapping with exactly one key, the action's name, e.g. "
+                f"'- send: {{template: welcome}}'; actions are: {', '.join(kinds)}")
+    return f"unknown action '{keys[0]}'{did_you_mean(keys[0], kinds)}; actions are: " \
+           f"{', '.join(kinds)}"

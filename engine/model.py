@@ -1,0 +1,213 @@
+"""Journey definitions (what ops write) and customer state (what the interpreter keeps).
+
+Definitions are frozen pydantic models built by ``engine.loader`` from YAML; the workflow
+receives them already validated. Runtime state is plain data, serialisable as JSON, so it
+crosses continue-as-new and shows up readable in queries.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .actions import ActionCall, Spec, _seconds
+from .names import normalize_event_name
+
+NAME = r"^[a-z][a-z0-9_]*$"
+
+
+# --- definitions --------------------------------------------------------------------------
+
+
+class Rule(Spec):
+    """``{when?, set?, do?, goto?}``; a bare state name is shorthand for ``{goto: name}``."""
+
+    when: str | None = None
+    set: dict[str, str] = Field(default_factory=dict)
+    do: list[ActionCall] = Field(default_factory=list)
+    goto: str | None = None
+
+
+def _rules(value: Any) -> Any:
+    if isinstance(value, str):
+        return [{"goto": value}]
+    if isinstance(value, dict):
+        return [value]
+    return value
+
+
+class Timer(Spec):
+    """One ``after:`` entry: rules that run when the state has lasted ``seconds``."""
+
+    label: str
+    seconds: int
+    rules: list[Rule]
+
+
+class State(Spec):
+    enter: list[ActionCall] = Field(default_factory=list)
+    on: dict[str, list[Rule]] = Field(default_factory=dict)
+    after: list[Timer] = Field(default_factory=list)
+    final: bool = False
+    description: str | None = None
+
+    @field_validator("on", mode="before")
+    @classmethod
+    def _on(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {normalize_event_name(str(k)): _rules(v) for k, v in value.items()}
+        return value
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _after(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        timers = [
+            {"label": str(k), "seconds": _seconds(k) if not isinstance(k, int) else k,
+             "rules": _rules(v)}
+            for k, v in value.items()
+        ]
+        return sorted(timers, key=lambda t: t["seconds"])
+
+
+class Enroll(Spec):
+    on: list[str] = Field(min_length=1)
+    when: str | None = None
+    reenter: Literal["never", "after_exit"] = "never"
+
+    @field_validator("on", mode="before")
+    @classmethod
+    def _names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            return [normalize_event_name(v) if isinstance(v, str) else v for v in value]
+        return value
+
+
+class Journey(Spec):
+    """A validated journey definition; ``version`` and ``digest`` are set when published."""
+
+    journey: str = Field(pattern=NAME, max_length=64)
+    description: str | None = None
+    enroll: Enroll
+    exit_when: str | None = None
+    context: dict[str, Any] = Field(default_factory=dict)
+    start: str
+    states: dict[str, State] = Field(min_length=1)
+    migrate: dict[str, str] = Field(default_factory=dict)
+    version: int = 0
+    digest: str = ""
+    source: str = ""
+
+    @field_validator("context")
+    @classmethod
+    def _context_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        import re
+
+        for key in value:
+            if not re.match(NAME, key):
+                raise ValueError(f"context variable '{key}' must match [a-z][a-z0-9_]*")
+        return value
+
+    def events(self) -> set[str]:
+        """Every event name this journey reacts to (enrolment and ``on:`` rules)."""
+        names = set(self.enroll.on)
+        for state in self.states.values():
+            names.update(state.on)
+        return names
+
+
+# --- runtime ------------------------------------------------------------------------------
+
+
+class Data(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class Event(Data):
+    """A customer event as the interpreter sees it (names already snake_case)."""
+
+    name: str
+    id: str
+    timestamp: datetime
+    properties: dict[str, Any] = Field(default_factory=dict)
+    source: Literal["external", "emit", "timer", "admin"] = "external"
+    origin: str | None = None  # for emitted events: the journey that emitted it
+
+    @model_validator(mode="before")
+    @classmethod
+    def _normalize(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            return {**data, "name": normalize_event_name(data["name"])}
+        return data
+
+
+class PendingTimer(Data):
+    index: int
+    label: str
+    due_at: datetime
+
+
+class Transition(Data):
+    at: datetime
+    from_state: str | None
+    to_state: str
+    cause: str  # "event:order_completed", "timer:60d", "admin:<reason>", "enroll:...", "exit"
+
+
+class Run(Data):
+    """One customer's passage through one journey."""
+
+    journey: str
+    version: int
+    state: str
+    status: Literal["active", "completed", "exited"] = "active"
+    entered_at: datetime
+    enrolled_at: datetime
+    context: dict[str, Any] = Field(default_factory=dict)
+    timers: list[PendingTimer] = Field(default_factory=list)
+    fired: list[int] = Field(default_factory=list)  # seconds of timers fired in this visit
+    visit: int = 0  # how many state entries so far in this run: part of idempotency keys
+    enrollment: int = 1
+    history: list[Transition] = Field(default_factory=list)
+
+
+class Customer(Data):
+    """What journeys may read as ``customer`` (no contact details: see ``redact``)."""
+
+    id: str
+    traits: dict[str, Any] = Field(default_factory=dict)
+    tier: str | None = None
+    segment: str | None = None
+
+
+class Problem(Data):
+    at: datetime
+    journey: str
+    state: str
+    message: str
+
+
+class CustomerState(Data):
+    customer: Customer
+    runs: dict[str, Run] = Field(default_factory=dict)
+    seen: dict[str, datetime] = Field(default_factory=dict)  # event id -> when applied
+    problems: list[Problem] = Field(default_factory=list)
+    steps: int = 0  # events and timers processed, over the customer's whole life
+
+
+class ActionCommand(Data):
+    """Run one action: the workflow maps ``kind`` to its activity."""
+
+    kind: str
+    args: dict[str, Any]
+    journey: str
+    version: int
+    state: str
+    idempotency_key: str
+    summary: str
+    event: Event | None = None
