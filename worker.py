@@ -1,0 +1,114 @@
+"""The Journeys worker: runs customer workflows and their activities.
+
+Start it with ``python worker.py`` (``make run`` does). It applies the database schema,
+publishes the journeys in ``rules/`` (a changed journey becomes a new version; customers in
+flight keep theirs), then polls Temporal. It never exits on a transient outage: when
+Temporal is down or restarts, it reconnects with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from datetime import timedelta
+
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.actions import ActionActivities
+from activities.journeys import JourneyActivities
+from engine import JourneyValidationError, load_rules
+from runtime.temporal import connect_with_retry
+from settings import Settings, get_settings
+from store import catalog as catalog_store
+from store.db import migrate, pool
+from workflows.customer import CustomerWorkflow
+
+log = logging.getLogger("journeys.worker")
+PASSTHROUGH = ("engine", "workflows.io", "pydantic", "pydantic_core", "cel", "annotated_types")
+
+
+def sandbox_runner() -> SandboxedWorkflowRunner:
+    """The workflow sandbox, with the pure engine and its libraries passed through: they
+    are deterministic, and loading them once per worker keeps memory per workflow low."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+    )
+
+
+def build_worker(client, settings: Settings, activities: list, *, task_queue: str | None = None) -> Worker:  # type: ignore[no-untyped-def]
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=[CustomerWorkflow],
+        activities=activities,
+        workflow_runner=sandbox_runner(),
+        max_cached_workflows=settings.max_cached_workflows,
+        max_concurrent_workflow_task_polls=20,
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=120),
+    )
+
+
+async def prepare_database(settings: Settings) -> int:
+    """Migrate the schema and publish ``rules/``; return the current catalog seq."""
+    if not settings.database_url:
+        raise SystemExit("DATABASE_URL is not set: start the stack with 'make run', or set "
+                         "DATABASE_URL=postgresql://user:pass@host/db")
+    journeys = load_rules(settings.rules_dir, settings.templates_dir)
+    await migrate(settings.database_url)
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
+        seq = await catalog_store.publish(conn, journeys, reason="worker start")
+    log.info("published %d journey(s) as catalog %d", len(journeys), seq)
+    return seq
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    await prepare_database(settings)
+    assert settings.database_url
+    db = pool(settings.database_url)
+    await db.open()
+    try:
+        activities = ActionActivities(db).all()
+        journeys = JourneyActivities(db)
+        activities += [journeys.load_catalog, journeys.record_transitions]
+        delay = 1.0
+        while not stop.is_set():
+            client = await connect_with_retry(settings)
+            worker = build_worker(client, settings, activities)
+            log.info("worker polling task queue %s on %s", settings.task_queue,
+                     settings.temporal_address)
+            try:
+                async with worker:
+                    await stop.wait()
+            except Exception as exc:  # the SDK gives up on a long outage: start over
+                log.warning("worker stopped (%s); reconnecting in %.0fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+    finally:
+        await db.close()
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    stop = asyncio.Event()
+
+    async def runner() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run(settings, stop)
+
+    try:
+        asyncio.run(runner())
+    except JourneyValidationError as exc:
+        print(f"journeys in {settings.rules_dir} have problems:\n{exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()

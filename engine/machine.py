@@ -67,6 +67,7 @@ class TransitionRecord:
     to_state: str
     cause: str
     at: datetime
+    key: str = ""  # unique per transition: customer/journey/enrollment/visit[/what]
 
 
 @dataclass
@@ -278,7 +279,7 @@ class _Stepper:
             PendingTimer(index=i, label=t.label, due_at=self.now + timedelta(seconds=t.seconds))
             for i, t in enumerate(spec.after)
         ]
-        self._log(run, source, target, cause)
+        self._log(run, source, target, cause, "")
         self._act(run, definition, spec.enter, event, f"enter:{target}")
         if spec.final:
             run.status = "completed"
@@ -287,13 +288,14 @@ class _Stepper:
     def _exit(self, run: Run, cause: str) -> None:
         run.status = "exited"
         run.timers = []
-        self._log(run, run.state, "exited", cause)
+        self._log(run, run.state, "exited", cause, "/exit")
 
-    def _log(self, run: Run, source: str | None, target: str, cause: str) -> None:
+    def _log(self, run: Run, source: str | None, target: str, cause: str, suffix: str) -> None:
         run.history.append(Transition(at=self.now, from_state=source, to_state=target, cause=cause))
         del run.history[:-MAX_HISTORY]
+        key = f"{self.state.customer.id}/{run.journey}/{run.enrollment}/{run.visit}{suffix}"
         self.transitions.append(TransitionRecord(run.journey, run.version, source, target,
-                                                 cause, self.now))
+                                                 cause, self.now, key))
 
     # --- rules ----------------------------------------------------------------------------
 
@@ -433,7 +435,8 @@ class _Stepper:
             source, old_version = run.state, run.version
             run.version, run.state, run.context = new.version, target, context
             del old
-            self._log(run, source, target, f"upgrade v{old_version}->v{new.version}")
+            self._log(run, source, target, f"upgrade v{old_version}->v{new.version}",
+                      f"/upgrade-v{new.version}")
             if spec.final:
                 run.status = "completed"
                 run.timers = []

@@ -1,0 +1,42 @@
+"""What the Temporal UI shows for a customer: a markdown summary of every journey."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from .catalog import Catalog
+from .model import CustomerState
+
+
+def _when(at: datetime) -> str:
+    return at.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def markdown(state: CustomerState, catalog: Catalog | None = None) -> str:
+    """Per journey: state, since when, context, next timer, last transitions and why."""
+    out = [f"### Customer `{state.customer.id}`"]
+    if not state.runs:
+        out.append("Not in any journey yet.")
+    for name, run in sorted(state.runs.items()):
+        status = "" if run.status == "active" else f" ({run.status})"
+        out.append(f"\n**{name}** v{run.version}: `{run.state}`{status} since {_when(run.entered_at)}")
+        if run.context:
+            out.append(f"- context: `{json.dumps(run.context, sort_keys=True)}`")
+        if run.timers:
+            nxt = min(run.timers, key=lambda t: t.due_at)
+            target = ""
+            if catalog is not None:
+                try:
+                    spec = catalog.get(name, run.version).states[run.state].after[nxt.index]
+                    gotos = [r.goto for r in spec.rules if r.goto]
+                    target = f" → `{gotos[0]}`" if gotos else ""
+                except (KeyError, IndexError, Exception):
+                    target = ""
+            out.append(f"- next: after {nxt.label}{target} at {_when(nxt.due_at)}")
+        for t in reversed(run.history[-3:]):
+            out.append(f"- {_when(t.at)}: {t.from_state or '∅'} → {t.to_state} ({t.cause})")
+    if state.problems:
+        p = state.problems[-1]
+        out.append(f"\n⚠ last problem ({_when(p.at)}, {p.journey}/{p.state}): {p.message}")
+    return "\n".join(out)

@@ -1,0 +1,71 @@
+"""Talking to customer workflows from outside: send events, read state, move, upgrade."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.client import Client, WorkflowHandle
+
+from engine import CustomerState
+from engine.identity import workflow_id
+from engine.model import Event
+from workflows.customer import CustomerWorkflow
+from workflows.io import (
+    QUERY_STATE,
+    SIGNAL_CATALOG,
+    SIGNAL_EVENTS,
+    UPDATE_MOVE,
+    CatalogChanged,
+    CustomerInput,
+    CustomerPatch,
+    EventsSignal,
+    MoveRequest,
+    MoveResult,
+)
+
+
+async def send_events(
+    client: Client,
+    customer_id: str,
+    events: list[Event],
+    *,
+    task_queue: str,
+    catalog_seq: int,
+    customer: CustomerPatch | None = None,
+    search_attributes: bool = True,
+) -> WorkflowHandle[CustomerWorkflow, None]:
+    """Signal-with-start: the customer's first event creates their workflow."""
+    return await client.start_workflow(
+        CustomerWorkflow.run,
+        CustomerInput(customer_id=customer_id, catalog_seq=catalog_seq,
+                      search_attributes=search_attributes),
+        id=workflow_id(customer_id),
+        task_queue=task_queue,
+        start_signal=SIGNAL_EVENTS,
+        start_signal_args=[EventsSignal(events=events, catalog_seq=catalog_seq, customer=customer)],
+        static_summary=f"customer {customer_id}",
+        run_timeout=None,
+        task_timeout=timedelta(seconds=10),
+    )
+
+
+def handle(client: Client, customer_id: str) -> WorkflowHandle[CustomerWorkflow, None]:
+    return client.get_workflow_handle_for(CustomerWorkflow.run, workflow_id(customer_id))
+
+
+async def state(client: Client, customer_id: str) -> CustomerState:
+    result: CustomerState = await handle(client, customer_id).query(
+        QUERY_STATE, result_type=CustomerState)
+    return result
+
+
+async def move(client: Client, customer_id: str, journey: str, to_state: str,
+               reason: str) -> MoveResult:
+    result: MoveResult = await handle(client, customer_id).execute_update(
+        UPDATE_MOVE, MoveRequest(journey=journey, state=to_state, reason=reason),
+        result_type=MoveResult)
+    return result
+
+
+async def notify_catalog(client: Client, customer_id: str, seq: int) -> None:
+    await handle(client, customer_id).signal(SIGNAL_CATALOG, CatalogChanged(seq=seq))

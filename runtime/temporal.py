@@ -1,0 +1,77 @@
+"""Connecting to Temporal, with the pydantic data converter and retries while it is down."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from temporalio.client import Client, TLSConfig
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError, RPCStatusCode
+
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def connect(settings: Settings) -> Client:
+    """One connection attempt; raises when Temporal is unreachable."""
+    tls: TLSConfig | bool = settings.temporal_tls
+    if settings.temporal_tls_cert and settings.temporal_tls_key:
+        tls = TLSConfig(client_cert=settings.temporal_tls_cert.read_bytes(),
+                        client_private_key=settings.temporal_tls_key.read_bytes())
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+        tls=tls,
+        api_key=settings.temporal_api_key,
+    )
+
+
+async def connect_with_retry(settings: Settings, *, max_wait: float | None = None) -> Client:
+    """Connect, retrying with backoff (1 s doubling to 30 s) while Temporal is not up.
+    ``max_wait`` bounds the total wait (None: forever, as a worker should)."""
+    delay, waited = 1.0, 0.0
+    while True:
+        try:
+            return await connect(settings)
+        except (RuntimeError, RPCError, OSError) as exc:
+            if max_wait is not None and waited >= max_wait:
+                raise
+            log.warning("Temporal at %s is not reachable (%s); retrying in %.0fs",
+                        settings.temporal_address, exc, delay)
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 30.0)
+
+
+SEARCH_ATTRIBUTES = {"CustomerId": "KEYWORD", "Journeys": "KEYWORD_LIST",
+                     "JourneyVersions": "KEYWORD_LIST"}
+
+
+async def register_search_attributes(client: Client, namespace: str) -> list[str]:
+    """Create the custom search attributes the admin views rely on; return those added.
+    On Temporal Cloud, create them in the namespace settings instead (same names/types)."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import (
+        AddSearchAttributesRequest,
+        ListSearchAttributesRequest,
+    )
+
+    try:
+        existing = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace))
+        have = set(existing.custom_attributes)
+    except RPCError as exc:  # the time-skipping test server can add but not list
+        if exc.status != RPCStatusCode.UNIMPLEMENTED:
+            raise
+        have = set()
+    missing = {
+        name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{kind}")
+        for name, kind in SEARCH_ATTRIBUTES.items() if name not in have
+    }
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing))
+    return sorted(missing)

@@ -1,0 +1,38 @@
+"""Configuration, read once from the environment (and ``.data/stack.env`` written by
+``make run``, so CLI commands find the running development stack).
+
+Workflows never import this module: they receive everything they need as input."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DATA_DIR = Path(".data")
+STACK_ENV = DATA_DIR / "stack.env"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=STACK_ENV, extra="ignore")
+
+    temporal_address: str = Field("localhost:7233", alias="TEMPORAL_ADDRESS")
+    temporal_namespace: str = Field("default", alias="TEMPORAL_NAMESPACE")
+    temporal_tls: bool = Field(False, alias="TEMPORAL_TLS")
+    temporal_tls_cert: Path | None = Field(None, alias="TEMPORAL_TLS_CERT")
+    temporal_tls_key: Path | None = Field(None, alias="TEMPORAL_TLS_KEY")
+    temporal_api_key: str | None = Field(None, alias="TEMPORAL_API_KEY")
+    task_queue: str = Field("journeys", alias="JOURNEYS_TASK_QUEUE")
+    database_url: str | None = Field(None, alias="DATABASE_URL")
+    data_dir: Path = Field(DATA_DIR, alias="JOURNEYS_DATA_DIR")
+    rules_dir: Path = Field(Path("rules"), alias="JOURNEYS_RULES")
+    templates_dir: Path = Field(Path("templates"), alias="JOURNEYS_TEMPLATES")
+    max_cached_workflows: int = Field(10_000, alias="JOURNEYS_MAX_CACHED_WORKFLOWS")
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings; tests call ``get_settings.cache_clear()`` after patching env."""
+    return Settings()

@@ -1,0 +1,140 @@
+"""Published journey versions and catalogs in PostgreSQL.
+
+Publishing is idempotent: a journey whose content (digest) was seen before keeps its
+version; a changed one gets the next version; a new catalog row is written only when the
+set of latest versions (or a floor) changes. Customers in flight keep the version they
+were enrolled with until ``journeys upgrade`` raises the journey's floor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from engine import Catalog, Journey, JourneyValidationError, Problem
+from engine._yaml import parse
+
+_LOCK = 0x4A6F7572  # serialises publishers
+
+
+async def head(conn: AsyncConnection[Any]) -> tuple[int, dict[str, int], dict[str, int]]:
+    """``(seq, latest, floor)`` of the current catalog; ``(0, {}, {})`` before any publish."""
+    cur = await conn.execute("SELECT seq, latest, floor FROM catalogs ORDER BY seq DESC LIMIT 1")
+    row = await cur.fetchone()
+    return (row[0], row[1], row[2]) if row else (0, {}, {})
+
+
+async def publish(conn: AsyncConnection[Any], journeys: list[Journey], *,
+                  reason: str = "publish") -> int:
+    """Store new versions of ``journeys`` and make them current; return the catalog seq."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+        seq, latest, floor = await head(conn)
+        new_latest: dict[str, int] = {}
+        for j in journeys:
+            cur = await conn.execute(
+                "SELECT version FROM journey_versions WHERE journey = %s AND digest = %s",
+                (j.journey, j.digest),
+            )
+            row = await cur.fetchone()
+            if row:
+                version = row[0]
+            else:
+                cur = await conn.execute(
+                    "SELECT coalesce(max(version), 0) + 1 FROM journey_versions WHERE journey = %s",
+                    (j.journey,),
+                )
+                version = (await cur.fetchone() or (1,))[0]
+                body = j.model_copy(update={"version": version}).model_dump(mode="json")
+                await conn.execute(
+                    "INSERT INTO journey_versions (journey, version, digest, definition, source)"
+                    " VALUES (%s, %s, %s, %s, %s)",
+                    (j.journey, version, j.digest, Jsonb(body), j.source),
+                )
+            new_latest[j.journey] = version
+        new_floor = {k: v for k, v in floor.items() if k in new_latest}
+        if seq and new_latest == latest and new_floor == floor:
+            return seq
+        return await _insert(conn, new_latest, new_floor, reason)
+
+
+async def _insert(conn: AsyncConnection[Any], latest: dict[str, int], floor: dict[str, int],
+                  reason: str) -> int:
+    cur = await conn.execute(
+        "INSERT INTO catalogs (latest, floor, reason) VALUES (%s, %s, %s) RETURNING seq",
+        (Jsonb(latest), Jsonb(floor), reason),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+async def load(conn: AsyncConnection[Any], *, extra: list[str] | None = None) -> Catalog:
+    """The current catalog with the definitions of its latest versions and of ``extra``
+    keys (``name@version``) that in-flight customers are on."""
+    seq, latest, floor = await head(conn)
+    wanted = {Catalog.key(n, v) for n, v in latest.items()} | set(extra or ())
+    pairs = [k.rsplit("@", 1) for k in wanted]
+    versions: dict[str, Journey] = {}
+    if pairs:
+        cur = await conn.execute(
+            "SELECT journey, version, definition FROM journey_versions"
+            " WHERE (journey, version) IN (SELECT * FROM unnest(%s::text[], %s::int[]))",
+            ([p[0] for p in pairs], [int(p[1]) for p in pairs]),
+        )
+        for name, version, body in await cur.fetchall():
+            versions[Catalog.key(name, version)] = Journey.model_validate(body)
+    return Catalog(seq=seq, latest=latest, floor=floor, versions=versions)
+
+
+async def versions_of(conn: AsyncConnection[Any], journey: str) -> list[Journey]:
+    cur = await conn.execute(
+        "SELECT definition FROM journey_versions WHERE journey = %s ORDER BY version", (journey,)
+    )
+    return [Journey.model_validate(row[0]) for row in await cur.fetchall()]
+
+
+def migration_problems(old: list[Journey], new: Journey) -> list[Problem]:
+    """States of older versions that ``new`` neither has nor maps under ``migrate:``."""
+    problems: list[Problem] = []
+    doc = None
+    if new.source:
+        from pathlib import Path
+
+        doc, _ = parse(Path(new.source), new.source)
+    for version in old:
+        for state in version.states:
+            if state in new.states or state in new.migrate:
+                continue
+            message = (f"state '{state}' of v{version.version} is gone in this version; map it "
+                       f"under migrate: (e.g. '{state}: {new.start}') so customers in it can "
+                       "be upgraded")
+            if doc is not None:
+                loc = ("migrate",) if "migrate" in (doc.data or {}) else ("states",)
+                problems.append(doc.problem(loc, message, key=True))
+            else:
+                problems.append(Problem(new.source or new.journey, 1, 1, "migrate", message))
+    return problems
+
+
+async def raise_floor(conn: AsyncConnection[Any], journey: str) -> tuple[int, int]:
+    """Make every customer of ``journey`` move to its latest version at their next step.
+    Returns ``(catalog seq, latest version)``; raises JourneyValidationError when an older
+    version has states the latest one does not map."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+        seq, latest, floor = await head(conn)
+        if journey not in latest:
+            raise JourneyValidationError([Problem("rules", 1, 1, "", f"journey '{journey}' is not "
+                                         f"published; journeys: {', '.join(sorted(latest))}")])
+        versions = await versions_of(conn, journey)
+        newest = next(v for v in versions if v.version == latest[journey])
+        problems = migration_problems([v for v in versions if v.version < newest.version], newest)
+        if problems:
+            raise JourneyValidationError(problems)
+        if floor.get(journey) == newest.version:
+            return seq, newest.version
+        new_seq = await _insert(conn, latest, {**floor, journey: newest.version},
+                                f"upgrade {journey} to v{newest.version}")
+        return new_seq, newest.version

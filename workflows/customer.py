@@ -1,0 +1,236 @@
+"""One long-lived workflow per customer runs every journey they are in.
+
+The workflow is a shell: it feeds events, timers and admin moves to the pure interpreter in
+``engine.machine`` and carries out what it returns (activities, search attributes, the
+markdown shown in the Temporal UI). History stays bounded by continue-as-new, which
+carries the state, the pending timers' deadlines (inside the state) and the dedupe window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from engine import Catalog, CustomerState, MoveError, Step, machine
+    from engine.actions import ACTIONS
+    from engine.details import markdown
+    from engine.model import Customer, Problem
+    from workflows.io import (
+        QUERY_STATE,
+        SIGNAL_CATALOG,
+        SIGNAL_EVENTS,
+        UPDATE_MOVE,
+        ActionInput,
+        ActionResult,
+        CatalogChanged,
+        CustomerInput,
+        EventsSignal,
+        LoadCatalogInput,
+        MoveRequest,
+        MoveResult,
+        RecordTransitionsInput,
+        TransitionRow,
+    )
+
+CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
+JOURNEYS = SearchAttributeKey.for_keyword_list("Journeys")
+JOURNEY_VERSIONS = SearchAttributeKey.for_keyword_list("JourneyVersions")
+MAX_STEPS_PER_RUN = 500
+ACTION_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=0,  # transient failures retry until they succeed
+    non_retryable_error_types=["ActionConfigError"],
+)
+STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+
+
+@workflow.defn(name="CustomerWorkflow")
+class CustomerWorkflow:
+    @workflow.init
+    def __init__(self, input: CustomerInput) -> None:
+        self._state = input.state or CustomerState(customer=Customer(id=input.customer_id))
+        self._inbox: deque[EventsSignal] = deque(input.pending)
+        self._wanted_seq = input.catalog_seq
+        self._catalog: Catalog | None = None
+        self._lock = asyncio.Lock()
+        self._steps = 0
+        self._use_attributes = input.search_attributes
+        self._shown: tuple[list[str], list[str]] | None = None
+        self._timer: asyncio.Task[None] | None = None
+        self._timer_due = None
+
+    # --- messages -------------------------------------------------------------------------
+
+    @workflow.signal(name=SIGNAL_EVENTS)
+    def events(self, signal: EventsSignal) -> None:
+        self._inbox.append(signal)
+
+    @workflow.signal(name=SIGNAL_CATALOG)
+    def catalog_changed(self, signal: CatalogChanged) -> None:
+        self._wanted_seq = max(self._wanted_seq, signal.seq)
+
+    @workflow.query(name=QUERY_STATE)
+    def state(self) -> CustomerState:
+        return self._state
+
+    @workflow.update(name=UPDATE_MOVE)
+    async def move(self, request: MoveRequest) -> MoveResult:
+        async with self._lock:
+            await self._ensure_catalog()
+            assert self._catalog is not None
+            step = machine.move(self._catalog, self._state, request.journey, request.state,
+                                request.reason, workflow.now())
+            await self._carry_out(step)
+        run = self._state.runs[request.journey]
+        return MoveResult(journey=request.journey, state=run.state, version=run.version)
+
+    @move.validator
+    def _validate_move(self, request: MoveRequest) -> None:
+        if self._catalog is None:
+            return  # checked again by the handler once the catalog is loaded
+        try:
+            machine.move(self._catalog, self._state, request.journey, request.state,
+                         request.reason, workflow.now())
+        except MoveError as exc:
+            raise ValueError(str(exc)) from None
+
+    # --- main loop ------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: CustomerInput) -> None:
+        if self._use_attributes:
+            workflow.upsert_search_attributes([CUSTOMER_ID.value_set(input.customer_id)])
+        while True:
+            async with self._lock:
+                await self._ensure_catalog()
+                await self._fire_timers()
+                while self._inbox:
+                    await self._apply(self._inbox.popleft())
+                    await self._fire_timers()
+                self._publish()
+            if self._should_continue_as_new():
+                break
+            self._arm_timer()
+            await workflow.wait_condition(
+                lambda: bool(self._inbox) or self._timer_fired() or self._catalog_stale()
+                or self._should_continue_as_new()
+            )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(CustomerInput(
+            customer_id=input.customer_id, state=self._state, pending=list(self._inbox),
+            catalog_seq=max(self._wanted_seq, self._catalog.seq if self._catalog else 0),
+            search_attributes=self._use_attributes,
+        ))
+
+    def _should_continue_as_new(self) -> bool:
+        return self._steps >= MAX_STEPS_PER_RUN or workflow.info().is_continue_as_new_suggested()
+
+    def _catalog_stale(self) -> bool:
+        return self._catalog is not None and self._wanted_seq > self._catalog.seq
+
+    def _timer_fired(self) -> bool:
+        return self._timer is not None and self._timer.done()
+
+    def _arm_timer(self) -> None:
+        """One durable timer for the earliest deadline; re-armed only when it changes, so
+        events that do not move deadlines add no timer commands to history."""
+        due = machine.next_due(self._state)
+        if due == self._timer_due and self._timer is not None and not self._timer.done():
+            return
+        if self._timer is not None and not self._timer.done():
+            self._timer.cancel()
+        self._timer, self._timer_due = None, due
+        if due is not None:
+            delay = max((due - workflow.now()).total_seconds(), 0.001)
+            self._timer = asyncio.ensure_future(workflow.sleep(delay, summary=f"next timer {due:%Y-%m-%d %H:%M}"))
+
+    async def _ensure_catalog(self) -> None:
+        if self._catalog is not None and not self._catalog_stale():
+            return
+        versions = sorted({Catalog.key(r.journey, r.version) for r in self._state.runs.values()})
+        self._catalog = await workflow.execute_local_activity(
+            "load_catalog", LoadCatalogInput(versions=versions), result_type=Catalog,
+            start_to_close_timeout=timedelta(seconds=30), retry_policy=STORE_RETRY,
+            summary="load journey definitions",
+        )
+        if self._catalog.seq >= self._wanted_seq:
+            self._wanted_seq = self._catalog.seq
+        await self._carry_out(machine.upgrade(self._catalog, self._state, workflow.now()))
+
+    async def _fire_timers(self) -> None:
+        assert self._catalog is not None
+        due = machine.next_due(self._state)
+        if due is not None and due <= workflow.now():
+            await self._carry_out(machine.fire_timers(self._catalog, self._state, workflow.now()))
+
+    async def _apply(self, signal: EventsSignal) -> None:
+        if signal.catalog_seq > self._wanted_seq:
+            self._wanted_seq = signal.catalog_seq
+            await self._ensure_catalog()
+        assert self._catalog is not None
+        if signal.customer is not None:
+            self._patch_customer(signal)
+        for event in signal.events:
+            await self._carry_out(machine.handle_event(self._catalog, self._state, event,
+                                                       workflow.now()))
+
+    def _patch_customer(self, signal: EventsSignal) -> None:
+        patch = signal.customer
+        assert patch is not None
+        customer = self._state.customer
+        update = {k: v for k, v in (("tier", patch.tier), ("segment", patch.segment)) if v}
+        if patch.traits is not None:
+            update["traits"] = {**customer.traits, **patch.traits}
+        self._state.customer = customer.model_copy(update=update)
+
+    async def _carry_out(self, step: Step) -> None:
+        self._state = step.state
+        if step.duplicate:
+            return
+        self._steps += 1
+        for command in step.actions:
+            activity = ACTIONS[command.kind].activity
+            assert activity is not None
+            try:
+                await workflow.execute_activity(
+                    activity, ActionInput(customer_id=self._state.customer.id, command=command),
+                    result_type=ActionResult, start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=ACTION_RETRY, summary=command.summary,
+                )
+            except ActivityError as exc:
+                cause = exc.cause or exc
+                self._state.problems.append(Problem(
+                    at=workflow.now(), journey=command.journey, state=command.state,
+                    message=f"{command.summary} failed: {cause}"))
+                del self._state.problems[:-20]
+                workflow.logger.error("action failed for good: %s: %s", command.summary, cause)
+        if step.transitions:
+            rows = [TransitionRow(key=t.key, journey=t.journey, version=t.version,
+                                  from_state=t.from_state, to_state=t.to_state, cause=t.cause,
+                                  at=t.at) for t in step.transitions]
+            await workflow.execute_activity(
+                "record_transitions",
+                RecordTransitionsInput(customer_id=self._state.customer.id, transitions=rows),
+                result_type=int, start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=STORE_RETRY, summary=f"log {len(rows)} transition(s)",
+            )
+
+    def _publish(self) -> None:
+        """Search attributes and UI details, when they changed."""
+        journeys = machine.journeys_attribute(self._state)
+        versions = sorted(f"{n}@{r.version}" for n, r in self._state.runs.items()
+                          if r.status == "active")
+        if self._use_attributes and self._shown != (journeys, versions):
+            workflow.upsert_search_attributes([
+                JOURNEYS.value_set(journeys), JOURNEY_VERSIONS.value_set(versions),
+            ])
+        self._shown = (journeys, versions)
+        workflow.set_current_details(markdown(self._state, self._catalog))

@@ -1,0 +1,85 @@
+"""Inputs and outputs of the workflow, its signals, updates and activities: one model
+each, so fields can be added compatibly."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from engine.model import ActionCommand, CustomerState, Event
+
+SIGNAL_EVENTS = "events"
+SIGNAL_CATALOG = "catalog_changed"
+QUERY_STATE = "state"
+UPDATE_MOVE = "move"
+
+
+class CustomerPatch(BaseModel):
+    """What the sender knows of the customer now (traits already without contact details)."""
+
+    traits: dict[str, Any] | None = None
+    tier: str | None = None
+    segment: str | None = None
+
+
+class EventsSignal(BaseModel):
+    """One or more events of one customer: a batch costs one signal, not several."""
+
+    events: list[Event] = Field(default_factory=list)
+    catalog_seq: int = 0
+    customer: CustomerPatch | None = None
+
+
+class CatalogChanged(BaseModel):
+    seq: int
+
+
+class CustomerInput(BaseModel):
+    customer_id: str
+    state: CustomerState | None = None
+    pending: list[EventsSignal] = Field(default_factory=list)
+    catalog_seq: int = 0
+    search_attributes: bool = True
+
+
+class MoveRequest(BaseModel):
+    journey: str
+    state: str
+    reason: str
+
+
+class MoveResult(BaseModel):
+    journey: str
+    state: str
+    version: int
+
+
+class LoadCatalogInput(BaseModel):
+    versions: list[str] = Field(default_factory=list)
+
+
+class ActionInput(BaseModel):
+    customer_id: str
+    command: ActionCommand
+
+
+class ActionResult(BaseModel):
+    status: str  # done | already_done
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class TransitionRow(BaseModel):
+    key: str
+    journey: str
+    version: int
+    from_state: str | None
+    to_state: str
+    cause: str
+    at: datetime
+
+
+class RecordTransitionsInput(BaseModel):
+    customer_id: str
+    transitions: list[TransitionRow]
