@@ -12,8 +12,11 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
+from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -38,7 +41,16 @@ def sandbox_runner() -> SandboxedWorkflowRunner:
     )
 
 
-def build_worker(client, settings: Settings, activities: list, *, task_queue: str | None = None) -> Worker:  # type: ignore[no-untyped-def]
+def build_worker(
+    client: Client,
+    settings: Settings,
+    activities: list[Callable[..., Any]],
+    *,
+    task_queue: str | None = None,
+    sticky_timeout: timedelta = timedelta(seconds=120),
+) -> Worker:
+    """The worker for customer workflows. A long sticky timeout keeps throughput under a
+    backlog (shared/TEMPORAL-PERF.md); tests that restart workers pass a short one."""
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -47,7 +59,7 @@ def build_worker(client, settings: Settings, activities: list, *, task_queue: st
         workflow_runner=sandbox_runner(),
         max_cached_workflows=settings.max_cached_workflows,
         max_concurrent_workflow_task_polls=20,
-        sticky_queue_schedule_to_start_timeout=timedelta(seconds=120),
+        sticky_queue_schedule_to_start_timeout=sticky_timeout,
     )
 
 

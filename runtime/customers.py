@@ -33,12 +33,13 @@ async def send_events(
     catalog_seq: int,
     customer: CustomerPatch | None = None,
     search_attributes: bool = True,
+    max_steps_per_run: int = 500,
 ) -> WorkflowHandle[CustomerWorkflow, None]:
     """Signal-with-start: the customer's first event creates their workflow."""
     return await client.start_workflow(
         CustomerWorkflow.run,
         CustomerInput(customer_id=customer_id, catalog_seq=catalog_seq,
-                      search_attributes=search_attributes),
+                      search_attributes=search_attributes, max_steps_per_run=max_steps_per_run),
         id=workflow_id(customer_id),
         task_queue=task_queue,
         start_signal=SIGNAL_EVENTS,

@@ -11,6 +11,7 @@ import sysconfig
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -86,9 +87,11 @@ async def db(db_url: str) -> AsyncIterator:
     await p.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
-    """The time-skipping test server: timers of 30 days take milliseconds."""
+    """The time-skipping test server: timers of 30 days take milliseconds. One per test:
+    the server skips time only while no workflow task is pending, and a previous test's
+    workflows (their worker gone) would hold it still."""
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=pydantic_data_converter,
         test_server_existing_path=tool("temporal-test-server"),
@@ -115,7 +118,8 @@ async def running_worker(client: Client, db, task_queue: str) -> AsyncIterator[N
 
     journeys = JourneyActivities(db)
     activities = [*ActionActivities(db).all(), journeys.load_catalog, journeys.record_transitions]
-    worker = build_worker(client, Settings(), activities, task_queue=task_queue)
+    worker = build_worker(client, Settings(), activities, task_queue=task_queue,
+                          sticky_timeout=timedelta(seconds=1))
     async with worker:
         yield
 

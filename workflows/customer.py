@@ -41,7 +41,6 @@ with workflow.unsafe.imports_passed_through():
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 JOURNEYS = SearchAttributeKey.for_keyword_list("Journeys")
 JOURNEY_VERSIONS = SearchAttributeKey.for_keyword_list("JourneyVersions")
-MAX_STEPS_PER_RUN = 500
 ACTION_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -63,6 +62,7 @@ class CustomerWorkflow:
         self._lock = asyncio.Lock()
         self._steps = 0
         self._use_attributes = input.search_attributes
+        self._max_steps = input.max_steps_per_run
         self._shown: tuple[list[str], list[str]] | None = None
         self._timer: asyncio.Task[None] | None = None
         self._timer_due = None
@@ -127,11 +127,11 @@ class CustomerWorkflow:
         workflow.continue_as_new(CustomerInput(
             customer_id=input.customer_id, state=self._state, pending=list(self._inbox),
             catalog_seq=max(self._wanted_seq, self._catalog.seq if self._catalog else 0),
-            search_attributes=self._use_attributes,
+            search_attributes=self._use_attributes, max_steps_per_run=self._max_steps,
         ))
 
     def _should_continue_as_new(self) -> bool:
-        return self._steps >= MAX_STEPS_PER_RUN or workflow.info().is_continue_as_new_suggested()
+        return self._steps >= self._max_steps or workflow.info().is_continue_as_new_suggested()
 
     def _catalog_stale(self) -> bool:
         return self._catalog is not None and self._wanted_seq > self._catalog.seq

@@ -42,6 +42,7 @@ class CustomerInput(BaseModel):
     pending: list[EventsSignal] = Field(default_factory=list)
     catalog_seq: int = 0
     search_attributes: bool = True
+    max_steps_per_run: int = 500  # continue-as-new after this many steps (or when suggested)
 
 
 class MoveRequest(BaseModel):
