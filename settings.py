@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     rules_dir: Path = Field(Path("rules"), alias="JOURNEYS_RULES")
     templates_dir: Path = Field(Path("templates"), alias="JOURNEYS_TEMPLATES")
     max_cached_workflows: int = Field(10_000, alias="JOURNEYS_MAX_CACHED_WORKFLOWS")
+    # How long a customer's next task waits for the worker that has it cached before any
+    # worker may take it: long keeps throughput under a backlog, short recovers faster
+    # from a crashed worker (shared/TEMPORAL-PERF.md).
+    sticky_timeout_seconds: float = Field(120.0, alias="JOURNEYS_STICKY_TIMEOUT_SECONDS", gt=0)
 
 
 @functools.cache

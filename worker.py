@@ -47,7 +47,7 @@ def build_worker(
     activities: list[Callable[..., Any]],
     *,
     task_queue: str | None = None,
-    sticky_timeout: timedelta = timedelta(seconds=120),
+    sticky_timeout: timedelta | None = None,
 ) -> Worker:
     """The worker for customer workflows. A long sticky timeout keeps throughput under a
     backlog (shared/TEMPORAL-PERF.md); tests that restart workers pass a short one."""
@@ -59,7 +59,8 @@ def build_worker(
         workflow_runner=sandbox_runner(),
         max_cached_workflows=settings.max_cached_workflows,
         max_concurrent_workflow_task_polls=20,
-        sticky_queue_schedule_to_start_timeout=sticky_timeout,
+        sticky_queue_schedule_to_start_timeout=sticky_timeout
+        or timedelta(seconds=settings.sticky_timeout_seconds),
     )
 
 

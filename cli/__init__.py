@@ -7,11 +7,12 @@ Exit codes: 0 success, 1 a user error (bad journey file, bad input, unknown cust
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .commands import COMMANDS, UserError
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -23,7 +24,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: list[str] | None = None) -> int:
+    """Run one command and return its exit code (for tests and embedding)."""
     args = parser().parse_args(argv)
     try:
         return int(COMMANDS[args.command][2](args) or 0)
@@ -32,3 +34,13 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def main() -> int:
+    """The ``journeys`` entry point. It leaves with ``os._exit``: the Temporal client's
+    native threads can abort a normal interpreter shutdown ("PyGILState_Release ...
+    finalizing") after the work is done, which would turn a success into a crash."""
+    code = run()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

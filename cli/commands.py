@@ -281,6 +281,9 @@ async def _connect(*, need_db: bool = True) -> tuple[Any, Any, int]:
                 seq, _, _ = await store.head(conn)
         except psycopg.OperationalError as exc:
             raise UserError(f"cannot reach PostgreSQL ({str(exc).strip()})") from None
+        except psycopg.errors.UndefinedTable:
+            raise UserError("the database has no Journeys schema yet: start the worker "
+                            "('make run' or 'python worker.py') once to create it") from None
     return settings, client, seq
 
 

@@ -64,6 +64,7 @@ def main() -> int:
             (data / "stack.env").write_text(
                 "".join(f"{k}={v}\n" for k, v in env.items() if k in
                         ("TEMPORAL_ADDRESS", "DATABASE_URL", "JOURNEYS_TASK_QUEUE")))
+            stack.prepare_database()
             worker = stack.start_worker()
             print(f"""
 Journeys is running with {len(journeys)} journey(s): {', '.join(j.journey for j in journeys)}

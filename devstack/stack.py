@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,8 +72,10 @@ class Stack:
     rules_dir: Path = ROOT / "rules"
     templates_dir: Path = ROOT / "templates"
     task_queue: str = "journeys"
+    extra_env: dict[str, str] = field(default_factory=dict)
     log_dir: Path | None = None
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _files: list[IO[bytes]] = field(default_factory=list)
 
     def env(self) -> dict[str, str]:
         return {
@@ -81,13 +84,16 @@ class Stack:
             "JOURNEYS_TASK_QUEUE": self.task_queue,
             "JOURNEYS_RULES": str(self.rules_dir),
             "JOURNEYS_TEMPLATES": str(self.templates_dir),
+            **self.extra_env,
         }
 
-    def _log(self, name: str) -> int | object:
+    def _log(self, name: str) -> int | IO[bytes]:
         if self.log_dir is None:
             return subprocess.DEVNULL
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        return open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115  closed with the process
+        f = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115  closed in stop()
+        self._files.append(f)
+        return f
 
     def start_temporal(self) -> None:
         if self.temporal_address:
@@ -107,7 +113,7 @@ class Stack:
         ]
         for attr in SEARCH_ATTRIBUTES:
             cmd += ["--search-attribute", attr]
-        proc = subprocess.Popen(cmd, stdout=self._log("temporal"), stderr=subprocess.STDOUT)  # type: ignore[arg-type]
+        proc = subprocess.Popen(cmd, stdout=self._log("temporal"), stderr=subprocess.STDOUT)
         self.procs.append(proc)
         wait_for_port("127.0.0.1", self.temporal_port, timeout=60, what="the Temporal dev server",
                       proc=proc)
@@ -123,10 +129,21 @@ class Stack:
         self._pg = server
         self.database_url = server.get_uri()
 
+    def prepare_database(self) -> int:
+        """Migrate the schema and publish rules/ before anyone sends events; the worker
+        does the same on start, idempotently."""
+        import asyncio
+
+        from settings import Settings
+        from worker import prepare_database
+
+        settings = Settings.model_validate(self.env())
+        return asyncio.run(prepare_database(settings))
+
     def start_worker(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, **self.env(), "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, cwd=ROOT,
-                                stdout=self._log("worker"), stderr=subprocess.STDOUT)  # type: ignore[arg-type]
+                                stdout=self._log("worker"), stderr=subprocess.STDOUT)
         self.procs.append(proc)
         return proc
 
@@ -140,6 +157,9 @@ class Stack:
             except subprocess.TimeoutExpired:
                 proc.kill()
         self.procs.clear()
+        for f in self._files:
+            f.close()
+        self._files.clear()
         pg = getattr(self, "_pg", None)
         if pg is not None:
             with contextlib.suppress(Exception):

@@ -1,0 +1,152 @@
+"""End to end on the real Temporal dev server: the stack ``make run`` starts (dev server,
+embedded PostgreSQL, worker process), driven through the ``journeys`` CLI and the
+``temporal`` CLI, as an operator would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.stack import Stack, binary, free_port
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture
+def stack(tmp_path: Path, pg_server: str) -> Iterator[Stack]:
+    s = Stack(data_dir=tmp_path / "data", temporal_port=free_port(), ui_port=free_port(),
+              database_url=_fresh_db(pg_server), log_dir=tmp_path / "logs",
+              task_queue=f"e2e-{os.getpid()}-{tmp_path.name[-6:]}",
+              extra_env={"JOURNEYS_STICKY_TIMEOUT_SECONDS": "3"})
+    with s.running():
+        s.prepare_database()
+        yield s
+
+
+def _fresh_db(pg_server: str) -> str:
+    import uuid
+
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    name = f"journeys_e2e_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    params = conninfo_to_dict(pg_server)
+    params["dbname"] = name
+    return make_conninfo(**params)
+
+
+def cli(stack: Stack, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **stack.env()}
+    proc = subprocess.run([binary("journeys"), *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"journeys {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def show(stack: Stack, customer: str) -> dict:
+    return json.loads(cli(stack, "show", customer, "--json").stdout)
+
+
+def eventually(check, *, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except (AssertionError, json.JSONDecodeError, KeyError) as exc:
+            last = exc
+        time.sleep(0.3)
+    raise AssertionError(f"not true within {timeout}s: {last}")
+
+
+def temporal_list(stack: Stack, query: str) -> list[dict]:
+    out = subprocess.run(
+        [binary("temporal"), "workflow", "list", "--address", stack.env()["TEMPORAL_ADDRESS"],
+         "--query", query, "--output", "json"],
+        capture_output=True, text=True, timeout=30, check=True).stdout
+    return json.loads(out) if out.strip() else []
+
+
+def test_events_in_states_visible_in_cli_and_search(stack: Stack):
+    worker = stack.start_worker()
+    cli(stack, "send", "e2e-1", "Signed Up")
+    cli(stack, "send", "e2e-1", "Order Completed", "--prop", "revenue=6000", "--id", "order-1")
+    cli(stack, "send", "e2e-1", "Order Completed", "--prop", "revenue=6000", "--id", "order-1")
+    cli(stack, "send", "e2e-2", "Signed Up", "--trait", "email=a@b.example", "--trait", "plan=pro")
+
+    state = eventually(lambda: (s := show(stack, "e2e-1"))["runs"]["lifecycle"]["state"] == "vip"
+                       and s)
+    assert state["runs"]["lifecycle"]["context"] == {"orders": 1, "spent": 6000.0}  # once
+    other = eventually(lambda: show(stack, "e2e-2"))
+    assert other["customer"]["traits"] == {"plan": "pro"}  # contact details never reach history
+    text = cli(stack, "show", "e2e-1").stdout
+    assert "lifecycle v1: vip since" in text and "new → vip (event:order_completed)" in text
+
+    vips = eventually(lambda: temporal_list(stack, 'Journeys = "lifecycle:vip"'))
+    assert [w["execution"]["workflowId"] for w in vips] == ["customer-e2e-1"]
+    news = eventually(lambda: temporal_list(stack, 'Journeys = "lifecycle:new"'))
+    assert [w["execution"]["workflowId"] for w in news] == ["customer-e2e-2"]
+
+    moved = cli(stack, "move", "e2e-2", "lifecycle", "dormant", "--reason", "test")
+    assert "lifecycle:dormant" in moved.stdout
+    bad = cli(stack, "move", "e2e-2", "lifecycle", "nowhere", "--reason", "x", check=False)
+    assert bad.returncode == 1 and "no state 'nowhere'" in bad.stderr
+    missing = cli(stack, "show", "nobody", check=False)
+    assert missing.returncode == 1 and "no customer 'nobody'" in missing.stderr
+    assert worker.poll() is None
+
+
+def test_worker_killed_and_temporal_restarted_nothing_lost(stack: Stack):
+    worker = stack.start_worker()
+    cli(stack, "send", "e2e-k", "Signed Up")
+    eventually(lambda: show(stack, "e2e-k")["runs"]["lifecycle"]["state"] == "new")
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    # events sent while no worker runs wait in Temporal
+    cli(stack, "send", "e2e-k", "Order Completed", "--prop", "revenue=10", "--id", "k-1")
+    stack.procs.remove(worker)
+    stack.start_worker()
+    eventually(lambda: show(stack, "e2e-k")["runs"]["lifecycle"]["state"] == "active")
+    # restart Temporal itself under the worker: it reconnects and goes on
+    server = stack.procs[0]
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=30)
+    stack.procs.remove(server)
+    stack.start_temporal()
+    cli(stack, "send", "e2e-k", "Order Completed", "--prop", "revenue=10", "--id", "k-2")
+    st = eventually(lambda: (s := show(stack, "e2e-k"))["runs"]["lifecycle"]["context"]["orders"]
+                    == 2 and s, timeout=90)
+    assert st["runs"]["lifecycle"]["context"] == {"orders": 2, "spent": 20.0}
+
+
+def test_worker_waits_for_temporal_that_is_not_up_yet(tmp_path: Path, pg_server: str):
+    s = Stack(data_dir=tmp_path / "data", temporal_port=free_port(), ui_port=free_port(),
+              database_url=_fresh_db(pg_server), log_dir=tmp_path / "logs", task_queue="late")
+    s.data_dir.mkdir(parents=True)
+    try:
+        worker = s.start_worker()  # no Temporal yet
+        time.sleep(4)
+        assert worker.poll() is None, (tmp_path / "logs" / "worker.log").read_text()
+        log = (tmp_path / "logs" / "worker.log").read_text()
+        assert "not reachable" in log and "retrying" in log
+        s.start_temporal()
+        s.prepare_database()
+        cli(s, "send", "late-1", "Lead Created")
+        eventually(lambda: show(s, "late-1")["runs"]["lead_followup"]["state"] == "waiting",
+                   timeout=60)
+    finally:
+        s.stop()
