@@ -67,13 +67,17 @@ def build_worker(
 async def prepare_database(settings: Settings) -> int:
     """Migrate the schema and publish ``rules/``; return the current catalog seq."""
     if not settings.database_url:
-        raise SystemExit("DATABASE_URL is not set: start the stack with 'make run', or set "
-                         "DATABASE_URL=postgresql://user:pass@host/db")
+        raise SystemExit(
+            "DATABASE_URL is not set: start the stack with 'make run', or set "
+            "DATABASE_URL=postgresql://user:pass@host/db"
+        )
     journeys = load_rules(settings.rules_dir, settings.templates_dir)
     await migrate(settings.database_url)
     import psycopg
 
-    async with await psycopg.AsyncConnection.connect(settings.database_url, autocommit=True) as conn:
+    async with await psycopg.AsyncConnection.connect(
+        settings.database_url, autocommit=True
+    ) as conn:
         seq = await catalog_store.publish(conn, journeys, reason="worker start")
     log.info("published %d journey(s) as catalog %d", len(journeys), seq)
     return seq
@@ -92,8 +96,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         while not stop.is_set():
             client = await connect_with_retry(settings)
             worker = build_worker(client, settings, activities)
-            log.info("worker polling task queue %s on %s", settings.task_queue,
-                     settings.temporal_address)
+            log.info(
+                "worker polling task queue %s on %s", settings.task_queue, settings.temporal_address
+            )
             try:
                 async with worker:
                     await stop.wait()
@@ -106,7 +111,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     settings = get_settings()
     stop = asyncio.Event()
 

@@ -29,16 +29,26 @@ class ActionActivities:
     async def _record(self, data: ActionInput, kind: str) -> ActionResult:
         cmd = data.command
         if cmd.kind != kind:
-            raise ApplicationError(f"activity for '{kind}' got a '{cmd.kind}' action; the "
-                                   "worker and the workflow disagree on the action registry",
-                                   type=CONFIG_ERROR, non_retryable=True)
+            raise ApplicationError(
+                f"activity for '{kind}' got a '{cmd.kind}' action; the "
+                "worker and the workflow disagree on the action registry",
+                type=CONFIG_ERROR,
+                non_retryable=True,
+            )
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 "INSERT INTO action_log (idempotency_key, customer_id, journey, version, state,"
                 " action, args) VALUES (%s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key",
-                (cmd.idempotency_key, data.customer_id, cmd.journey, cmd.version, cmd.state,
-                 cmd.kind, Jsonb(cmd.args)),
+                (
+                    cmd.idempotency_key,
+                    data.customer_id,
+                    cmd.journey,
+                    cmd.version,
+                    cmd.state,
+                    cmd.kind,
+                    Jsonb(cmd.args),
+                ),
             )
             inserted = await cur.fetchone() is not None
         activity.logger.info("%s %s", "ran" if inserted else "already ran", cmd.summary)
@@ -72,8 +82,14 @@ class ActionActivities:
         """Every action activity; fails loudly if an action kind has no activity."""
         methods = {
             getattr(m, "__temporal_activity_definition").name: m
-            for m in (self.send_message, self.issue_offer, self.assign_account_manager,
-                      self.send_survey, self.create_task, self.tag_customer)
+            for m in (
+                self.send_message,
+                self.issue_offer,
+                self.assign_account_manager,
+                self.send_survey,
+                self.create_task,
+                self.tag_customer,
+            )
         }
         missing = [k for k, cls in ACTIONS.items() if cls.activity and cls.activity not in methods]
         if missing:

@@ -33,7 +33,18 @@ class JourneyActivities:
                 "INSERT INTO journey_transitions (key, customer_id, journey, version,"
                 " from_state, to_state, cause, at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (key) DO NOTHING",
-                [(t.key, data.customer_id, t.journey, t.version, t.from_state, t.to_state,
-                  t.cause, t.at) for t in data.transitions],
+                [
+                    (
+                        t.key,
+                        data.customer_id,
+                        t.journey,
+                        t.version,
+                        t.from_state,
+                        t.to_state,
+                        t.cause,
+                        t.at,
+                    )
+                    for t in data.transitions
+                ],
             )
         return len(data.transitions)

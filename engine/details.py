@@ -20,7 +20,9 @@ def markdown(state: CustomerState, catalog: Catalog | None = None) -> str:
         out.append("Not in any journey yet.")
     for name, run in sorted(state.runs.items()):
         status = "" if run.status == "active" else f" ({run.status})"
-        out.append(f"\n**{name}** v{run.version}: `{run.state}`{status} since {_when(run.entered_at)}")
+        out.append(
+            f"\n**{name}** v{run.version}: `{run.state}`{status} since {_when(run.entered_at)}"
+        )
         if run.context:
             out.append(f"- context: `{json.dumps(run.context, sort_keys=True)}`")
         if run.timers:

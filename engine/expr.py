@@ -36,11 +36,32 @@ MAX_COMPREHENSIONS = 2
 _MACROS = re.compile(r"\.\s*(all|exists_one|exists|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 _CTX_FIELD = re.compile(r"(?<![\w.])ctx\s*\.\s*([A-Za-z_]\w*)")
 _SYNTAX_POS = re.compile(r"<input>:(\d+):(\d+): (.*)")
-_CANDIDATE_FUNCTIONS = (
-    "size int uint double string bytes timestamp duration contains startsWith endsWith "
-    "matches type dyn getFullYear getMonth getDayOfWeek getDayOfMonth getDate getDayOfYear "
-    "getHours getMinutes getSeconds getMilliseconds"
-).split()
+_CANDIDATE_FUNCTIONS = [
+    "size",
+    "int",
+    "uint",
+    "double",
+    "string",
+    "bytes",
+    "timestamp",
+    "duration",
+    "contains",
+    "startsWith",
+    "endsWith",
+    "matches",
+    "type",
+    "dyn",
+    "getFullYear",
+    "getMonth",
+    "getDayOfWeek",
+    "getDayOfMonth",
+    "getDate",
+    "getDayOfYear",
+    "getHours",
+    "getMinutes",
+    "getSeconds",
+    "getMilliseconds",
+]
 TRIAL_NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -161,8 +182,10 @@ def check(
         if fn[:1] in ("_", "@", "!", "-") or fn in known_functions():
             continue
         problems.append(
-            (max(source.find(fn), 0) + 1, f"unknown function '{fn}'"
-             f"{did_you_mean(fn, known_functions())}")
+            (
+                max(source.find(fn), 0) + 1,
+                f"unknown function '{fn}'{did_you_mean(fn, known_functions())}",
+            )
         )
     for m in _CTX_FIELD.finditer(source):
         if m.group(1) not in context:
@@ -170,14 +193,16 @@ def check(
             problems.append(
                 (
                     m.start(1) + 1,
-                    f"unknown context variable 'ctx.{m.group(1)}'{did_you_mean(m.group(1), names)}; "
-                    f"declare it under context: (declared: {', '.join(names) or 'none'})",
+                    f"unknown context variable 'ctx.{m.group(1)}'"
+                    f"{did_you_mean(m.group(1), names)}; declare it under context: "
+                    f"(declared: {', '.join(names) or 'none'})",
                 )
             )
     if problems:
         return problems
-    return _trial(prog, source, context=context, state=state, event_name=event_name,
-                  want=want, target=target)
+    return _trial(
+        prog, source, context=context, state=state, event_name=event_name, want=want, target=target
+    )
 
 
 def _check_size(source: str) -> list[tuple[int, str]]:
@@ -186,14 +211,23 @@ def _check_size(source: str) -> list[tuple[int, str]]:
         open_at = source.index("(", m.start())
         spans.append((open_at, _matching_paren(source, open_at)))
     if len(spans) > MAX_COMPREHENSIONS:
-        return [(spans[MAX_COMPREHENSIONS][0] + 1,
-                 f"at most {MAX_COMPREHENSIONS} comprehensions (all/exists/map/filter) "
-                 "per expression; split it into several rules")]
+        return [
+            (
+                spans[MAX_COMPREHENSIONS][0] + 1,
+                f"at most {MAX_COMPREHENSIONS} comprehensions (all/exists/map/filter) "
+                "per expression; split it into several rules",
+            )
+        ]
     for a_start, a_end in spans:
         for b_start, _ in spans:
             if a_start < b_start < a_end:
-                return [(b_start + 1, "nested comprehensions are not allowed (their cost "
-                         "grows with the square of the input); use two rules")]
+                return [
+                    (
+                        b_start + 1,
+                        "nested comprehensions are not allowed (their cost "
+                        "grows with the square of the input); use two rules",
+                    )
+                ]
     return []
 
 
@@ -227,8 +261,12 @@ def _trial(
     target: str | None,
 ) -> list[tuple[int, str]]:
     env = {
-        "event": {"name": event_name or "", "id": "trial", "timestamp": TRIAL_NOW,
-                  "properties": {}},
+        "event": {
+            "name": event_name or "",
+            "id": "trial",
+            "timestamp": TRIAL_NOW,
+            "properties": {},
+        },
         "ctx": dict(context),
         "customer": {"id": "trial", "traits": {}},
         "state": state,
@@ -244,8 +282,9 @@ def _trial(
     except TypeError as exc:
         if dynamic:
             return []
-        return [(1, f"type error: {_first_sentence(exc)} (convert with int(), double() "
-                    "or string())")]
+        return [
+            (1, f"type error: {_first_sentence(exc)} (convert with int(), double() or string())")
+        ]
     except Exception as exc:
         if "Undefined" in str(exc):
             return [(1, _first_sentence(exc))]
@@ -253,11 +292,27 @@ def _trial(
     if want == "bool" and not isinstance(result, bool):
         return [(1, f"a condition must be true or false, this gives {_json_kind(result)}")]
     if target is not None and target in context and not fits(context[target], result):
-        return [(1, f"ctx.{target} starts as {_json_kind(context[target])} but this gives "
-                    f"{_json_kind(result)}; convert it (e.g. double(...), int(...))")]
+        return [
+            (
+                1,
+                f"ctx.{target} starts as {_json_kind(context[target])} but this gives "
+                f"{_json_kind(result)}; convert it (e.g. double(...), int(...))",
+            )
+        ]
     if want == "value" and _json_kind(result) not in (
-        "null", "bool", "int", "double", "string", "list", "map"
+        "null",
+        "bool",
+        "int",
+        "double",
+        "string",
+        "list",
+        "map",
     ):
-        return [(1, f"the result is a {_json_kind(result)}, which a context cannot hold; "
-                    "store string(...) or an int instead")]
+        return [
+            (
+                1,
+                f"the result is a {_json_kind(result)}, which a context cannot hold; "
+                "store string(...) or an int instead",
+            )
+        ]
     return []

@@ -16,8 +16,12 @@ def _label(rule: Rule) -> str:
 
 
 def _esc(text: str) -> str:
-    return text.replace('"', "'").replace(":", "#colon;").replace(";", "#59;") \
+    return (
+        text.replace('"', "'")
+        .replace(":", "#colon;")
+        .replace(";", "#59;")
         .replace("#colon#59;", "#colon;")
+    )
 
 
 def mermaid(journey: Journey) -> str:
@@ -27,8 +31,10 @@ def mermaid(journey: Journey) -> str:
     lines.append(f"    [*] --> {journey.start}: {_esc('enroll on ' + enrol)}")
     for name, state in journey.states.items():
         if state.enter:
-            acts = ", ".join(unwrap(c).summary("customer").split(" to customer")[0]
-                             .split(" for customer")[0] for c in state.enter)
+            acts = ", ".join(
+                unwrap(c).summary("customer").split(" to customer")[0].split(" for customer")[0]
+                for c in state.enter
+            )
             lines.append(f"    {name}: {_esc(name + ' / enter: ' + acts)}")
         for event, rules in state.on.items():
             for rule in rules:

@@ -12,11 +12,28 @@ from typing import Any
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _PHONE = re.compile(r"^\+?[\d\s().-]{7,}$")
-CONTACT_TRAITS = frozenset({
-    "email", "phone", "mobile", "name", "first_name", "last_name", "firstname", "lastname",
-    "full_name", "address", "street", "city", "postal_code", "zip", "zipcode", "birthday",
-    "ip", "username",
-})
+CONTACT_TRAITS = frozenset(
+    {
+        "email",
+        "phone",
+        "mobile",
+        "name",
+        "first_name",
+        "last_name",
+        "firstname",
+        "lastname",
+        "full_name",
+        "address",
+        "street",
+        "city",
+        "postal_code",
+        "zip",
+        "zipcode",
+        "birthday",
+        "ip",
+        "username",
+    }
+)
 WORKFLOW_PREFIX = "customer-"
 
 

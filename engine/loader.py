@@ -39,8 +39,15 @@ def load_rules(
         for info in templates.values():
             problems += info.problems
     if not files and not paths:
-        problems.append(Problem(_display(rules_dir, root), 1, 1, "",
-                                "no journeys found; add a rules/NAME.yaml with journey: NAME"))
+        problems.append(
+            Problem(
+                _display(rules_dir, root),
+                1,
+                1,
+                "",
+                "no journeys found; add a rules/NAME.yaml with journey: NAME",
+            )
+        )
     journeys: list[Journey] = []
     seen: dict[str, str] = {}
     for path in files:
@@ -49,9 +56,16 @@ def load_rules(
         if journey is None:
             continue
         if journey.journey in seen:
-            problems.append(Problem(journey.source, 1, 1, "journey",
-                                    f"journey '{journey.journey}' is also defined in "
-                                    f"{seen[journey.journey]}; journey ids must be unique"))
+            problems.append(
+                Problem(
+                    journey.source,
+                    1,
+                    1,
+                    "journey",
+                    f"journey '{journey.journey}' is also defined in "
+                    f"{seen[journey.journey]}; journey ids must be unique",
+                )
+            )
             continue
         seen[journey.journey] = journey.source
         journeys.append(journey)
@@ -63,8 +77,11 @@ def load_rules(
 def _journey_files(rules_dir: Path) -> list[Path]:
     if not rules_dir.is_dir():
         return []
-    return sorted(p for p in rules_dir.iterdir()
-                  if p.suffix in SUFFIXES and p.name not in RESERVED and p.is_file())
+    return sorted(
+        p
+        for p in rules_dir.iterdir()
+        if p.suffix in SUFFIXES and p.name not in RESERVED and p.is_file()
+    )
 
 
 def _display(path: Path, root: Path) -> str:
@@ -83,11 +100,20 @@ def load_file(
     if doc is None:
         return None, problems
     if not isinstance(doc.data, dict):
-        return None, [Problem(shown, 1, 1, "", "a journey file is a mapping that starts with "
-                              "'journey: NAME'")]
+        return None, [
+            Problem(shown, 1, 1, "", "a journey file is a mapping that starts with 'journey: NAME'")
+        ]
     if "journey" not in doc.data:
-        return None, [Problem(shown, 1, 1, "", "not a journey: add 'journey: NAME' at the top "
-                              f"(files named {', '.join(RESERVED)} hold other rules)")]
+        return None, [
+            Problem(
+                shown,
+                1,
+                1,
+                "",
+                "not a journey: add 'journey: NAME' at the top "
+                f"(files named {', '.join(RESERVED)} hold other rules)",
+            )
+        ]
     try:
         journey = Journey.model_validate(doc.data)
     except ValidationError as exc:
@@ -123,17 +149,22 @@ def _pydantic_problem(doc: Document, err: ErrorDetails) -> Problem:
     if kind == "missing":
         name = str(loc[-1])
         hint = _FIELD_HINTS.get(name, "")
-        return doc.problem(loc[:-1], f"missing required key '{name}'" + (f": {hint}" if hint else ""))
+        return doc.problem(
+            loc[:-1], f"missing required key '{name}'" + (f": {hint}" if hint else "")
+        )
     if kind == "unknown_action":
         value = _value_at(doc.data, loc)
         keys = list(value) if isinstance(value, dict) else []
         return doc.problem(loc, unknown_action_message(keys), key=bool(keys))
     if kind == "string_pattern_mismatch":
-        return doc.problem(loc, f"'{err['input']}' is not a valid name: use lower case letters, "
-                                "digits and _ , starting with a letter")
+        return doc.problem(
+            loc,
+            f"'{err['input']}' is not a valid name: use lower case letters, "
+            "digits and _ , starting with a letter",
+        )
     message = err["msg"]
     if message.startswith("Value error, "):
-        message = message[len("Value error, "):]
+        message = message[len("Value error, ") :]
     elif kind.endswith("_type") or kind.endswith("_parsing"):
         message = f"{message[0].lower()}{message[1:]} (got {_shown(err['input'])})"
     else:
@@ -178,5 +209,8 @@ def _allowed_keys(doc: Document, loc: list[int | str]) -> list[str]:
         model = State
     elif "on" in parent or "after" in parent:
         model = Rule
-    return [f.alias or n for n, f in model.model_fields.items()
-            if n not in ("version", "digest", "source", "label", "seconds", "rules")]
+    return [
+        f.alias or n
+        for n, f in model.model_fields.items()
+        if n not in ("version", "digest", "source", "label", "seconds", "rules")
+    ]

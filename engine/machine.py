@@ -119,7 +119,11 @@ def upgrade(catalog: Catalog, state: CustomerState, now: datetime) -> Step:
 
 
 def move(
-    catalog: Catalog, state: CustomerState, journey: str, to_state: str, reason: str,
+    catalog: Catalog,
+    state: CustomerState,
+    journey: str,
+    to_state: str,
+    reason: str,
     now: datetime,
 ) -> Step:
     """An admin override: put the customer in ``to_state`` of ``journey``, enrolling them
@@ -127,15 +131,19 @@ def move(
     if not reason.strip():
         raise MoveError("give a reason for the move; it is recorded in the journey's history")
     if journey not in catalog.latest:
-        raise MoveError(f"unknown journey '{journey}'; journeys: {', '.join(sorted(catalog.latest))}")
+        raise MoveError(
+            f"unknown journey '{journey}'; journeys: {', '.join(sorted(catalog.latest))}"
+        )
     stepper = _Stepper(catalog, state, now)
     stepper.upgrade()
     current = stepper.state.runs.get(journey)
     version = current.version if current and current.status == "active" else catalog.latest[journey]
     definition = catalog.get(journey, version)
     if to_state not in definition.states:
-        raise MoveError(f"journey '{journey}' v{version} has no state '{to_state}'; states: "
-                        f"{', '.join(definition.states)}")
+        raise MoveError(
+            f"journey '{journey}' v{version} has no state '{to_state}'; states: "
+            f"{', '.join(definition.states)}"
+        )
     if current is None or current.status != "active":
         current = stepper.enrol(definition, event=None, start=to_state, cause=f"admin: {reason}")
     else:
@@ -202,8 +210,10 @@ class _Stepper:
         while True:
             due = [
                 (t.due_at, name, t.index, t)
-                for name, r in sorted(self.state.runs.items()) if r.status == "active"
-                for t in r.timers if t.due_at <= self.now
+                for name, r in sorted(self.state.runs.items())
+                if r.status == "active"
+                for t in r.timers
+                if t.due_at <= self.now
             ]
             if not due:
                 return
@@ -213,8 +223,13 @@ class _Stepper:
             definition = self._definition(run)
             spec = definition.states[run.state].after[timer.index]
             run.fired.append(spec.seconds)
-            event = Event(name="timer", id=f"timer:{run.enrollment}:{run.visit}:{timer.label}",
-                          timestamp=due_at, properties={"after": timer.label}, source="timer")
+            event = Event(
+                name="timer",
+                id=f"timer:{run.enrollment}:{run.visit}:{timer.label}",
+                timestamp=due_at,
+                properties={"after": timer.label},
+                source="timer",
+            )
             saved, self.now = self.now, due_at
             try:
                 self._run_rules(run, definition, spec.rules, event, f"after:{timer.label}")
@@ -241,14 +256,21 @@ class _Stepper:
             return
         if run is not None and definition.enroll.reenter == "never":
             return
-        probe = Run(journey=definition.journey, version=definition.version,
-                    state=definition.start, entered_at=self.now, enrolled_at=self.now,
-                    context=dict(definition.context))
-        if definition.enroll.when and not self._holds(probe, definition, definition.enroll.when,
-                                                      event):
+        probe = Run(
+            journey=definition.journey,
+            version=definition.version,
+            state=definition.start,
+            entered_at=self.now,
+            enrolled_at=self.now,
+            context=dict(definition.context),
+        )
+        if definition.enroll.when and not self._holds(
+            probe, definition, definition.enroll.when, event
+        ):
             return
-        new = self.enrol(definition, event=event, start=definition.start,
-                         cause=f"enroll:{event.name}")
+        new = self.enrol(
+            definition, event=event, start=definition.start, cause=f"enroll:{event.name}"
+        )
         rules = definition.states[new.state].on.get(event.name)
         if rules and new.status == "active":
             self._run_rules(new, definition, rules, event, f"on:{event.name}")
@@ -256,20 +278,32 @@ class _Stepper:
     def enrol(self, definition: Journey, *, event: Event | None, start: str, cause: str) -> Run:
         previous = self.state.runs.get(definition.journey)
         run = Run(
-            journey=definition.journey, version=definition.version, state=start,
-            entered_at=self.now, enrolled_at=self.now, context=dict(definition.context),
+            journey=definition.journey,
+            version=definition.version,
+            state=start,
+            entered_at=self.now,
+            enrolled_at=self.now,
+            context=dict(definition.context),
             enrollment=(previous.enrollment + 1) if previous else 1,
         )
         self.state.runs[definition.journey] = run
         self._enter(run, definition, start, None, cause, event)
         return run
 
-    def goto(self, run: Run, definition: Journey, target: str, cause: str,
-             event: Event | None) -> None:
+    def goto(
+        self, run: Run, definition: Journey, target: str, cause: str, event: Event | None
+    ) -> None:
         self._enter(run, definition, target, run.state, cause, event)
 
-    def _enter(self, run: Run, definition: Journey, target: str, source: str | None,
-               cause: str, event: Event | None) -> None:
+    def _enter(
+        self,
+        run: Run,
+        definition: Journey,
+        target: str,
+        source: str | None,
+        cause: str,
+        event: Event | None,
+    ) -> None:
         spec = definition.states[target]
         run.state = target
         run.entered_at = self.now
@@ -294,13 +328,15 @@ class _Stepper:
         run.history.append(Transition(at=self.now, from_state=source, to_state=target, cause=cause))
         del run.history[:-MAX_HISTORY]
         key = f"{self.state.customer.id}/{run.journey}/{run.enrollment}/{run.visit}{suffix}"
-        self.transitions.append(TransitionRecord(run.journey, run.version, source, target,
-                                                 cause, self.now, key))
+        self.transitions.append(
+            TransitionRecord(run.journey, run.version, source, target, cause, self.now, key)
+        )
 
     # --- rules ----------------------------------------------------------------------------
 
-    def _run_rules(self, run: Run, definition: Journey, rules: list[Rule], event: Event,
-                   where: str) -> None:
+    def _run_rules(
+        self, run: Run, definition: Journey, rules: list[Rule], event: Event, where: str
+    ) -> None:
         for index, rule in enumerate(rules):
             if rule.when is not None and not self._holds(run, definition, rule.when, event):
                 continue
@@ -322,8 +358,12 @@ class _Stepper:
                 "properties": event.properties if event else {},
             },
             "ctx": run.context,
-            "customer": {"id": customer.id, "traits": customer.traits,
-                         "tier": customer.tier or "", "segment": customer.segment or ""},
+            "customer": {
+                "id": customer.id,
+                "traits": customer.traits,
+                "tier": customer.tier or "",
+                "segment": customer.segment or "",
+            },
             "state": run.state,
             "now": self.now,
         }
@@ -339,8 +379,9 @@ class _Stepper:
             return False
         return result
 
-    def _assign(self, run: Run, definition: Journey, assignments: dict[str, str],
-                event: Event) -> bool:
+    def _assign(
+        self, run: Run, definition: Journey, assignments: dict[str, str], event: Event
+    ) -> bool:
         env = self._env(run, event)
         values: dict[str, Any] = {}
         for name, source in assignments.items():
@@ -351,8 +392,11 @@ class _Stepper:
                 return False
             declared = definition.context.get(name)
             if not expr.fits(declared, value):
-                self._problem(run, f"set {name}: '{source}' gave {type(value).__name__}, but "
-                                   f"ctx.{name} holds {type(declared).__name__}")
+                self._problem(
+                    run,
+                    f"set {name}: '{source}' gave {type(value).__name__}, but "
+                    f"ctx.{name} holds {type(declared).__name__}",
+                )
                 return False
             if isinstance(declared, float) and isinstance(value, int):
                 value = float(value)
@@ -364,44 +408,58 @@ class _Stepper:
             self._problem(run, "set: a value cannot be stored in the context")
             return False
         if size > MAX_CONTEXT_BYTES:
-            self._problem(run, f"set: the context would grow to {size} bytes, over the "
-                               f"{MAX_CONTEXT_BYTES} limit; the rule was skipped")
+            self._problem(
+                run,
+                f"set: the context would grow to {size} bytes, over the "
+                f"{MAX_CONTEXT_BYTES} limit; the rule was skipped",
+            )
             return False
         run.context = merged
         return True
 
-    def _act(self, run: Run, definition: Journey, calls: list[Any], event: Event | None,
-             where: str) -> None:
+    def _act(
+        self, run: Run, definition: Journey, calls: list[Any], event: Event | None, where: str
+    ) -> None:
         for index, call in enumerate(calls):
             spec = unwrap(call)
-            key = (f"{self.state.customer.id}/{run.journey}/{run.enrollment}/{run.visit}/"
-                   f"{where}/{index}")
+            key = (
+                f"{self.state.customer.id}/{run.journey}/{run.enrollment}/{run.visit}/"
+                f"{where}/{index}"
+            )
             if isinstance(spec, Emit):
                 if self.depth >= MAX_EMIT_DEPTH:
-                    self._problem(run, f"emit {spec.event}: more than {MAX_EMIT_DEPTH} emits in "
-                                       "a chain (a loop between journeys?); not delivered")
+                    self._problem(
+                        run,
+                        f"emit {spec.event}: more than {MAX_EMIT_DEPTH} emits in "
+                        "a chain (a loop between journeys?); not delivered",
+                    )
                     continue
                 emitted = Event(
-                    name=spec.event, id=key, timestamp=self.now, properties=dict(spec.properties),
-                    source="emit", origin=run.journey,
+                    name=spec.event,
+                    id=key,
+                    timestamp=self.now,
+                    properties=dict(spec.properties),
+                    source="emit",
+                    origin=run.journey,
                 )
                 self.emitted.append((emitted, self.depth + 1))
                 continue
-            self.actions.append(ActionCommand(
-                kind=spec.kind,
-                args=spec.model_dump(mode="json", by_alias=True),
-                journey=run.journey,
-                version=run.version,
-                state=run.state,
-                idempotency_key=key,
-                summary=spec.summary(self.state.customer.id),
-                event=event if event and event.source != "timer" else None,
-            ))
+            self.actions.append(
+                ActionCommand(
+                    kind=spec.kind,
+                    args=spec.model_dump(mode="json", by_alias=True),
+                    journey=run.journey,
+                    version=run.version,
+                    state=run.state,
+                    idempotency_key=key,
+                    summary=spec.summary(self.state.customer.id),
+                    event=event if event and event.source != "timer" else None,
+                )
+            )
 
     def _problem(self, run: Run, message: str) -> None:
         problems = self.state.problems
-        problems.append(Problem(at=self.now, journey=run.journey, state=run.state,
-                                message=message))
+        problems.append(Problem(at=self.now, journey=run.journey, state=run.state, message=message))
         del problems[:-MAX_PROBLEMS]
 
     # --- versions -------------------------------------------------------------------------
@@ -418,8 +476,11 @@ class _Stepper:
             new = self.catalog.current(name)
             target = run.state if run.state in new.states else new.migrate.get(run.state)
             if target is None:
-                self._problem(run, f"cannot upgrade to v{new.version}: state '{run.state}' is "
-                                   "gone and migrate: does not map it")
+                self._problem(
+                    run,
+                    f"cannot upgrade to v{new.version}: state '{run.state}' is "
+                    "gone and migrate: does not map it",
+                )
                 continue
             context = {k: run.context.get(k, v) for k, v in new.context.items()}
             for k, v in new.context.items():
@@ -428,15 +489,22 @@ class _Stepper:
             fired = set(run.fired)
             spec = new.states[target]
             run.timers = [
-                PendingTimer(index=i, label=t.label,
-                             due_at=run.entered_at + timedelta(seconds=t.seconds))
-                for i, t in enumerate(spec.after) if t.seconds not in fired
+                PendingTimer(
+                    index=i, label=t.label, due_at=run.entered_at + timedelta(seconds=t.seconds)
+                )
+                for i, t in enumerate(spec.after)
+                if t.seconds not in fired
             ]
             source, old_version = run.state, run.version
             run.version, run.state, run.context = new.version, target, context
             del old
-            self._log(run, source, target, f"upgrade v{old_version}->v{new.version}",
-                      f"/upgrade-v{new.version}")
+            self._log(
+                run,
+                source,
+                target,
+                f"upgrade v{old_version}->v{new.version}",
+                f"/upgrade-v{new.version}",
+            )
             if spec.final:
                 run.status = "completed"
                 run.timers = []

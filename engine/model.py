@@ -66,8 +66,11 @@ class State(Spec):
         if not isinstance(value, dict):
             return value
         timers = [
-            {"label": str(k), "seconds": _seconds(k) if not isinstance(k, int) else k,
-             "rules": _rules(v)}
+            {
+                "label": str(k),
+                "seconds": _seconds(k) if not isinstance(k, int) else k,
+                "rules": _rules(v),
+            }
             for k, v in value.items()
         ]
         return sorted(timers, key=lambda t: t["seconds"])

@@ -44,13 +44,22 @@ class CustomerResult:
         return {
             "customer_id": self.customer_id,
             "journeys": {
-                name: {"state": run.state, "status": run.status, "context": run.context,
-                       "version": run.version}
+                name: {
+                    "state": run.state,
+                    "status": run.status,
+                    "context": run.context,
+                    "version": run.version,
+                }
                 for name, run in sorted(self.state.runs.items())
             },
             "actions": [
-                {"kind": a.kind, "journey": a.journey, "state": a.state, "args": a.args,
-                 "idempotency_key": a.idempotency_key}
+                {
+                    "kind": a.kind,
+                    "journey": a.journey,
+                    "state": a.state,
+                    "args": a.args,
+                    "idempotency_key": a.idempotency_key,
+                }
                 for a in self.actions
             ],
         }
@@ -77,8 +86,9 @@ def parse_messages(lines: Iterable[str], source: str = "events") -> list[Message
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise SimulationInputError(f"{where}: not JSON ({exc.msg} at column {exc.colno})") \
-                from None
+            raise SimulationInputError(
+                f"{where}: not JSON ({exc.msg} at column {exc.colno})"
+            ) from None
         if not isinstance(data, dict):
             raise SimulationInputError(f"{where}: each line must be a JSON object")
         kind = data.get("type", "track" if "event" in data else None)
@@ -90,15 +100,20 @@ def parse_messages(lines: Iterable[str], source: str = "events") -> list[Message
             name = data.get("event")
             if not isinstance(name, str) or not name.strip():
                 raise SimulationInputError(f"{where}: a track message needs an 'event' name")
-            event = Event(name=name, id=str(data.get("messageId") or f"{source}:{number}"),
-                          timestamp=stamp, properties=data.get("properties") or {})
+            event = Event(
+                name=name,
+                id=str(data.get("messageId") or f"{source}:{number}"),
+                timestamp=stamp,
+                properties=data.get("properties") or {},
+            )
             out.append(Message("track", str(customer), stamp, number, event=event))
         elif kind == "identify":
             traits = data.get("traits") or (data.get("context") or {}).get("traits") or {}
             out.append(Message("identify", str(customer), stamp, number, traits=traits))
         else:
-            raise SimulationInputError(f"{where}: type '{kind}' is not supported here "
-                                       "(use track or identify)")
+            raise SimulationInputError(
+                f"{where}: type '{kind}' is not supported here (use track or identify)"
+            )
     return out
 
 
@@ -122,8 +137,9 @@ def simulate(
             state, actions = step.state, actions + step.actions
             if m.kind == "identify":
                 traits = {**state.customer.traits, **redact_traits(m.traits)}
-                state = state.model_copy(update={"customer": state.customer.model_copy(
-                    update={"traits": traits})})
+                state = state.model_copy(
+                    update={"customer": state.customer.model_copy(update={"traits": traits})}
+                )
                 continue
             assert m.event is not None
             step = machine.handle_event(catalog, state, m.event, m.timestamp)

@@ -63,13 +63,21 @@ def scan(directory: Path, display_root: Path | None = None) -> dict[str, Templat
         try:
             raw = path.read_bytes()
             if len(raw) > MAX_TEMPLATE_BYTES:
-                info.problems.append(Problem(shown, 1, 1, "", f"template is {len(raw)} bytes; "
-                                             f"keep it under {MAX_TEMPLATE_BYTES}"))
+                info.problems.append(
+                    Problem(
+                        shown,
+                        1,
+                        1,
+                        "",
+                        f"template is {len(raw)} bytes; keep it under {MAX_TEMPLATE_BYTES}",
+                    )
+                )
                 continue
             tree = env.parse(raw.decode("utf-8"))
         except jinja2.TemplateSyntaxError as exc:
-            info.problems.append(Problem(shown, exc.lineno or 1, 1, "",
-                                         f"template syntax error: {exc.message}"))
+            info.problems.append(
+                Problem(shown, exc.lineno or 1, 1, "", f"template syntax error: {exc.message}")
+            )
             continue
         except (OSError, UnicodeDecodeError) as exc:
             info.problems.append(Problem(shown, 1, 1, "", f"cannot read the template: {exc}"))

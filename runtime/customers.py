@@ -38,8 +38,12 @@ async def send_events(
     """Signal-with-start: the customer's first event creates their workflow."""
     return await client.start_workflow(
         CustomerWorkflow.run,
-        CustomerInput(customer_id=customer_id, catalog_seq=catalog_seq,
-                      search_attributes=search_attributes, max_steps_per_run=max_steps_per_run),
+        CustomerInput(
+            customer_id=customer_id,
+            catalog_seq=catalog_seq,
+            search_attributes=search_attributes,
+            max_steps_per_run=max_steps_per_run,
+        ),
         id=workflow_id(customer_id),
         task_queue=task_queue,
         start_signal=SIGNAL_EVENTS,
@@ -56,15 +60,19 @@ def handle(client: Client, customer_id: str) -> WorkflowHandle[CustomerWorkflow,
 
 async def state(client: Client, customer_id: str) -> CustomerState:
     result: CustomerState = await handle(client, customer_id).query(
-        QUERY_STATE, result_type=CustomerState)
+        QUERY_STATE, result_type=CustomerState
+    )
     return result
 
 
-async def move(client: Client, customer_id: str, journey: str, to_state: str,
-               reason: str) -> MoveResult:
+async def move(
+    client: Client, customer_id: str, journey: str, to_state: str, reason: str
+) -> MoveResult:
     result: MoveResult = await handle(client, customer_id).execute_update(
-        UPDATE_MOVE, MoveRequest(journey=journey, state=to_state, reason=reason),
-        result_type=MoveResult)
+        UPDATE_MOVE,
+        MoveRequest(journey=journey, state=to_state, reason=reason),
+        result_type=MoveResult,
+    )
     return result
 
 

@@ -18,8 +18,10 @@ async def connect(settings: Settings) -> Client:
     """One connection attempt; raises when Temporal is unreachable."""
     tls: TLSConfig | bool = settings.temporal_tls
     if settings.temporal_tls_cert and settings.temporal_tls_key:
-        tls = TLSConfig(client_cert=settings.temporal_tls_cert.read_bytes(),
-                        client_private_key=settings.temporal_tls_key.read_bytes())
+        tls = TLSConfig(
+            client_cert=settings.temporal_tls_cert.read_bytes(),
+            client_private_key=settings.temporal_tls_key.read_bytes(),
+        )
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
@@ -39,15 +41,22 @@ async def connect_with_retry(settings: Settings, *, max_wait: float | None = Non
         except (RuntimeError, RPCError, OSError) as exc:
             if max_wait is not None and waited >= max_wait:
                 raise
-            log.warning("Temporal at %s is not reachable (%s); retrying in %.0fs",
-                        settings.temporal_address, exc, delay)
+            log.warning(
+                "Temporal at %s is not reachable (%s); retrying in %.0fs",
+                settings.temporal_address,
+                exc,
+                delay,
+            )
             await asyncio.sleep(delay)
             waited += delay
             delay = min(delay * 2, 30.0)
 
 
-SEARCH_ATTRIBUTES = {"CustomerId": "KEYWORD", "Journeys": "KEYWORD_LIST",
-                     "JourneyVersions": "KEYWORD_LIST"}
+SEARCH_ATTRIBUTES = {
+    "CustomerId": "KEYWORD",
+    "Journeys": "KEYWORD_LIST",
+    "JourneyVersions": "KEYWORD_LIST",
+}
 
 
 async def register_search_attributes(client: Client, namespace: str) -> list[str]:
@@ -61,7 +70,8 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
 
     try:
         existing = await client.operator_service.list_search_attributes(
-            ListSearchAttributesRequest(namespace=namespace))
+            ListSearchAttributesRequest(namespace=namespace)
+        )
         have = set(existing.custom_attributes)
     except RPCError as exc:  # the time-skipping test server can add but not list
         if exc.status != RPCStatusCode.UNIMPLEMENTED:
@@ -69,9 +79,11 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
         have = set()
     missing = {
         name: IndexedValueType.Value(f"INDEXED_VALUE_TYPE_{kind}")
-        for name, kind in SEARCH_ATTRIBUTES.items() if name not in have
+        for name, kind in SEARCH_ATTRIBUTES.items()
+        if name not in have
     }
     if missing:
         await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing))
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+        )
     return sorted(missing)

@@ -25,8 +25,9 @@ async def head(conn: AsyncConnection[Any]) -> tuple[int, dict[str, int], dict[st
     return (row[0], row[1], row[2]) if row else (0, {}, {})
 
 
-async def publish(conn: AsyncConnection[Any], journeys: list[Journey], *,
-                  reason: str = "publish") -> int:
+async def publish(
+    conn: AsyncConnection[Any], journeys: list[Journey], *, reason: str = "publish"
+) -> int:
     """Store new versions of ``journeys`` and make them current; return the catalog seq."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
@@ -59,8 +60,9 @@ async def publish(conn: AsyncConnection[Any], journeys: list[Journey], *,
         return await _insert(conn, new_latest, new_floor, reason)
 
 
-async def _insert(conn: AsyncConnection[Any], latest: dict[str, int], floor: dict[str, int],
-                  reason: str) -> int:
+async def _insert(
+    conn: AsyncConnection[Any], latest: dict[str, int], floor: dict[str, int], reason: str
+) -> int:
     cur = await conn.execute(
         "INSERT INTO catalogs (latest, floor, reason) VALUES (%s, %s, %s) RETURNING seq",
         (Jsonb(latest), Jsonb(floor), reason),
@@ -107,9 +109,11 @@ def migration_problems(old: list[Journey], new: Journey) -> list[Problem]:
         for state in version.states:
             if state in new.states or state in new.migrate:
                 continue
-            message = (f"state '{state}' of v{version.version} is gone in this version; map it "
-                       f"under migrate: (e.g. '{state}: {new.start}') so customers in it can "
-                       "be upgraded")
+            message = (
+                f"state '{state}' of v{version.version} is gone in this version; map it "
+                f"under migrate: (e.g. '{state}: {new.start}') so customers in it can "
+                "be upgraded"
+            )
             if doc is not None:
                 loc = ("migrate",) if "migrate" in (doc.data or {}) else ("states",)
                 problems.append(doc.problem(loc, message, key=True))
@@ -126,8 +130,18 @@ async def raise_floor(conn: AsyncConnection[Any], journey: str) -> tuple[int, in
         await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
         seq, latest, floor = await head(conn)
         if journey not in latest:
-            raise JourneyValidationError([Problem("rules", 1, 1, "", f"journey '{journey}' is not "
-                                         f"published; journeys: {', '.join(sorted(latest))}")])
+            raise JourneyValidationError(
+                [
+                    Problem(
+                        "rules",
+                        1,
+                        1,
+                        "",
+                        f"journey '{journey}' is not "
+                        f"published; journeys: {', '.join(sorted(latest))}",
+                    )
+                ]
+            )
         versions = await versions_of(conn, journey)
         newest = next(v for v in versions if v.version == latest[journey])
         problems = migration_problems([v for v in versions if v.version < newest.version], newest)
@@ -135,6 +149,10 @@ async def raise_floor(conn: AsyncConnection[Any], journey: str) -> tuple[int, in
             raise JourneyValidationError(problems)
         if floor.get(journey) == newest.version:
             return seq, newest.version
-        new_seq = await _insert(conn, latest, {**floor, journey: newest.version},
-                                f"upgrade {journey} to v{newest.version}")
+        new_seq = await _insert(
+            conn,
+            latest,
+            {**floor, journey: newest.version},
+            f"upgrade {journey} to v{newest.version}",
+        )
         return new_seq, newest.version

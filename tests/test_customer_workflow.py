@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import json
 import os
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
@@ -19,10 +18,10 @@ from engine.identity import workflow_id
 from engine.model import Event
 from engine.simulate import parse_messages, simulate
 from runtime import customers
-from workflows.customer import CustomerWorkflow
 from store import catalog as catalog_store
 from tests.conftest import running_worker
 from tests.helpers import ROOT, journeys_from, publish, publish_shipped
+from workflows.customer import CustomerWorkflow
 
 
 async def test_quiet_customer_is_dormant_after_60_days_then_lost(time_env, db, db_url, task_queue):
@@ -32,9 +31,11 @@ async def test_quiet_customer_is_dormant_after_60_days_then_lost(time_env, db, d
         now = await time_env.get_current_time()
         cid = f"c-{task_queue}"
         await customers.send_events(
-            client, cid,
+            client,
+            cid,
             [Event(name="Order Completed", id="o1", timestamp=now, properties={"revenue": 100})],
-            task_queue=task_queue, catalog_seq=seq,
+            task_queue=task_queue,
+            catalog_seq=seq,
         )
         await time_env.sleep(timedelta(days=1))
         st = await customers.state(client, cid)
@@ -49,15 +50,22 @@ async def test_quiet_customer_is_dormant_after_60_days_then_lost(time_env, db, d
     async with db.connection() as conn:
         cur = await conn.execute("SELECT action FROM action_log ORDER BY created_at")
         assert [r[0] for r in await cur.fetchall()] == ["send", "offer"]
-        cur = await conn.execute("SELECT from_state, to_state, cause FROM journey_transitions ORDER BY at, key")
+        cur = await conn.execute(
+            "SELECT from_state, to_state, cause FROM journey_transitions ORDER BY at, key"
+        )
         rows = await cur.fetchall()
     assert [(r[0], r[1]) for r in rows] == [
-        (None, "new"), ("new", "active"), ("active", "dormant"), ("dormant", "lost")]
+        (None, "new"),
+        ("new", "active"),
+        ("active", "dormant"),
+        ("dormant", "lost"),
+    ]
 
 
 async def _event(env, name: str, **props) -> Event:
-    return Event(name=name, id=str(uuid.uuid4()), timestamp=await env.get_current_time(),
-                 properties=props)
+    return Event(
+        name=name, id=str(uuid.uuid4()), timestamp=await env.get_current_time(), properties=props
+    )
 
 
 async def test_continue_as_new_keeps_state_and_dedupe_window(time_env, db, db_url, task_queue):
@@ -66,14 +74,19 @@ async def test_continue_as_new_keeps_state_and_dedupe_window(time_env, db, db_ur
     cid = f"can-{task_queue}"
     async with running_worker(client, db, task_queue):
         first = await _event(time_env, "Order Completed", revenue=10)
-        handle = await customers.send_events(client, cid, [first], task_queue=task_queue,
-                                             catalog_seq=seq, max_steps_per_run=4)
+        handle = await customers.send_events(
+            client, cid, [first], task_queue=task_queue, catalog_seq=seq, max_steps_per_run=4
+        )
         first_run = (await handle.describe()).run_id
         for _ in range(11):
-            await customers.send_events(client, cid, [await _event(time_env, "order_completed",
-                                                                   revenue=10)],
-                                        task_queue=task_queue, catalog_seq=seq,
-                                        max_steps_per_run=4)
+            await customers.send_events(
+                client,
+                cid,
+                [await _event(time_env, "order_completed", revenue=10)],
+                task_queue=task_queue,
+                catalog_seq=seq,
+                max_steps_per_run=4,
+            )
         # the very first event again, after several continue-as-new: applied once
         await customers.send_events(client, cid, [first], task_queue=task_queue, catalog_seq=seq)
         await time_env.sleep(timedelta(seconds=5))
@@ -138,8 +151,9 @@ async def test_upgrade_moves_customers_in_flight_through_migrate_map(
     async with running_worker(client, db, task_queue):
         for cid, names in ((member, ["joined", "paid"]), (trial, ["joined"])):
             events = [await _event(time_env, n) for n in names]
-            await customers.send_events(client, cid, events, task_queue=task_queue,
-                                        catalog_seq=seq1)
+            await customers.send_events(
+                client, cid, events, task_queue=task_queue, catalog_seq=seq1
+            )
         await time_env.sleep(timedelta(days=5))
         assert (await customers.state(client, member)).runs["upg"].state == "member"
         # v2 renames member -> subscriber and lengthens the trial; publish and upgrade
@@ -168,7 +182,7 @@ async def test_upgrade_refuses_a_removed_state_without_migrate(db_url, tmp_path)
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
         with pytest.raises(Exception, match="state 'member' of v1 is gone"):
             await catalog_store.raise_floor(conn, "upg")
-        seq, _, floor = await catalog_store.head(conn)
+        _, _, floor = await catalog_store.head(conn)
     assert floor == {}
 
 
@@ -177,8 +191,13 @@ async def test_admin_move_is_validated_and_recorded(time_env, db, db_url, task_q
     client = time_env.client
     cid = f"mv-{task_queue}"
     async with running_worker(client, db, task_queue):
-        await customers.send_events(client, cid, [await _event(time_env, "signed_up")],
-                                    task_queue=task_queue, catalog_seq=seq)
+        await customers.send_events(
+            client,
+            cid,
+            [await _event(time_env, "signed_up")],
+            task_queue=task_queue,
+            catalog_seq=seq,
+        )
         result = await customers.move(client, cid, "lifecycle", "vip", "big account")
         assert (result.state, result.version) == ("vip", 1)
         with pytest.raises(WorkflowUpdateFailedError) as bad:
@@ -189,8 +208,9 @@ async def test_admin_move_is_validated_and_recorded(time_env, db, db_url, task_q
     assert run.state == "vip"
     assert run.history[-1].cause == "admin: big account"
     async with db.connection() as conn:
-        cur = await conn.execute("SELECT action FROM action_log WHERE customer_id = %s "
-                                 "ORDER BY created_at", (cid,))
+        cur = await conn.execute(
+            "SELECT action FROM action_log WHERE customer_id = %s ORDER BY created_at", (cid,)
+        )
         assert [r[0] for r in await cur.fetchall()] == ["send", "assign_manager", "send"]
 
 
@@ -201,32 +221,50 @@ async def test_history_replays_on_a_fresh_worker(time_env, db, db_url, task_queu
     client = time_env.client
     cid = f"rs-{task_queue}"
     async with running_worker(client, db, task_queue):
-        handle = await customers.send_events(client, cid, [await _event(time_env, "lead_created")],
-                                             task_queue=task_queue, catalog_seq=seq)
+        handle = await customers.send_events(
+            client,
+            cid,
+            [await _event(time_env, "lead_created")],
+            task_queue=task_queue,
+            catalog_seq=seq,
+        )
         await time_env.sleep(timedelta(days=4))
-        await customers.send_events(client, cid, [await _event(time_env, "signed_up")],
-                                    task_queue=task_queue, catalog_seq=seq)
+        await customers.send_events(
+            client,
+            cid,
+            [await _event(time_env, "signed_up")],
+            task_queue=task_queue,
+            catalog_seq=seq,
+        )
         await time_env.sleep(timedelta(days=30))
         st = await customers.state(client, cid)
         history = await handle.fetch_history()
     assert (st.runs["lead_followup"].state, st.runs["lead_followup"].status) == (
-        "closed", "completed")
+        "closed",
+        "completed",
+    )
     assert st.runs["lifecycle"].state == "dormant"
     await replayer().replay_workflow(history)
     if os.environ.get("RECORD_HISTORIES"):
         HISTORIES.mkdir(exist_ok=True)
         (HISTORIES / "lead_followup_and_lifecycle.json").write_text(history.to_json())
     async with db.connection() as conn:
-        cur = await conn.execute("SELECT action, count(*) FROM action_log WHERE customer_id = %s"
-                                 " GROUP BY action ORDER BY action", (cid,))
+        cur = await conn.execute(
+            "SELECT action, count(*) FROM action_log WHERE customer_id = %s"
+            " GROUP BY action ORDER BY action",
+            (cid,),
+        )
         assert await cur.fetchall() == [("offer", 1), ("send", 2), ("tag", 1), ("task", 1)]
 
 
 def replayer() -> Replayer:
     from worker import sandbox_runner
 
-    return Replayer(workflows=[CustomerWorkflow], data_converter=pydantic_data_converter,
-                    workflow_runner=sandbox_runner())
+    return Replayer(
+        workflows=[CustomerWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=sandbox_runner(),
+    )
 
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -266,8 +304,12 @@ async def test_simulator_and_workflows_agree(time_env, db, db_url, task_queue):
     until = start + timedelta(days=120)
     from engine import Catalog, load_rules
 
-    expected = {r.customer_id: r for r in simulate(
-        Catalog.of(load_rules(ROOT / "rules", ROOT / "templates")), messages, until=until)}
+    expected = {
+        r.customer_id: r
+        for r in simulate(
+            Catalog.of(load_rules(ROOT / "rules", ROOT / "templates")), messages, until=until
+        )
+    }
     prefix = task_queue
     async with running_worker(client, db, task_queue):
         for m in sorted(messages, key=lambda m: (m.timestamp, m.line)):
@@ -278,14 +320,20 @@ async def test_simulator_and_workflows_agree(time_env, db, db_url, task_queue):
             from workflows.io import CustomerPatch
 
             if m.kind == "identify":
-                await customers.send_events(client, prefix + m.customer_id, [],
-                                            task_queue=task_queue, catalog_seq=seq,
-                                            customer=CustomerPatch(traits=redact_traits(m.traits)))
+                await customers.send_events(
+                    client,
+                    prefix + m.customer_id,
+                    [],
+                    task_queue=task_queue,
+                    catalog_seq=seq,
+                    customer=CustomerPatch(traits=redact_traits(m.traits)),
+                )
             else:
                 assert m.event is not None
                 event = m.event.model_copy(update={"timestamp": m.timestamp})
-                await customers.send_events(client, prefix + m.customer_id, [event],
-                                            task_queue=task_queue, catalog_seq=seq)
+                await customers.send_events(
+                    client, prefix + m.customer_id, [event], task_queue=task_queue, catalog_seq=seq
+                )
         await time_env.sleep(until - await time_env.get_current_time())
         actual = {cid: await customers.state(client, prefix + cid) for cid in expected}
     for cid, result in expected.items():

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,40 +15,36 @@ from pathlib import Path
 import pytest
 
 from devstack.stack import Stack, binary, free_port
-from tests.conftest import ROOT
+from tests.conftest import ROOT, create_database, with_db
 
 pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture
 def stack(tmp_path: Path, pg_server: str) -> Iterator[Stack]:
-    s = Stack(data_dir=tmp_path / "data", temporal_port=free_port(), ui_port=free_port(),
-              database_url=_fresh_db(pg_server), log_dir=tmp_path / "logs",
-              task_queue=f"e2e-{os.getpid()}-{tmp_path.name[-6:]}",
-              extra_env={"JOURNEYS_STICKY_TIMEOUT_SECONDS": "3"})
+    s = Stack(
+        data_dir=tmp_path / "data",
+        temporal_port=free_port(),
+        ui_port=free_port(),
+        database_url=_fresh_db(pg_server),
+        log_dir=tmp_path / "logs",
+        task_queue=f"e2e-{os.getpid()}-{tmp_path.name[-6:]}",
+        extra_env={"JOURNEYS_STICKY_TIMEOUT_SECONDS": "3"},
+    )
     with s.running():
         s.prepare_database()
         yield s
 
 
 def _fresh_db(pg_server: str) -> str:
-    import uuid
-
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    name = f"journeys_e2e_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(pg_server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    params = conninfo_to_dict(pg_server)
-    params["dbname"] = name
-    return make_conninfo(**params)
+    return with_db(pg_server, create_database(pg_server, "journeys_e2e"))
 
 
 def cli(stack: Stack, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **stack.env()}
-    proc = subprocess.run([binary("journeys"), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [binary("journeys"), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"journeys {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -59,7 +54,7 @@ def show(stack: Stack, customer: str) -> dict:
     return json.loads(cli(stack, "show", customer, "--json").stdout)
 
 
-def eventually(check, *, timeout: float = 30.0):  # type: ignore[no-untyped-def]
+def eventually(check, *, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
@@ -75,9 +70,22 @@ def eventually(check, *, timeout: float = 30.0):  # type: ignore[no-untyped-def]
 
 def temporal_list(stack: Stack, query: str) -> list[dict]:
     out = subprocess.run(
-        [binary("temporal"), "workflow", "list", "--address", stack.env()["TEMPORAL_ADDRESS"],
-         "--query", query, "--output", "json"],
-        capture_output=True, text=True, timeout=30, check=True).stdout
+        [
+            binary("temporal"),
+            "workflow",
+            "list",
+            "--address",
+            stack.env()["TEMPORAL_ADDRESS"],
+            "--query",
+            query,
+            "--output",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
     return json.loads(out) if out.strip() else []
 
 
@@ -88,8 +96,9 @@ def test_events_in_states_visible_in_cli_and_search(stack: Stack):
     cli(stack, "send", "e2e-1", "Order Completed", "--prop", "revenue=6000", "--id", "order-1")
     cli(stack, "send", "e2e-2", "Signed Up", "--trait", "email=a@b.example", "--trait", "plan=pro")
 
-    state = eventually(lambda: (s := show(stack, "e2e-1"))["runs"]["lifecycle"]["state"] == "vip"
-                       and s)
+    state = eventually(
+        lambda: (s := show(stack, "e2e-1"))["runs"]["lifecycle"]["state"] == "vip" and s
+    )
     assert state["runs"]["lifecycle"]["context"] == {"orders": 1, "spent": 6000.0}  # once
     other = eventually(lambda: show(stack, "e2e-2"))
     assert other["customer"]["traits"] == {"plan": "pro"}  # contact details never reach history
@@ -128,14 +137,22 @@ def test_worker_killed_and_temporal_restarted_nothing_lost(stack: Stack):
     stack.procs.remove(server)
     stack.start_temporal()
     cli(stack, "send", "e2e-k", "Order Completed", "--prop", "revenue=10", "--id", "k-2")
-    st = eventually(lambda: (s := show(stack, "e2e-k"))["runs"]["lifecycle"]["context"]["orders"]
-                    == 2 and s, timeout=90)
+    st = eventually(
+        lambda: (s := show(stack, "e2e-k"))["runs"]["lifecycle"]["context"]["orders"] == 2 and s,
+        timeout=90,
+    )
     assert st["runs"]["lifecycle"]["context"] == {"orders": 2, "spent": 20.0}
 
 
 def test_worker_waits_for_temporal_that_is_not_up_yet(tmp_path: Path, pg_server: str):
-    s = Stack(data_dir=tmp_path / "data", temporal_port=free_port(), ui_port=free_port(),
-              database_url=_fresh_db(pg_server), log_dir=tmp_path / "logs", task_queue="late")
+    s = Stack(
+        data_dir=tmp_path / "data",
+        temporal_port=free_port(),
+        ui_port=free_port(),
+        database_url=_fresh_db(pg_server),
+        log_dir=tmp_path / "logs",
+        task_queue="late",
+    )
     s.data_dir.mkdir(parents=True)
     try:
         worker = s.start_worker()  # no Temporal yet
@@ -146,7 +163,8 @@ def test_worker_waits_for_temporal_that_is_not_up_yet(tmp_path: Path, pg_server:
         s.start_temporal()
         s.prepare_database()
         cli(s, "send", "late-1", "Lead Created")
-        eventually(lambda: show(s, "late-1")["runs"]["lead_followup"]["state"] == "waiting",
-                   timeout=60)
+        eventually(
+            lambda: show(s, "late-1")["runs"]["lead_followup"]["state"] == "waiting", timeout=60
+        )
     finally:
         s.stop()

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
@@ -48,7 +49,9 @@ ACTION_RETRY = RetryPolicy(
     maximum_attempts=0,  # transient failures retry until they succeed
     non_retryable_error_types=["ActionConfigError"],
 )
-STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+STORE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
+)
 
 
 @workflow.defn(name="CustomerWorkflow")
@@ -65,7 +68,7 @@ class CustomerWorkflow:
         self._max_steps = input.max_steps_per_run
         self._shown: tuple[list[str], list[str]] | None = None
         self._timer: asyncio.Task[None] | None = None
-        self._timer_due = None
+        self._timer_due: datetime | None = None
 
     # --- messages -------------------------------------------------------------------------
 
@@ -86,8 +89,14 @@ class CustomerWorkflow:
         async with self._lock:
             await self._ensure_catalog()
             assert self._catalog is not None
-            step = machine.move(self._catalog, self._state, request.journey, request.state,
-                                request.reason, workflow.now())
+            step = machine.move(
+                self._catalog,
+                self._state,
+                request.journey,
+                request.state,
+                request.reason,
+                workflow.now(),
+            )
             await self._carry_out(step)
         run = self._state.runs[request.journey]
         return MoveResult(journey=request.journey, state=run.state, version=run.version)
@@ -97,8 +106,14 @@ class CustomerWorkflow:
         if self._catalog is None:
             return  # checked again by the handler once the catalog is loaded
         try:
-            machine.move(self._catalog, self._state, request.journey, request.state,
-                         request.reason, workflow.now())
+            machine.move(
+                self._catalog,
+                self._state,
+                request.journey,
+                request.state,
+                request.reason,
+                workflow.now(),
+            )
         except MoveError as exc:
             raise ValueError(str(exc)) from None
 
@@ -120,15 +135,24 @@ class CustomerWorkflow:
                 break
             self._arm_timer()
             await workflow.wait_condition(
-                lambda: bool(self._inbox) or self._timer_fired() or self._catalog_stale()
-                or self._should_continue_as_new()
+                lambda: (
+                    bool(self._inbox)
+                    or self._timer_fired()
+                    or self._catalog_stale()
+                    or self._should_continue_as_new()
+                )
             )
         await workflow.wait_condition(workflow.all_handlers_finished)
-        workflow.continue_as_new(CustomerInput(
-            customer_id=input.customer_id, state=self._state, pending=list(self._inbox),
-            catalog_seq=max(self._wanted_seq, self._catalog.seq if self._catalog else 0),
-            search_attributes=self._use_attributes, max_steps_per_run=self._max_steps,
-        ))
+        workflow.continue_as_new(
+            CustomerInput(
+                customer_id=input.customer_id,
+                state=self._state,
+                pending=list(self._inbox),
+                catalog_seq=max(self._wanted_seq, self._catalog.seq if self._catalog else 0),
+                search_attributes=self._use_attributes,
+                max_steps_per_run=self._max_steps,
+            )
+        )
 
     def _should_continue_as_new(self) -> bool:
         return self._steps >= self._max_steps or workflow.info().is_continue_as_new_suggested()
@@ -150,15 +174,20 @@ class CustomerWorkflow:
         self._timer, self._timer_due = None, due
         if due is not None:
             delay = max((due - workflow.now()).total_seconds(), 0.001)
-            self._timer = asyncio.ensure_future(workflow.sleep(delay, summary=f"next timer {due:%Y-%m-%d %H:%M}"))
+            self._timer = asyncio.ensure_future(
+                workflow.sleep(delay, summary=f"next timer {due:%Y-%m-%d %H:%M}")
+            )
 
     async def _ensure_catalog(self) -> None:
         if self._catalog is not None and not self._catalog_stale():
             return
         versions = sorted({Catalog.key(r.journey, r.version) for r in self._state.runs.values()})
         self._catalog = await workflow.execute_local_activity(
-            "load_catalog", LoadCatalogInput(versions=versions), result_type=Catalog,
-            start_to_close_timeout=timedelta(seconds=30), retry_policy=STORE_RETRY,
+            "load_catalog",
+            LoadCatalogInput(versions=versions),
+            result_type=Catalog,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=STORE_RETRY,
             summary="load journey definitions",
         )
         if self._catalog.seq >= self._wanted_seq:
@@ -179,14 +208,17 @@ class CustomerWorkflow:
         if signal.customer is not None:
             self._patch_customer(signal)
         for event in signal.events:
-            await self._carry_out(machine.handle_event(self._catalog, self._state, event,
-                                                       workflow.now()))
+            await self._carry_out(
+                machine.handle_event(self._catalog, self._state, event, workflow.now())
+            )
 
     def _patch_customer(self, signal: EventsSignal) -> None:
         patch = signal.customer
         assert patch is not None
         customer = self._state.customer
-        update = {k: v for k, v in (("tier", patch.tier), ("segment", patch.segment)) if v}
+        update: dict[str, Any] = {
+            k: v for k, v in (("tier", patch.tier), ("segment", patch.segment)) if v
+        }
         if patch.traits is not None:
             update["traits"] = {**customer.traits, **patch.traits}
         self._state.customer = customer.model_copy(update=update)
@@ -201,36 +233,59 @@ class CustomerWorkflow:
             assert activity is not None
             try:
                 await workflow.execute_activity(
-                    activity, ActionInput(customer_id=self._state.customer.id, command=command),
-                    result_type=ActionResult, start_to_close_timeout=timedelta(seconds=60),
-                    retry_policy=ACTION_RETRY, summary=command.summary,
+                    activity,
+                    ActionInput(customer_id=self._state.customer.id, command=command),
+                    result_type=ActionResult,
+                    start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=ACTION_RETRY,
+                    summary=command.summary,
                 )
             except ActivityError as exc:
                 cause = exc.cause or exc
-                self._state.problems.append(Problem(
-                    at=workflow.now(), journey=command.journey, state=command.state,
-                    message=f"{command.summary} failed: {cause}"))
+                self._state.problems.append(
+                    Problem(
+                        at=workflow.now(),
+                        journey=command.journey,
+                        state=command.state,
+                        message=f"{command.summary} failed: {cause}",
+                    )
+                )
                 del self._state.problems[:-20]
                 workflow.logger.error("action failed for good: %s: %s", command.summary, cause)
         if step.transitions:
-            rows = [TransitionRow(key=t.key, journey=t.journey, version=t.version,
-                                  from_state=t.from_state, to_state=t.to_state, cause=t.cause,
-                                  at=t.at) for t in step.transitions]
+            rows = [
+                TransitionRow(
+                    key=t.key,
+                    journey=t.journey,
+                    version=t.version,
+                    from_state=t.from_state,
+                    to_state=t.to_state,
+                    cause=t.cause,
+                    at=t.at,
+                )
+                for t in step.transitions
+            ]
             await workflow.execute_activity(
                 "record_transitions",
                 RecordTransitionsInput(customer_id=self._state.customer.id, transitions=rows),
-                result_type=int, start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=STORE_RETRY, summary=f"log {len(rows)} transition(s)",
+                result_type=int,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=STORE_RETRY,
+                summary=f"log {len(rows)} transition(s)",
             )
 
     def _publish(self) -> None:
         """Search attributes and UI details, when they changed."""
         journeys = machine.journeys_attribute(self._state)
-        versions = sorted(f"{n}@{r.version}" for n, r in self._state.runs.items()
-                          if r.status == "active")
+        versions = sorted(
+            f"{n}@{r.version}" for n, r in self._state.runs.items() if r.status == "active"
+        )
         if self._use_attributes and self._shown != (journeys, versions):
-            workflow.upsert_search_attributes([
-                JOURNEYS.value_set(journeys), JOURNEY_VERSIONS.value_set(versions),
-            ])
+            workflow.upsert_search_attributes(
+                [
+                    JOURNEYS.value_set(journeys),
+                    JOURNEY_VERSIONS.value_set(versions),
+                ]
+            )
         self._shown = (journeys, versions)
         workflow.set_current_details(markdown(self._state, self._catalog))
