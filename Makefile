@@ -37,6 +37,7 @@ format: $(VENV)/.synced
 	$(VENV)/bin/ruff format .
 
 bench: $(VENV)/.synced
+	$(UV) sync --frozen --all-groups --python "$$(command -v $(PYTHON))"
 	$(VENV)/bin/python -m bench
 
 clean:
