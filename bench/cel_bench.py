@@ -45,12 +45,13 @@ def rust_cel() -> tuple[str, Callable[[str], Callable[[], Any]]]:
 def python_cel() -> tuple[str, Callable[[str], Callable[[], Any]]]:
     import celpy
     from celpy import celtypes
+    from celpy.adapter import json_to_cel
 
     env = celpy.Environment()
     activation = {
-        "event": celpy.json_to_cel({**ENV["event"], "timestamp": "2026-01-01T00:00:00Z"}),
-        "ctx": celpy.json_to_cel(ENV["ctx"]),
-        "customer": celpy.json_to_cel(ENV["customer"]),
+        "event": json_to_cel({**ENV["event"], "timestamp": "2026-01-01T00:00:00Z"}),
+        "ctx": json_to_cel(ENV["ctx"]),
+        "customer": json_to_cel(ENV["customer"]),
         "state": celtypes.StringType(ENV["state"]),
         "now": celtypes.TimestampType("2026-01-02T00:00:00Z"),
     }
