@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,14 @@ class Settings(BaseSettings):
     # worker may take it: long keeps throughput under a backlog, short recovers faster
     # from a crashed worker (shared/TEMPORAL-PERF.md).
     sticky_timeout_seconds: float = Field(120.0, alias="JOURNEYS_STICKY_TIMEOUT_SECONDS", gt=0)
+    env: Literal["development", "production"] = Field("production", alias="JOURNEYS_ENV")
+    dev_write_key: str | None = Field(None, alias="JOURNEYS_DEV_WRITE_KEY")
+    dev_admin_token: str | None = Field(None, alias="JOURNEYS_DEV_ADMIN_TOKEN")
+    api_host: str = Field("127.0.0.1", alias="JOURNEYS_API_HOST")
+    api_port: int = Field(8000, alias="JOURNEYS_API_PORT")
+    rate_limit: float = Field(500.0, alias="JOURNEYS_RATE_LIMIT", gt=0)  # requests/s per key
+    max_outbox: int = Field(1_000_000, alias="JOURNEYS_MAX_OUTBOX", gt=0)
+    dispatcher: bool = Field(True, alias="JOURNEYS_DISPATCHER")
 
 
 @functools.cache

@@ -317,6 +317,59 @@ def upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = sub.add_parser("create", help="create a write key or an admin token; printed once")
+    create.add_argument("--kind", choices=("write", "admin"), default="write")
+    create.add_argument("--name", required=True, help="what it is for, e.g. 'web shop'")
+    sub.add_parser("list", help="list keys (never the secrets)")
+    revoke = sub.add_parser("revoke", help="revoke a key by id; it stops working within 5 s")
+    revoke.add_argument("id", type=int)
+
+
+def manage_keys(args: argparse.Namespace) -> int:
+    import psycopg
+
+    from ingest import keys
+    from settings import get_settings
+    from store.db import migrate
+
+    settings = get_settings()
+    if not settings.database_url:
+        raise UserError(
+            "DATABASE_URL is not set and no stack is running ('make run' writes .data/stack.env)"
+        )
+    url = settings.database_url
+
+    async def go() -> int:
+        await migrate(url)
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+            if args.action == "create":
+                info, secret = await keys.create(conn, args.kind, args.name)
+                print(
+                    f"created {info.kind} key {info.id} ({info.name}):\n{secret}\n"
+                    "store it now: it is not shown again"
+                )
+            elif args.action == "list":
+                print(f"{'id':>4}  {'kind':<6} {'prefix':<8} {'created':<20} {'status':<8} name")
+                for k in await keys.listing(conn):
+                    status = "revoked" if k.revoked_at else "active"
+                    print(
+                        f"{k.id:>4}  {k.kind:<6} {k.prefix:<8} "
+                        f"{k.created_at:%Y-%m-%d %H:%M:%S} {status:<8} {k.name}"
+                    )
+            elif not await keys.revoke(conn, args.id):
+                raise UserError(f"no active key with id {args.id} (see 'journeys keys list')")
+            else:
+                print(f"revoked key {args.id}")
+        return 0
+
+    try:
+        return asyncio.run(go())
+    except psycopg.OperationalError as exc:
+        raise UserError(f"cannot reach PostgreSQL ({str(exc).strip()})") from None
+
+
 async def _connect(*, need_db: bool = True) -> tuple[Any, Any, int]:
     from runtime.temporal import connect
     from settings import get_settings
@@ -374,4 +427,5 @@ COMMANDS: dict[str, Command] = {
         _upgrade_args,
         upgrade,
     ),
+    "keys": ("manage write keys and admin tokens: create, list, revoke", _keys_args, manage_keys),
 }

@@ -28,6 +28,7 @@ def main() -> int:
         temporal_address=os.environ.get("TEMPORAL_ADDRESS"),
         database_url=os.environ.get("DATABASE_URL"),
         log_dir=data / "logs",
+        api_port=int(os.environ.get("JOURNEYS_API_PORT", "8000")),
     )
     try:
         journeys = load_rules(ROOT / "rules", ROOT / "templates")
@@ -71,27 +72,38 @@ def main() -> int:
                 )
             )
             stack.prepare_database()
+            write_key, admin_token = stack.dev_keys()
             worker = stack.start_worker()
+            api = stack.start_api()
             print(
                 f"""
 Journeys is running with {len(journeys)} journey(s): {", ".join(j.journey for j in journeys)}
+  API           http://localhost:{stack.api_port}   (OpenAPI: /docs)
+  write key     {write_key}
+  admin token   {admin_token}
   Temporal UI   http://localhost:{stack.ui_port}   (workflows: CustomerWorkflow; try the query
                 Journeys = "lifecycle:dormant")
   Temporal      {env["TEMPORAL_ADDRESS"]}
   PostgreSQL    {env["DATABASE_URL"]}
   logs          {Path(".data/logs")}/
-Try:  .venv/bin/journeys send 42 "Signed Up" && .venv/bin/journeys show 42
+Try:
+  curl -u {write_key}: http://localhost:{stack.api_port}/v1/track \\
+    -H 'Content-Type: application/json' \\
+    -d '{{"userId": "42", "event": "Order Completed", "properties": {{"revenue": 6000}}}}'
+  curl -H 'Authorization: Bearer {admin_token}' http://localhost:{stack.api_port}/v1/customers/42
+  .venv/bin/journeys send 43 "Signed Up" && .venv/bin/journeys show 43
 """,
                 flush=True,
             )
             while True:
-                if worker.poll() is not None:
-                    print(
-                        f"the worker exited with code {worker.returncode}; see "
-                        ".data/logs/worker.log",
-                        file=sys.stderr,
-                    )
-                    return 1
+                for name, proc in (("worker", worker), ("api", api)):
+                    if proc.poll() is not None:
+                        print(
+                            f"the {name} exited with code {proc.returncode}; see "
+                            f".data/logs/{name}.log",
+                            file=sys.stderr,
+                        )
+                        return 1
                 time.sleep(1)
     except KeyboardInterrupt:
         print("\nstopping...", flush=True)

@@ -70,6 +70,7 @@ class Stack:
     data_dir: Path
     temporal_port: int = 7233
     ui_port: int = 8233
+    api_port: int = 8000
     temporal_address: str | None = None  # an existing cluster: no dev server is started
     database_url: str | None = None  # an existing database: no embedded PostgreSQL
     rules_dir: Path = ROOT / "rules"
@@ -87,6 +88,8 @@ class Stack:
             "JOURNEYS_TASK_QUEUE": self.task_queue,
             "JOURNEYS_RULES": str(self.rules_dir),
             "JOURNEYS_TEMPLATES": str(self.templates_dir),
+            "JOURNEYS_API_PORT": str(self.api_port),
+            "JOURNEYS_ENV": "development",
             **self.extra_env,
         }
 
@@ -159,6 +162,44 @@ class Stack:
 
         settings = Settings.model_validate(self.env())
         return asyncio.run(prepare_database(settings))
+
+    def dev_keys(self) -> tuple[str, str]:
+        """The development write key and admin token (created if needed)."""
+        import asyncio
+
+        import psycopg
+
+        from ingest.bootstrap import dev_keys
+        from settings import Settings
+
+        settings = Settings.model_validate({**os.environ, **self.env()})
+
+        async def go() -> tuple[str, str]:
+            assert self.database_url
+            async with await psycopg.AsyncConnection.connect(
+                self.database_url, autocommit=True
+            ) as conn:
+                return await dev_keys(conn, settings, self.data_dir / "dev-keys.env")
+
+        return asyncio.run(go())
+
+    def start_api(self) -> subprocess.Popen[bytes]:
+        if port_open("127.0.0.1", self.api_port):
+            raise SystemExit(
+                f"port {self.api_port} is taken: is another stack running? Stop "
+                "it, or set JOURNEYS_API_PORT"
+            )
+        env = {**os.environ, **self.env(), "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "api"],
+            env=env,
+            cwd=ROOT,
+            stdout=self._log("api"),
+            stderr=subprocess.STDOUT,
+        )
+        self.procs.append(proc)
+        wait_for_port("127.0.0.1", self.api_port, timeout=60, what="the API", proc=proc)
+        return proc
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, **self.env(), "PYTHONUNBUFFERED": "1"}

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 from pydantic import BaseModel, Field
 
 from ._errors import UnknownJourneyError
 from .model import Journey
+from .names import normalize_event_name
 
 
 class Catalog(BaseModel):
@@ -38,16 +40,22 @@ class Catalog(BaseModel):
         """Latest version of every journey, in name order."""
         return [self.current(n) for n in sorted(self.latest)]
 
-    def event_names(self) -> set[str]:
-        """Events any journey reacts to; others never need to reach a workflow, unless a
-        journey has ``exit_when`` (checked on every event)."""
+    def interest(self) -> tuple[set[str], bool]:
+        """``(names, everything)``: the events some journey reacts to. Others never need to
+        reach a workflow. ``everything`` is true when an ``exit_when`` may hold for any
+        event (it is checked on every event); one that only compares ``event.name`` with
+        literals adds just those names."""
         names: set[str] = set()
+        everything = False
         for j in self.versions.values():
             names |= j.events()
-        return names
-
-    def listens_to_everything(self) -> bool:
-        return any(j.exit_when for j in self.versions.values())
+            if j.exit_when:
+                exits = exit_event_names(j.exit_when)
+                if exits is None:
+                    everything = True
+                else:
+                    names |= exits
+        return names, everything
 
     @classmethod
     def of(cls, journeys: list[Journey], *, seq: int = 0) -> Catalog:
@@ -60,6 +68,19 @@ class Catalog(BaseModel):
             versions[cls.key(j.journey, version)] = j
             latest[j.journey] = version
         return cls(seq=seq, latest=latest, floor={}, versions=versions)
+
+
+_NAME_TEST = re.compile(r"""event\.name\s*==\s*(?:"([^"]*)"|'([^']*)')""")
+
+
+def exit_event_names(source: str) -> set[str] | None:
+    """Event names an ``exit_when`` can hold for, when it is only ``event.name == "x"``
+    tests joined by ``||``; None when it may hold for any event."""
+    names = {normalize_event_name(a or b) for a, b in _NAME_TEST.findall(source)}
+    rest = _NAME_TEST.sub("", source)
+    if names and re.fullmatch(r"[\s()|]*", rest):
+        return names
+    return None
 
 
 def digest(journey: Journey) -> str:

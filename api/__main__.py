@@ -1,0 +1,41 @@
+"""``python -m api``: serve the HTTP API with uvicorn (``make run`` starts it)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import psycopg
+import uvicorn
+
+from ingest.bootstrap import check_secrets
+from settings import get_settings
+
+from .app import create_app
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = get_settings()
+    if not settings.database_url:
+        raise SystemExit("DATABASE_URL is not set: start the stack with 'make run'")
+
+    async def check() -> None:
+        assert settings.database_url
+        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+            await check_secrets(conn, settings)
+
+    asyncio.run(check())
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Event ingestion: Segment-format messages in, stored once, delivered to journeys."""

@@ -1,0 +1,63 @@
+"""Keys for a development stack, and the refusal to run production on default secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from settings import Settings
+
+from . import keys
+
+
+def _read(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
+async def dev_keys(
+    conn: AsyncConnection[Any], settings: Settings, keyfile: Path
+) -> tuple[str, str]:
+    """The development write key and admin token: ``JOURNEYS_DEV_WRITE_KEY`` /
+    ``JOURNEYS_DEV_ADMIN_TOKEN`` when set, else the ones generated for this ``.data/``
+    before (kept in ``keyfile`` so ``make run`` can show them again), else new ones."""
+    saved = _read(keyfile)
+    write = settings.dev_write_key or saved.get("JOURNEYS_DEV_WRITE_KEY") or keys.new_key("write")
+    admin = (
+        settings.dev_admin_token or saved.get("JOURNEYS_DEV_ADMIN_TOKEN") or keys.new_key("admin")
+    )
+    await keys.create(conn, "write", "development write key", key=write)
+    await keys.create(conn, "admin", "development admin token", key=admin)
+    _save(keyfile, f"JOURNEYS_DEV_WRITE_KEY={write}\nJOURNEYS_DEV_ADMIN_TOKEN={admin}\n")
+    return write, admin
+
+
+def _save(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(0o600)
+
+
+async def check_secrets(conn: AsyncConnection[Any], settings: Settings) -> None:
+    """Outside development mode, refuse development secrets and a stack with no admin."""
+    if settings.env == "development":
+        return
+    if settings.dev_write_key or settings.dev_admin_token:
+        raise SystemExit(
+            "JOURNEYS_DEV_WRITE_KEY / JOURNEYS_DEV_ADMIN_TOKEN are set but "
+            "JOURNEYS_ENV is not 'development': refusing to run on development "
+            "secrets. Unset them and create keys with 'journeys keys create'."
+        )
+    cur = await conn.execute(
+        "SELECT count(*) FROM api_keys WHERE kind = 'admin' AND revoked_at IS NULL"
+    )
+    row = await cur.fetchone()
+    if not row or not row[0]:
+        raise SystemExit(
+            "no admin token exists: create one with 'journeys keys create --kind "
+            "admin --name ops' (or set JOURNEYS_ENV=development for a dev stack)"
+        )

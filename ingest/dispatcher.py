@@ -1,0 +1,198 @@
+"""Delivering the outbox to customer workflows.
+
+One dispatcher at a time (a PostgreSQL advisory lock elects it among API replicas) reads the
+outbox in order, groups the events by customer and sends each customer one
+signal-with-start with all of their events, with the customer's current traits (contact
+details removed). Rows are deleted only after Temporal accepted the signal; if it did and
+we crashed before deleting, the event is delivered again and the workflow, which
+remembers event ids, ignores it. While Temporal is down rows wait, and ingestion goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+from temporalio.client import Client
+
+from engine.identity import redact_traits
+from engine.model import Event
+from runtime import customers
+from store import catalog as catalog_store
+from workflows.io import CustomerPatch
+
+log = logging.getLogger(__name__)
+_LEADER_LOCK = 0x4A6F7579
+
+
+@dataclass
+class Delivery:
+    customers: int = 0
+    events: int = 0
+    failed: int = 0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        conninfo: str,
+        client: Callable[[], Awaitable[Client]],
+        *,
+        task_queue: str,
+        batch_size: int = 1000,
+        concurrency: int = 64,
+        on_delivered: Callable[[Delivery, float], None] | None = None,
+    ) -> None:
+        self.pool = pool
+        self.conninfo = conninfo
+        self.client = client
+        self.task_queue = task_queue
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self.on_delivered = on_delivered
+        self.is_leader = False
+        self._seq = (0, 0.0)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop`` is set; waits its turn while another process leads."""
+        while not stop.is_set():
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self.conninfo, autocommit=True
+                ) as leader:
+                    await self._lead(leader, stop)
+            except (psycopg.Error, OSError) as exc:
+                self.is_leader = False
+                log.warning("dispatcher lost the database (%s); retrying", exc)
+                await _sleep(stop, 2.0)
+
+    async def _lead(self, leader: psycopg.AsyncConnection[Any], stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            cur = await leader.execute("SELECT pg_try_advisory_lock(%s)", (_LEADER_LOCK,))
+            row = await cur.fetchone()
+            if row and row[0]:
+                break
+            await _sleep(stop, 2.0)
+        if stop.is_set():
+            return
+        self.is_leader = True
+        await leader.execute("LISTEN journeys_outbox")
+        backoff = 0.5
+        notifies = leader.notifies(timeout=1.0)
+        try:
+            while not stop.is_set():
+                try:
+                    done = await self.deliver_once()
+                except Exception as exc:
+                    log.warning("delivery failed (%s); retrying in %.1fs", exc, backoff)
+                    await _sleep(stop, backoff)
+                    backoff = min(backoff * 2, 30.0)
+                    continue
+                if done.failed:
+                    await _sleep(stop, backoff)
+                    backoff = min(backoff * 2, 30.0)
+                    continue
+                backoff = 0.5
+                if done.events < self.batch_size:
+                    try:
+                        async for _ in notifies:
+                            break
+                    except StopAsyncIteration:
+                        pass
+                    notifies = leader.notifies(timeout=1.0)
+        finally:
+            self.is_leader = False
+
+    async def _catalog_seq(self) -> int:
+        seq, at = self._seq
+        if time.monotonic() - at > 2.0:
+            async with self.pool.connection() as conn:
+                seq = (await catalog_store.head(conn))[0]
+            self._seq = (seq, time.monotonic())
+        return seq
+
+    async def deliver_once(self) -> Delivery:
+        """One round: up to ``batch_size`` events, one signal per customer."""
+        started = time.monotonic()
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT o.event_id, o.customer_id, e.name, e.event_time, e.properties"
+                " FROM outbox o JOIN events e ON e.id = o.event_id"
+                " ORDER BY o.event_id LIMIT %s",
+                (self.batch_size,),
+            )
+            rows = await cur.fetchall()
+            if not rows:
+                return Delivery()
+            ids = sorted({r[1] for r in rows})
+            cur = await conn.execute(
+                "SELECT customer_id, traits FROM customers WHERE customer_id = ANY(%s)", (ids,)
+            )
+            traits = {r[0]: r[1] for r in await cur.fetchall()}
+        grouped: OrderedDict[str, list[tuple[int, Event]]] = OrderedDict()
+        for event_id, customer_id, name, at, props in rows:
+            event = Event(name=name, id=f"event-{event_id}", timestamp=at, properties=props)
+            grouped.setdefault(customer_id, []).append((event_id, event))
+        seq = await self._catalog_seq()
+        client = await self.client()
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def send(customer_id: str, items: list[tuple[int, Event]]) -> str | None:
+            patch = None
+            if customer_id in traits:
+                patch = CustomerPatch(traits=redact_traits(traits[customer_id]))
+            async with gate:
+                try:
+                    await customers.send_events(
+                        client,
+                        customer_id,
+                        [e for _, e in items],
+                        task_queue=self.task_queue,
+                        catalog_seq=seq,
+                        customer=patch,
+                    )
+                except Exception as exc:
+                    return f"{type(exc).__name__}: {exc}"[:500]
+            return None
+
+        results = await asyncio.gather(*(send(c, items) for c, items in grouped.items()))
+        delivered = [
+            eid
+            for (c, items), err in zip(grouped.items(), results, strict=True)
+            if err is None
+            for eid, _ in items
+        ]
+        failed = [
+            (eid, err)
+            for (c, items), err in zip(grouped.items(), results, strict=True)
+            if err is not None
+            for eid, _ in items
+        ]
+        async with self.pool.connection() as conn:
+            if delivered:
+                await conn.execute("DELETE FROM outbox WHERE event_id = ANY(%s)", (delivered,))
+            if failed:
+                await conn.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = %s"
+                    " WHERE event_id = ANY(%s)",
+                    (failed[0][1], [f[0] for f in failed]),
+                )
+                log.warning("%d event(s) not delivered yet: %s", len(failed), failed[0][1])
+        result = Delivery(customers=len(grouped), events=len(delivered), failed=len(failed))
+        if self.on_delivered:
+            self.on_delivered(result, time.monotonic() - started)
+        return result
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -1,0 +1,219 @@
+"""The Segment HTTP tracking format: parse, check and normalise messages.
+
+Pure functions over bytes and dicts; the HTTP layer (``api``) and the store (``ingest.store``)
+do the I/O. Limits and semantics follow Segment's HTTP Tracking API: 32 KB per message,
+500 KB per request, event time = ``timestamp`` corrected by ``receivedAt - sentAt``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+import zlib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from engine.names import normalize_event_name
+
+MAX_MESSAGE_BYTES = 32 * 1024
+MAX_BATCH_BYTES = 500 * 1024
+TYPES = ("track", "identify", "page", "screen", "group", "alias")
+
+
+class IngestError(Exception):
+    """A request we refuse; ``status`` is the HTTP status, the message says what to fix
+    and never repeats the submitted data (it may hold personal data)."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
+def read_body(raw: bytes, encoding: str | None) -> bytes:
+    """The request body, inflated if gzipped, never beyond ``MAX_BATCH_BYTES``: a gzip bomb
+    stops after that many bytes instead of filling memory."""
+    enc = (encoding or "identity").strip().lower()
+    if enc in ("identity", ""):
+        body = raw
+    elif enc in ("gzip", "x-gzip", "deflate"):
+        wbits = 16 + zlib.MAX_WBITS if enc != "deflate" else zlib.MAX_WBITS
+        inflater = zlib.decompressobj(wbits)
+        try:
+            body = inflater.decompress(raw, MAX_BATCH_BYTES + 1)
+        except zlib.error:
+            raise IngestError(400, "bad_gzip", f"the body is not valid {enc} data") from None
+        if len(body) <= MAX_BATCH_BYTES and not inflater.eof and not inflater.unconsumed_tail:
+            raise IngestError(400, "bad_gzip", f"the {enc} body is truncated")
+    else:
+        raise IngestError(
+            415,
+            "bad_encoding",
+            f"Content-Encoding '{enc[:20]}' is not supported; send gzip or an uncompressed body",
+        )
+    if len(body) > MAX_BATCH_BYTES:
+        raise IngestError(
+            413,
+            "batch_too_large",
+            f"the request is over {MAX_BATCH_BYTES // 1024} "
+            "KB (after decompression); send smaller batches",
+        )
+    return body
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = (
+            f" at line {exc.lineno} column {exc.colno}"
+            if isinstance(exc, json.JSONDecodeError)
+            else ""
+        )
+        raise IngestError(400, "bad_json", f"the body is not valid JSON{where}") from None
+    if not isinstance(data, dict):
+        raise IngestError(400, "bad_json", "the body must be a JSON object")
+    return data
+
+
+@dataclass
+class Message:
+    """One accepted message, normalised."""
+
+    type: str
+    message_id: str
+    customer_id: str
+    anonymous_id: str | None
+    name: str | None
+    properties: dict[str, Any]
+    traits: dict[str, Any]
+    event_time: datetime
+    context: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # groupId, previousId, ...
+
+
+def _time(value: Any, where: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise IngestError(400, "bad_timestamp", f"{where} must be an ISO-8601 string")
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise IngestError(400, "bad_timestamp", f"{where} is not an ISO-8601 timestamp") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _object(msg: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = msg.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise IngestError(400, "bad_field", f"{where}.{key} must be a JSON object")
+    return value
+
+
+def _id(msg: dict[str, Any], key: str, where: str) -> str | None:
+    value = msg.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise IngestError(400, "bad_field", f"{where}.{key} must be a string")
+    text = str(value)
+    if len(text) > 256:
+        raise IngestError(400, "bad_field", f"{where}.{key} is longer than 256 characters")
+    return text
+
+
+def normalize(
+    msg: Any,
+    *,
+    kind: str | None,
+    where: str,
+    received_at: datetime,
+    batch_sent_at: datetime | None = None,
+    batch_context: dict[str, Any] | None = None,
+) -> Message:
+    """Check one message and bring it to our shape. ``kind`` is the endpoint's type
+    (None inside a batch, where each message carries its own ``type``)."""
+    if not isinstance(msg, dict):
+        raise IngestError(400, "bad_message", f"{where} must be a JSON object")
+    size = len(json.dumps(msg, separators=(",", ":"), default=str).encode())
+    if size > MAX_MESSAGE_BYTES:
+        raise IngestError(
+            413,
+            "message_too_large",
+            f"{where} is {size // 1024} KB; a message may "
+            f"be at most {MAX_MESSAGE_BYTES // 1024} KB",
+        )
+    mtype = msg.get("type", kind)
+    if kind is not None and mtype != kind:
+        mtype = kind
+    if mtype not in TYPES:
+        raise IngestError(400, "bad_type", f"{where}.type must be one of {', '.join(TYPES)}")
+    user_id = _id(msg, "userId", where)
+    anonymous_id = _id(msg, "anonymousId", where)
+    if not user_id and not anonymous_id:
+        raise IngestError(400, "missing_user", f"{where} needs a userId or an anonymousId")
+    context = {**(batch_context or {}), **_object(msg, "context", where)}
+    name: str | None = None
+    if mtype == "track":
+        event = msg.get("event")
+        if not isinstance(event, str) or not event.strip():
+            raise IngestError(400, "missing_event", f"{where}.event (the event name) is required")
+        name = normalize_event_name(event)
+        if not name:
+            raise IngestError(400, "bad_event", f"{where}.event has no letters or digits")
+    elif mtype in ("page", "screen"):
+        page = msg.get("name")
+        name = page if isinstance(page, str) else None
+    traits = _object(msg, "traits", where)
+    if mtype == "identify" and not traits:
+        traits = _object(context, "traits", f"{where}.context")
+    extra = {k: msg[k] for k in ("groupId", "previousId", "category") if msg.get(k) is not None}
+    stamp = _time(msg.get("timestamp"), f"{where}.timestamp")
+    sent_at = _time(msg.get("sentAt"), f"{where}.sentAt") or batch_sent_at
+    if stamp is None:
+        event_time = received_at
+    elif sent_at is not None:
+        event_time = stamp + (received_at - sent_at)
+    else:
+        event_time = stamp
+    message_id = _id(msg, "messageId", where) or f"gen-{uuid.uuid4()}"
+    return Message(
+        type=mtype,
+        message_id=message_id,
+        customer_id=user_id or anonymous_id or "",
+        anonymous_id=anonymous_id,
+        name=name,
+        properties=_object(msg, "properties", where),
+        traits=traits,
+        event_time=event_time,
+        context=context,
+        extra=extra,
+    )
+
+
+def messages(data: dict[str, Any], *, kind: str | None, received_at: datetime) -> list[Message]:
+    """All messages of one request: a single message, or ``batch`` for ``/v1/batch``."""
+    if kind is None:
+        batch = data.get("batch")
+        if not isinstance(batch, list):
+            raise IngestError(400, "bad_batch", "a batch body needs 'batch': [messages]")
+        if not batch:
+            raise IngestError(400, "bad_batch", "the batch is empty")
+        sent_at = _time(data.get("sentAt"), "sentAt")
+        context = _object(data, "context", "body")
+        return [
+            normalize(
+                m,
+                kind=None,
+                where=f"batch[{i}]",
+                received_at=received_at,
+                batch_sent_at=sent_at,
+                batch_context=context,
+            )
+            for i, m in enumerate(batch)
+        ]
+    return [normalize(data, kind=kind, where="message", received_at=received_at)]

@@ -1,0 +1,104 @@
+"""Storing accepted messages: the events history, customer profiles and the outbox, in one
+transaction, so a 200 means the event is durable and will reach the journeys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from .segment import Message
+
+
+@dataclass
+class Accepted:
+    stored: int  # new events
+    duplicates: int  # messageIds seen before for this source
+    queued: int  # new events some journey needs, now in the outbox
+
+
+class Interest:
+    """Which events journeys need delivered: their names, or every event."""
+
+    def __init__(self, names: set[str], everything: bool) -> None:
+        self.names = names
+        self.everything = everything
+
+    def wants(self, message: Message) -> bool:
+        return message.type == "track" and (self.everything or message.name in self.names)
+
+
+async def accept(
+    conn: AsyncConnection[Any],
+    source: int,
+    batch: list[Message],
+    received_at: datetime,
+    interest: Interest,
+) -> Accepted:
+    """Store ``batch`` atomically. A message whose (source, messageId) is already stored is
+    a duplicate and changes nothing; the others are appended to ``events``, identify traits
+    are merged into ``customers``, and events a journey needs go to the ``outbox``."""
+    # one message id twice in one request: keep the first
+    seen: set[str] = set()
+    unique = [m for m in batch if not (m.message_id in seen or seen.add(m.message_id))]  # type: ignore[func-returns-value]
+    async with conn.transaction():
+        cur = await conn.execute(
+            """
+            INSERT INTO events (source, message_id, type, customer_id, name, properties,
+                                event_time, received_at, context)
+            SELECT %s, m, t, c, n, p, e, %s, x
+              FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[],
+                          %s::timestamptz[], %s::jsonb[]) AS u(m, t, c, n, p, e, x)
+            ON CONFLICT (source, message_id) DO NOTHING
+            RETURNING id, message_id
+            """,
+            (
+                source,
+                received_at,
+                [m.message_id for m in unique],
+                [m.type for m in unique],
+                [m.customer_id for m in unique],
+                [m.name for m in unique],
+                [Jsonb(_properties(m)) for m in unique],
+                [m.event_time for m in unique],
+                [Jsonb(m.context) for m in unique],
+            ),
+        )
+        inserted = {row[1]: row[0] for row in await cur.fetchall()}
+        fresh = [m for m in unique if m.message_id in inserted]
+        wanted = [(inserted[m.message_id], m.customer_id) for m in fresh if interest.wants(m)]
+        if wanted:
+            await conn.execute(
+                "INSERT INTO outbox (event_id, customer_id)"
+                " SELECT * FROM unnest(%s::bigint[], %s::text[])",
+                ([w[0] for w in wanted], [w[1] for w in wanted]),
+            )
+            await conn.execute("NOTIFY journeys_outbox")
+        profiles: dict[str, tuple[dict[str, Any], str | None]] = {}
+        for m in fresh:
+            if m.type == "identify" or m.traits:
+                traits, anon = profiles.get(m.customer_id, ({}, None))
+                profiles[m.customer_id] = ({**traits, **m.traits}, m.anonymous_id or anon)
+        if profiles:
+            ids = sorted(profiles)  # a fixed order: concurrent upserts never deadlock
+            await conn.execute(
+                """
+                INSERT INTO customers (customer_id, traits, anonymous_id)
+                SELECT * FROM unnest(%s::text[], %s::jsonb[], %s::text[])
+                ON CONFLICT (customer_id) DO UPDATE
+                   SET traits = customers.traits || EXCLUDED.traits,
+                       anonymous_id = coalesce(EXCLUDED.anonymous_id, customers.anonymous_id),
+                       updated_at = now()
+                """,
+                (ids, [Jsonb(profiles[i][0]) for i in ids], [profiles[i][1] for i in ids]),
+            )
+    return Accepted(stored=len(fresh), duplicates=len(batch) - len(fresh), queued=len(wanted))
+
+
+def _properties(m: Message) -> dict[str, Any]:
+    if m.type in ("identify", "group"):
+        return {**m.properties, **({"traits": m.traits} if m.traits else {}), **m.extra}
+    return {**m.properties, **m.extra} if m.extra else m.properties
