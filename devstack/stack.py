@@ -80,6 +80,7 @@ class Stack:
     log_dir: Path | None = None
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _files: list[IO[bytes]] = field(default_factory=list)
+    temporal_proc: subprocess.Popen[bytes] | None = None
 
     def env(self) -> dict[str, str]:
         return {
@@ -137,9 +138,19 @@ class Stack:
             cmd += ["--search-attribute", attr]
         proc = subprocess.Popen(cmd, stdout=self._log("temporal"), stderr=subprocess.STDOUT)
         self.procs.append(proc)
+        self.temporal_proc = proc
         wait_for_port(
             "127.0.0.1", self.temporal_port, timeout=60, what="the Temporal dev server", proc=proc
         )
+
+    def stop_temporal(self) -> None:
+        """Stop the dev server (to test outages); :meth:`start_temporal` brings it back."""
+        proc = self.temporal_proc
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
+            self.procs.remove(proc)
+            self.temporal_proc = None
 
     def start_postgres(self) -> None:
         if self.database_url:
