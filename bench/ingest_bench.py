@@ -1,0 +1,321 @@
+"""Ingestion end to end: HTTP in -> PostgreSQL -> outbox -> Temporal -> state changed.
+
+    python -m bench.ingest_bench [--customers 10000] [--events 100000] [--clients 8]
+
+Starts its own embedded stack (Temporal dev server with the WAL pragmas, PostgreSQL, the
+worker and the API as processes) in a temporary directory and prints one table:
+
+* the ceiling: bare signal-with-start to a no-op workflow on the same server;
+* accepted events/s through /v1/batch, applied events/s (until every workflow shows every
+  event), p50/p95/p99 send->applied latency at half the ceiling's rate, CPU of the worker
+  and the server, worker RSS per cached customer;
+* events no journey listens to: accepted/s (they never reach Temporal).
+
+On 2 cores the server's own CPU is the limit, so the ratios are what to compare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from temporalio.client import Client
+
+from devstack.stack import ROOT, Stack, free_port
+from runtime import customers
+from settings import Settings
+
+
+def _cpu(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    total = t.user + t.system
+    for child in proc.children(recursive=True):
+        try:
+            ct = child.cpu_times()
+            total += ct.user + ct.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+async def ceiling(
+    client: Client, address: str, n_customers: int, n_signals: int, concurrency: int
+) -> float:
+    """Signals/s of bare signal-with-start to a no-op workflow."""
+    queue = f"noop-{uuid.uuid4().hex[:6]}"
+    worker = subprocess.Popen([sys.executable, "-m", "bench.noop", address, queue], cwd=ROOT)
+    try:
+        await asyncio.sleep(2)
+        gate = asyncio.Semaphore(concurrency)
+        ids = [f"noop-{queue}-{i}" for i in range(n_customers)]
+
+        async def one(i: int) -> None:
+            async with gate:
+                await client.start_workflow(
+                    "NoopWorkflow",
+                    id=ids[i % n_customers],
+                    task_queue=queue,
+                    start_signal="event",
+                    start_signal_args=[{"i": i}],
+                )
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(n_signals)))
+        # applied: every workflow has seen its signals
+        want = {ids[c]: 0 for c in range(n_customers)}
+        for i in range(n_signals):
+            want[ids[i % n_customers]] += 1
+        sample = random.Random(1).sample(list(want), min(50, len(want)))
+        while True:
+            seen = await asyncio.gather(
+                *(client.get_workflow_handle(w).query("seen") for w in sample)
+            )
+            if all(s == want[w] for s, w in zip(seen, sample, strict=True)):
+                break
+            await asyncio.sleep(0.2)
+        return n_signals / (time.perf_counter() - started)
+    finally:
+        worker.terminate()
+        worker.wait()
+
+
+async def post_batches(
+    url: str, key: str, batches: list[list[dict[str, Any]]], clients: int
+) -> float:
+    """Send ``batches`` with ``clients`` concurrent HTTP clients; return seconds taken."""
+    queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue()
+    for b in batches:
+        queue.put_nowait(b)
+
+    async def client_loop() -> None:
+        async with httpx.AsyncClient(base_url=url, auth=(key, ""), timeout=60) as http:
+            while not queue.empty():
+                batch = queue.get_nowait()
+                for _ in range(20):
+                    r = await http.post("/v1/batch", json={"batch": batch})
+                    if r.status_code == 200:
+                        break
+                    await asyncio.sleep(0.5)  # 429 backpressure or 503: retry like an SDK
+                else:
+                    raise RuntimeError(f"batch refused: {r.status_code} {r.text}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client_loop() for _ in range(clients)))
+    return time.perf_counter() - started
+
+
+def order(customer: str, i: int) -> dict[str, Any]:
+    return {
+        "type": "track",
+        "userId": customer,
+        "event": "Order Completed",
+        "messageId": f"{customer}-{i}",
+        "properties": {"revenue": 1.0},
+        "timestamp": datetime.now(UTC).isoformat(),
+    }
+
+
+async def orders_of(client: Client, customer: str) -> int:
+    try:
+        st = await customers.state(client, customer)
+    except Exception:
+        return -1
+    run = st.runs.get("lifecycle")
+    return int(run.context["orders"]) if run else 0
+
+
+async def wait_applied(client: Client, expected: dict[str, int]) -> None:
+    pending = set(expected)
+    while pending:
+        batch = random.sample(sorted(pending), min(100, len(pending)))
+        got = await asyncio.gather(*(orders_of(client, c) for c in batch))
+        for c, n in zip(batch, got, strict=True):
+            if n >= expected[c]:
+                pending.discard(c)
+        if pending:
+            await asyncio.sleep(0.2)
+
+
+async def latency(
+    client: Client, stack: Stack, url: str, key: str, rate: float, seconds: float
+) -> list[float]:
+    """Send->applied for single events at ``rate``/s over warm probe customers. "Applied" is
+    the completion of the workflow task that took the event's signal, read afterwards
+    from the customers' histories, so measuring adds no load while it runs."""
+    import json
+
+    import psycopg
+    from temporalio.api.enums.v1 import EventType
+
+    from engine.identity import workflow_id
+
+    probes = [f"probe-{uuid.uuid4().hex[:6]}-{i}" for i in range(100)]
+    async with httpx.AsyncClient(base_url=url, auth=(key, ""), timeout=30) as http:
+        for p in probes:  # warm: the workflows exist and are cached before timing
+            (await http.post("/v1/track", json=order(p, 0))).raise_for_status()
+        await wait_applied(client, dict.fromkeys(probes, 1))
+        start = time.perf_counter()
+        i = 0
+        while time.perf_counter() - start < seconds:
+            body = {
+                **order(probes[i % len(probes)], i + 1),
+                "properties": {"revenue": 1.0, "sent_at": time.time()},
+            }
+            (await http.post("/v1/track", json=body)).raise_for_status()
+            i += 1
+            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+    expected = dict.fromkeys(probes, 1)
+    for n in range(i):
+        expected[probes[n % len(probes)]] += 1
+    await wait_applied(client, expected)
+    async with await psycopg.AsyncConnection.connect(stack.database_url or "") as conn:
+        cur = await conn.execute(
+            "SELECT id, (properties->>'sent_at')::float FROM events WHERE properties ? 'sent_at'"
+        )
+        sent_at = {f"event-{r[0]}": r[1] for r in await cur.fetchall()}
+    samples: list[float] = []
+    for p in probes:
+        history = await client.get_workflow_handle(workflow_id(p)).fetch_history()
+        pending: list[str] = []
+        for ev in history.events:
+            if ev.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+                body = json.loads(
+                    ev.workflow_execution_signaled_event_attributes.input.payloads[0].data
+                )
+                pending += [e["id"] for e in body.get("events", [])]
+            elif ev.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED and pending:
+                done = ev.event_time.ToDatetime(tzinfo=UTC).timestamp()
+                samples += [done - sent_at[e] for e in pending if e in sent_at]
+                pending = []
+    return samples
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def run(args: argparse.Namespace) -> list[tuple[str, str]]:
+    tmp = Path(tempfile.mkdtemp(prefix="journeys-bench-"))
+    stack = Stack(
+        data_dir=tmp,
+        temporal_port=free_port(),
+        ui_port=free_port(),
+        api_port=free_port(),
+        log_dir=tmp / "logs",
+        task_queue="bench",
+    )
+    with stack.running():
+        stack.prepare_database()
+        key, _ = stack.dev_keys()
+        stack.start_api()
+        worker = stack.start_worker()
+        return asyncio.run(measure(args, stack, key, worker))
+
+
+async def measure(
+    args: argparse.Namespace, stack: Stack, key: str, worker: subprocess.Popen[bytes]
+) -> list[tuple[str, str]]:
+    rows: list[tuple[str, str]] = []
+    if True:
+        address = stack.env()["TEMPORAL_ADDRESS"]
+        settings = Settings.model_validate(stack.env())
+        from runtime.temporal import connect
+
+        client = await connect(settings)
+        server_p = psutil.Process(stack.temporal_proc.pid)  # type: ignore[union-attr]
+        worker_p = psutil.Process(worker.pid)
+        url = f"http://127.0.0.1:{stack.api_port}"
+
+        n_sig = max(1000, args.events // 10)
+        top = await ceiling(client, address, min(args.customers, n_sig), n_sig, args.clients * 8)
+        rows.append(("ceiling: bare signal-with-start, signals/s", f"{top:,.0f}"))
+
+        people = [f"c{i}" for i in range(args.customers)]
+        expected = dict.fromkeys(people, 0)
+        events = []
+        for i in range(args.events):
+            c = people[i % len(people)] if i < len(people) else random.choice(people)
+            expected[c] += 1
+            events.append(order(c, expected[c]))
+        batches = [events[i : i + args.batch] for i in range(0, len(events), args.batch)]
+        rss0 = worker_p.memory_info().rss
+        cpu_w, cpu_s = _cpu(worker_p), _cpu(server_p)
+        started = time.perf_counter()
+        took = await post_batches(url, key, batches, args.clients)
+        await wait_applied(client, expected)
+        applied_s = time.perf_counter() - started
+        cpu_w, cpu_s = _cpu(worker_p) - cpu_w, _cpu(server_p) - cpu_s
+        rss = worker_p.memory_info().rss
+        rows.append(("accepted events/s (/v1/batch)", f"{args.events / took:,.0f}"))
+        rows.append(
+            ("applied events/s (HTTP in -> state changed)", f"{args.events / applied_s:,.0f}")
+        )
+        rows.append(("applied / ceiling", f"{args.events / applied_s / top:.0%}"))
+        rows.append(("worker CPU, core-seconds per 1k events", f"{cpu_w / args.events * 1000:.2f}"))
+        rows.append(("server CPU, core-seconds per 1k events", f"{cpu_s / args.events * 1000:.2f}"))
+        rows.append(
+            ("worker RSS per cached customer", f"{(rss - rss0) / args.customers / 1024:.0f} KB")
+        )
+
+        samples = await latency(client, stack, url, key, rate=top / 2, seconds=args.latency_seconds)
+        rows.append(
+            (f"send->applied at {top / 2:,.0f}/s: p50", f"{pct(samples, 50) * 1000:.0f} ms")
+        )
+        rows.append(("  p95", f"{pct(samples, 95) * 1000:.0f} ms"))
+        rows.append(("  p99", f"{pct(samples, 99) * 1000:.0f} ms"))
+        rows.append(("  mean", f"{statistics.mean(samples) * 1000:.0f} ms"))
+
+        quiet = [
+            {
+                "type": "track",
+                "userId": random.choice(people),
+                "event": "Page Viewed",
+                "messageId": f"q-{i}",
+                "properties": {"path": "/"},
+            }
+            for i in range(args.events)
+        ]
+        took = await post_batches(
+            url,
+            key,
+            [quiet[i : i + args.batch] for i in range(0, len(quiet), args.batch)],
+            args.clients,
+        )
+        rows.append(("unlistened events accepted/s", f"{args.events / took:,.0f}"))
+        rows.append(("unlistened / ceiling", f"{args.events / took / top:.0f}x"))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--customers", type=int, default=10_000)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients")
+    parser.add_argument("--batch", type=int, default=100, help="events per /v1/batch call")
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    args = parser.parse_args()
+    rows = run(args)
+    print(
+        f"\ncustomers={args.customers} events={args.events} clients={args.clients} "
+        f"batch={args.batch}"
+    )
+    width = max(len(r[0]) for r in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value:>10}")
+
+
+if __name__ == "__main__":
+    main()
