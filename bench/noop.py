@@ -20,7 +20,7 @@ class NoopWorkflow:
         self.count = 0
 
     @workflow.signal
-    def event(self, payload: dict) -> None:  # type: ignore[type-arg]
+    def event(self, payload: dict[str, object]) -> None:
         self.count += 1
 
     @workflow.query
