@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.client import Client
@@ -20,7 +21,7 @@ class NoopWorkflow:
         self.count = 0
 
     @workflow.signal
-    def event(self, payload: dict[str, object]) -> None:
+    def event(self, payload: dict[str, Any]) -> None:
         self.count += 1
 
     @workflow.query
