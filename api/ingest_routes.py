@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 from fastapi import APIRouter, Request
+from psycopg_pool import PoolTimeout
 from fastapi.responses import JSONResponse
 
 from ingest.segment import MAX_BATCH_BYTES, IngestError, messages, parse_json, read_body
@@ -68,7 +69,7 @@ async def ingest(request: Request, kind: str | None) -> JSONResponse:
                 "send your write key as the HTTP Basic user "
                 "name, as Authorization: Bearer, or as writeKey in the body",
             )
-        async with state.pool.connection() as conn:
+        async with state.pool.connection(timeout=5.0) as conn:
             await state.refresh(conn)
             source = state.keys.check(key, "write")
             if source is None:
@@ -97,7 +98,7 @@ async def ingest(request: Request, kind: str | None) -> JSONResponse:
     except IngestError as exc:
         metrics.rejected.labels(exc.reason).inc()
         return error(exc.status, exc.reason, str(exc))
-    except (psycopg.OperationalError, psycopg.errors.AdminShutdown, OSError):
+    except (psycopg.OperationalError, psycopg.errors.AdminShutdown, PoolTimeout, OSError):
         metrics.rejected.labels("storage_unavailable").inc()
         return error(
             503,

@@ -212,6 +212,17 @@ class Stack:
         wait_for_port("127.0.0.1", self.api_port, timeout=60, what="the API", proc=proc)
         return proc
 
+    def stop_postgres(self) -> None:
+        """Stop the embedded PostgreSQL (to test outages); :meth:`restart_postgres` is back."""
+        pg = getattr(self, "_pg", None)
+        if pg is not None:
+            pg.cleanup()
+            self._pg = None
+
+    def restart_postgres(self) -> None:
+        self.database_url = None
+        self.start_postgres()
+
     def start_worker(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, **self.env(), "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(

@@ -43,6 +43,8 @@ class Document:
             prev = seg
             last = i == len(segs) - 1
             if isinstance(node, CommentedMap):
+                if isinstance(seg, int) and (not parts or parts[-1] != "after"):
+                    continue  # a lone rule mapping validated as a one-item list
                 found = _find_key(node, seg)
                 if found is None:
                     continue

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import expr
-from ._errors import MoveError, UnknownJourneyError
+from ._errors import MoveError
 from .actions import Emit, unwrap
 from .catalog import Catalog
 from .model import (
@@ -145,7 +145,7 @@ def move(
             f"{', '.join(definition.states)}"
         )
     if current is None or current.status != "active":
-        current = stepper.enrol(definition, event=None, start=to_state, cause=f"admin: {reason}")
+        stepper.enrol(definition, event=None, start=to_state, cause=f"admin: {reason}")
     else:
         stepper.goto(current, definition, to_state, f"admin: {reason}", event=None)
     stepper.drain()
@@ -469,10 +469,6 @@ class _Stepper:
             floor = self.catalog.floor.get(name, 0)
             if run.status != "active" or run.version >= floor or name not in self.catalog.latest:
                 continue
-            try:
-                old = self._definition(run)
-            except UnknownJourneyError:
-                old = None
             new = self.catalog.current(name)
             target = run.state if run.state in new.states else new.migrate.get(run.state)
             if target is None:
@@ -497,7 +493,6 @@ class _Stepper:
             ]
             source, old_version = run.state, run.version
             run.version, run.state, run.context = new.version, target, context
-            del old
             self._log(
                 run,
                 source,

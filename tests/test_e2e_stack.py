@@ -114,6 +114,8 @@ def test_events_in_states_visible_in_cli_and_search(stack: Stack):
     assert "lifecycle:dormant" in moved.stdout
     bad = cli(stack, "move", "e2e-2", "lifecycle", "nowhere", "--reason", "x", check=False)
     assert bad.returncode == 1 and "no state 'nowhere'" in bad.stderr
+    cli(stack, "send", "e2e-3", "Page Viewed")  # no journey cares: a customer in none
+    assert eventually(lambda: show(stack, "e2e-3"))["runs"] == {}
     missing = cli(stack, "show", "nobody", check=False)
     assert missing.returncode == 1 and "no customer 'nobody'" in missing.stderr
     assert worker.poll() is None
@@ -285,3 +287,40 @@ def test_worker_sigkill_mid_stream_nothing_lost_nothing_twice(tmp_path: Path, pg
                 "SELECT action, count(*) FROM action_log GROUP BY action"
             ).fetchall()
         assert dict(rows) == {"send": 1}
+
+
+def test_postgres_restart_refuses_then_accepts_and_delivers(tmp_path: Path):
+    s = Stack(
+        data_dir=tmp_path / "data",
+        temporal_port=free_port(),
+        ui_port=free_port(),
+        api_port=free_port(),
+        log_dir=tmp_path / "logs",
+        task_queue="pgdown",
+        extra_env={"JOURNEYS_STICKY_TIMEOUT_SECONDS": "3"},
+    )
+    with s.running():  # its own embedded PostgreSQL, which we stop and start
+        s.prepare_database()
+        write, _ = s.dev_keys()
+        s.start_api()
+        s.start_worker()
+
+        def order(i: int) -> dict:
+            return {
+                "userId": "pg-1",
+                "event": "Order Completed",
+                "messageId": f"p{i}",
+                "properties": {"revenue": 1},
+            }
+
+        assert _post(s, "/v1/track", order(0), write) == 200
+        eventually(lambda: _orders(s, "pg-1") == 1, timeout=60)
+        url = s.database_url
+        s.stop_postgres()
+        # while the store is down nothing is acknowledged: SDKs keep the event and retry
+        assert _post(s, "/v1/track", order(1), write) == 503
+        s.restart_postgres()
+        assert s.database_url == url
+        eventually(lambda: _post(s, "/v1/track", order(1), write) == 200, timeout=60)
+        assert _post(s, "/v1/track", order(2), write) == 200
+        eventually(lambda: _orders(s, "pg-1") == 3, timeout=90)

@@ -15,7 +15,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from engine import Catalog, CustomerState, MoveError, Step, machine
@@ -89,14 +89,17 @@ class CustomerWorkflow:
         async with self._lock:
             await self._ensure_catalog()
             assert self._catalog is not None
-            step = machine.move(
-                self._catalog,
-                self._state,
-                request.journey,
-                request.state,
-                request.reason,
-                workflow.now(),
-            )
+            try:
+                step = machine.move(
+                    self._catalog,
+                    self._state,
+                    request.journey,
+                    request.state,
+                    request.reason,
+                    workflow.now(),
+                )
+            except MoveError as exc:  # fails the update, not the workflow task
+                raise ApplicationError(str(exc), type="MoveError", non_retryable=True) from None
             await self._carry_out(step)
         run = self._state.runs[request.journey]
         return MoveResult(journey=request.journey, state=run.state, version=run.version)
@@ -283,8 +286,10 @@ class CustomerWorkflow:
         if self._use_attributes and self._shown != (journeys, versions):
             workflow.upsert_search_attributes(
                 [
-                    JOURNEYS.value_set(journeys),
-                    JOURNEY_VERSIONS.value_set(versions),
+                    JOURNEYS.value_set(journeys) if journeys else JOURNEYS.value_unset(),
+                    JOURNEY_VERSIONS.value_set(versions)
+                    if versions
+                    else JOURNEY_VERSIONS.value_unset(),
                 ]
             )
         self._shown = (journeys, versions)
