@@ -8,8 +8,8 @@ from typing import Any
 
 import psycopg
 from fastapi import APIRouter, Request
-from psycopg_pool import PoolTimeout
 from fastapi.responses import JSONResponse
+from psycopg_pool import PoolTimeout
 
 from ingest.segment import MAX_BATCH_BYTES, IngestError, messages, parse_json, read_body
 from ingest.store import accept

@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +81,7 @@ class Stack:
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     _files: list[IO[bytes]] = field(default_factory=list)
     temporal_proc: subprocess.Popen[bytes] | None = None
+    _pg: Any = None  # the embedded PostgreSQL, when this stack started one
 
     def env(self) -> dict[str, str]:
         return {
@@ -214,7 +215,7 @@ class Stack:
 
     def stop_postgres(self) -> None:
         """Stop the embedded PostgreSQL (to test outages); :meth:`restart_postgres` is back."""
-        pg = getattr(self, "_pg", None)
+        pg = self._pg
         if pg is not None:
             pg.cleanup()
             self._pg = None
@@ -248,7 +249,7 @@ class Stack:
         for f in self._files:
             f.close()
         self._files.clear()
-        pg = getattr(self, "_pg", None)
+        pg = self._pg
         if pg is not None:
             with contextlib.suppress(Exception):
                 pg.cleanup()
