@@ -112,7 +112,11 @@ def parse(path: Path, display: str) -> tuple[Document | None, list[Problem]]:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        what = " ".join(str(x) for x in (exc.context, exc.problem) if x)
+        context = str(exc.context or "")
+        if context and exc.context_mark is not None and exc.problem_mark is not None:
+            started = exc.context_mark
+            context += f" (started at line {started.line + 1}, column {started.column + 1})"
+        what = ": ".join(x for x in (context, str(exc.problem or "")) if x)
         return None, [Problem(display, line, col, "", f"YAML syntax error: {what}")]
     except Exception as exc:  # ruamel raises a few unmarked errors too
         return None, [Problem(display, 1, 1, "", f"YAML error: {exc}")]

@@ -16,6 +16,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     create_model,
     field_validator,
     model_validator,
@@ -33,12 +34,16 @@ class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _seconds(value: Any) -> int:
-    return (
-        value
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0
-        else parse_duration(value)
-    )
+FROM_YAML = {"from_yaml": True}  # validation context of the loader
+
+
+def _seconds(value: Any, info: ValidationInfo) -> int:
+    """Durations as ops write them (``14d``). Whole seconds are accepted only when a stored
+    definition is read back, never from YAML, where a bare number has no unit."""
+    from_yaml = bool(info.context and info.context.get("from_yaml"))
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0 and not from_yaml:
+        return value
+    return parse_duration(value)
 
 
 class ActionSpec(Spec):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -11,7 +12,7 @@ from ._errors import Problem
 from ._yaml import Document, Loc
 from .actions import ACTIONS, unwrap
 from .durations import HELP as DURATION_HELP
-from .model import Journey, Rule
+from .model import NAME, Journey, Rule
 from .names import did_you_mean
 from .templates import TemplateInfo
 
@@ -32,6 +33,16 @@ def check_journey(
                 f"of: {', '.join(names)}",
             )
         )
+
+    for key in journey.context:
+        if not re.match(NAME, key):
+            problems.append(
+                doc.problem(
+                    ("context", key),
+                    f"context variable '{key}' must match [a-z][a-z0-9_]*",
+                    key=True,
+                )
+            )
 
     if journey.start not in states:
         unknown_state(("start",), journey.start, "start")

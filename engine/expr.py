@@ -35,7 +35,9 @@ MAX_SOURCE = 1000
 MAX_COMPREHENSIONS = 2
 _MACROS = re.compile(r"\.\s*(all|exists_one|exists|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
 _CTX_FIELD = re.compile(r"(?<![\w.])ctx\s*\.\s*([A-Za-z_]\w*)")
-_SYNTAX_POS = re.compile(r"<input>:(\d+):(\d+): (.*)")
+_SYNTAX_POS = re.compile(r"<input>:(\d+):(\d+): (?:Syntax error: )?(.*)")
+_UNDEFINED = re.compile(r"Undefined variable or function: '([^']+)'")
+_STRING = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"')
 _CANDIDATE_FUNCTIONS = [
     "size",
     "int",
@@ -110,7 +112,15 @@ def evaluate(source: str, env: Mapping[str, Any] | cel.Context) -> Any:
     except ZeroDivisionError:
         raise ExpressionError(f"'{source}': division by zero") from None
     except Exception as exc:
-        raise ExpressionError(f"'{source}': {_first_sentence(exc)}") from None
+        message = _first_sentence(exc)
+        m = _UNDEFINED.search(message)
+        if m and m.group(1) in known_functions():
+            # the library says "undefined" when a function gets arguments it cannot take
+            message = (
+                f"{m.group(1)}() cannot take these arguments (is one of them null "
+                "or of another type?)"
+            )
+        raise ExpressionError(f"'{source}': {message}") from None
 
 
 def _first_sentence(exc: BaseException) -> str:
@@ -165,15 +175,16 @@ def check(
     except ValueError as exc:
         m = _SYNTAX_POS.search(str(exc))
         if m:
-            return [(int(m.group(2)) + 1, f"CEL syntax error: {m.group(3).strip()}")]
+            return [(int(m.group(2)), f"CEL syntax error: {m.group(3).strip()}")]
         return [(1, f"CEL syntax error: {_first_sentence(exc)}")]
     problems = _check_size(source)
-    bound = {m.group(2) for m in _MACROS.finditer(source)}
+    code = _blank_strings(source)  # names inside string literals are not names
+    bound = {m.group(2) for m in _MACROS.finditer(code)}
     for var in prog.variables():
         if var not in ROOTS and var not in bound:
             problems.append(
                 (
-                    max(source.find(var), 0) + 1,
+                    _column(code, var),
                     f"unknown variable '{var}'{did_you_mean(var, ROOTS)}; "
                     f"expressions can use {', '.join(ROOTS)}",
                 )
@@ -183,11 +194,11 @@ def check(
             continue
         problems.append(
             (
-                max(source.find(fn), 0) + 1,
+                _column(code, fn),
                 f"unknown function '{fn}'{did_you_mean(fn, known_functions())}",
             )
         )
-    for m in _CTX_FIELD.finditer(source):
+    for m in _CTX_FIELD.finditer(code):
         if m.group(1) not in context:
             names = sorted(context)
             problems.append(
@@ -205,8 +216,24 @@ def check(
     )
 
 
+def _blank_strings(source: str) -> str:
+    """``source`` with the inside of string literals blanked, positions kept."""
+    return _STRING.sub(
+        lambda m: m.group(0)[0] + " " * (len(m.group(0)) - 2) + m.group(0)[-1], source
+    )
+
+
+def _column(code: str, name: str) -> int:
+    """1-based column of ``name`` as a whole identifier in ``code``."""
+    m = re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", code) or re.search(
+        rf"(?<!\w){re.escape(name)}(?!\w)", code
+    )
+    return m.start() + 1 if m else 1
+
+
 def _check_size(source: str) -> list[tuple[int, str]]:
     spans = []
+    source = _blank_strings(source)
     for m in _MACROS.finditer(source):
         open_at = source.index("(", m.start())
         spans.append((open_at, _matching_paren(source, open_at)))

@@ -10,8 +10,10 @@ def _label(rule: Rule) -> str:
     parts = []
     if rule.when:
         parts.append(f"[{rule.when}]")
-    if rule.do:
-        parts.append("/ " + ", ".join(unwrap(c).kind for c in rule.do))
+    done = [f"set {', '.join(rule.set)}"] if rule.set else []
+    done += [unwrap(c).kind for c in rule.do]
+    if done:
+        parts.append("/ " + ", ".join(done))
     return " ".join(parts)
 
 
@@ -46,6 +48,22 @@ def mermaid(journey: Journey) -> str:
                 if rule.goto:
                     label = _esc(" ".join(p for p in (f"after {timer.label}", _label(rule)) if p))
                     lines.append(f"    {name} --> {rule.goto}: {label}")
+        stays = [
+            f"{event} {_label(r)}"
+            for event, rules in state.on.items()
+            for r in rules
+            if not r.goto and (r.do or r.set)
+        ]
+        stays += [
+            f"after {t.label} {_label(r)}".rstrip()
+            for t in state.after
+            for r in t.rules
+            if not r.goto
+        ]
+        if stays:  # rules that act without moving the customer
+            lines.append(f"    note right of {name}")
+            lines += [f"        {_esc(text)}" for text in stays]
+            lines.append("    end note")
         if state.final:
             lines.append(f"    {name} --> [*]")
     if journey.exit_when:

@@ -12,33 +12,15 @@ from typing import Any
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _PHONE = re.compile(r"^\+?[\d\s().-]{7,}$")
-CONTACT_TRAITS = frozenset(
-    {
-        "email",
-        "phone",
-        "mobile",
-        "name",
-        "first_name",
-        "last_name",
-        "firstname",
-        "lastname",
-        "full_name",
-        "address",
-        "street",
-        "city",
-        "postal_code",
-        "zip",
-        "zipcode",
-        "birthday",
-        "ip",
-        "username",
-    }
-)
 WORKFLOW_PREFIX = "customer-"
 
 
 def is_contact_like(value: str) -> bool:
-    return "@" in value or bool(_PHONE.match(value))
+    """An email, or a formatted phone number (``+49 170 ...``). Plain digit strings are
+    not: numeric customer ids are common and show as they are."""
+    return "@" in value or (
+        not value.isdigit() and bool(_PHONE.match(value)) and sum(c.isdigit() for c in value) >= 7
+    )
 
 
 def customer_key(customer_id: str) -> str:
@@ -53,15 +35,87 @@ def workflow_id(customer_id: str) -> str:
     return WORKFLOW_PREFIX + customer_key(customer_id)
 
 
+_CONTACT_PARTS = frozenset(
+    {
+        "email",
+        "mail",
+        "phone",
+        "mobile",
+        "address",
+        "street",
+        "zip",
+        "zipcode",
+        "postal",
+        "postcode",
+        "birthday",
+        "birthdate",
+        "ip",
+        "fax",
+        "iban",
+        "ssn",
+    }
+)
+_CONTACT_NAMES = frozenset(
+    {
+        "name",
+        "first_name",
+        "last_name",
+        "firstname",
+        "lastname",
+        "full_name",
+        "fullname",
+        "display_name",
+        "username",
+        "surname",
+    }
+)
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _is_contact_key(key: str) -> bool:
+    norm = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key)
+    norm = re.sub(r"[^a-z0-9]+", "_", norm.lower()).strip("_")
+    return (
+        norm in _CONTACT_NAMES
+        or bool(set(norm.split("_")) & _CONTACT_PARTS)
+        or norm.replace("_", "") in _CONTACT_PARTS | _CONTACT_NAMES
+    )
+
+
+def _is_contact_value(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    text = value.strip()
+    digits = sum(c.isdigit() for c in text)
+    return bool(_EMAIL.match(text)) or (bool(_PHONE.match(text)) and digits >= 7)
+
+
 def redact_traits(traits: dict[str, Any]) -> dict[str, Any]:
-    """Traits without contact details, for conditions in journeys. ``address`` objects,
-    emails and phone numbers are dropped whatever their key says."""
+    """Traits without contact details, for conditions in journeys. Keys that name contact
+    data (email, phone, name, address, street, ...) are dropped at any depth, and so are
+    values that look like an email address or a phone number, whatever their key; an
+    object that held only contact data disappears with it."""
     out: dict[str, Any] = {}
     for key, value in traits.items():
-        norm = re.sub(r"[^a-z0-9]", "_", str(key).lower())
-        if norm in CONTACT_TRAITS or norm.replace("_", "") in CONTACT_TRAITS:
+        if _is_contact_key(str(key)) or _is_contact_value(value):
             continue
-        if isinstance(value, str) and "@" in value and "." in value.split("@")[-1]:
-            continue
+        if isinstance(value, dict):
+            inner = redact_traits(value)
+            if (value and not inner) or _looks_like_address(value):
+                continue
+            value = inner
+        elif isinstance(value, list):
+            value = [
+                redact_traits(v) if isinstance(v, dict) else v
+                for v in value
+                if not _is_contact_value(v)
+            ]
         out[str(key)] = value
     return out
+
+
+def _looks_like_address(value: dict[str, Any]) -> bool:
+    keys = {re.sub(r"[^a-z]", "", str(k).lower()) for k in value}
+    return bool(
+        keys & {"street", "city", "zip", "zipcode", "postalcode", "line1", "country"}
+    ) and bool(keys & {"street", "zip", "zipcode", "postalcode", "line1"})

@@ -3,6 +3,7 @@ problem at once with ``file:line:col``, the dotted path and how to fix it."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from pydantic_core import ErrorDetails
 
 from ._errors import JourneyValidationError, Problem
 from ._yaml import Document, parse
+from .actions import FROM_YAML
 from .catalog import digest
 from .checks import check_journey, unknown_action_message
 from .model import Journey
@@ -115,14 +117,42 @@ def load_file(
             )
         ]
     try:
-        journey = Journey.model_validate(doc.data)
+        journey = Journey.model_validate(doc.data, context=FROM_YAML)
     except ValidationError as exc:
-        return None, [_pydantic_problem(doc, err) for err in exc.errors()]
+        problems = [_pydantic_problem(doc, err) for err in exc.errors()]
+        return None, problems + _checks_despite(doc, exc, templates, problems)
     journey = journey.model_copy(update={"source": shown})
     problems = check_journey(doc, journey, templates)
     if problems:
         return None, problems
     return journey.model_copy(update={"digest": digest(journey)}), []
+
+
+def _checks_despite(
+    doc: Document,
+    exc: ValidationError,
+    templates: dict[str, TemplateInfo] | None,
+    found: list[Problem],
+) -> list[Problem]:
+    """The semantic problems of a file that also has shape problems, so that every mistake
+    is reported at once: unknown keys are dropped and the rest validated again. When the
+    shape problems are of another kind, or the rest still fails, there is nothing more."""
+    if any(err["type"] != "extra_forbidden" for err in exc.errors()):
+        return []
+    pruned = copy.deepcopy(doc.data)
+    for err in exc.errors():
+        _drop(pruned, list(err["loc"]))
+    try:
+        journey = Journey.model_validate(pruned, context=FROM_YAML)
+    except ValidationError:
+        return []
+    return [p for p in check_journey(doc, journey, templates) if p not in found]
+
+
+def _drop(data: Any, loc: list[int | str]) -> None:
+    parent = _value_at(data, loc[:-1])
+    if isinstance(parent, dict):
+        parent.pop(loc[-1], None)
 
 
 _FIELD_HINTS = {

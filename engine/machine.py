@@ -28,6 +28,7 @@ Semantics, in the words of docs/journeys.md:
 from __future__ import annotations
 
 import json
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -230,7 +231,7 @@ class _Stepper:
                 properties={"after": timer.label},
                 source="timer",
             )
-            saved, self.now = self.now, due_at
+            saved, self.now, self.depth = self.now, due_at, 0  # each timer starts a chain
             try:
                 self._run_rules(run, definition, spec.rules, event, f"after:{timer.label}")
             finally:
@@ -309,10 +310,12 @@ class _Stepper:
         run.entered_at = self.now
         run.visit += 1
         run.fired = []
-        run.timers = [
-            PendingTimer(index=i, label=t.label, due_at=self.now + timedelta(seconds=t.seconds))
-            for i, t in enumerate(spec.after)
-        ]
+        run.timers = _in_firing_order(
+            [
+                PendingTimer(index=i, label=t.label, due_at=self.now + timedelta(seconds=t.seconds))
+                for i, t in enumerate(spec.after)
+            ]
+        )
         self._log(run, source, target, cause, "")
         self._act(run, definition, spec.enter, event, f"enter:{target}")
         if spec.final:
@@ -389,6 +392,13 @@ class _Stepper:
                 value = expr.evaluate(source, env)
             except expr.ExpressionError as exc:
                 self._problem(run, f"set {name}: {exc}")
+                return False
+            if isinstance(value, float) and not math.isfinite(value):
+                self._problem(
+                    run,
+                    f"set {name}: '{source}' gave {value}, which is not a "
+                    "number a context can hold; the rule was skipped",
+                )
                 return False
             declared = definition.context.get(name)
             if not expr.fits(declared, value):
@@ -484,13 +494,15 @@ class _Stepper:
                     context[k] = v
             fired = set(run.fired)
             spec = new.states[target]
-            run.timers = [
-                PendingTimer(
-                    index=i, label=t.label, due_at=run.entered_at + timedelta(seconds=t.seconds)
-                )
-                for i, t in enumerate(spec.after)
-                if t.seconds not in fired
-            ]
+            run.timers = _in_firing_order(
+                [
+                    PendingTimer(
+                        index=i, label=t.label, due_at=run.entered_at + timedelta(seconds=t.seconds)
+                    )
+                    for i, t in enumerate(spec.after)
+                    if t.seconds not in fired
+                ]
+            )
             source, old_version = run.state, run.version
             run.version, run.state, run.context = new.version, target, context
             self._log(
@@ -503,6 +515,10 @@ class _Stepper:
             if spec.final:
                 run.status = "completed"
                 run.timers = []
+
+
+def _in_firing_order(timers: list[PendingTimer]) -> list[PendingTimer]:
+    return sorted(timers, key=lambda t: (t.due_at, t.index))
 
 
 def _copy(state: CustomerState) -> CustomerState:

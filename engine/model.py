@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .actions import ActionCall, Spec, _seconds
+from .actions import ActionCall, Spec
+from .durations import parse_duration
 from .names import normalize_event_name
 
 NAME = r"^[a-z][a-z0-9_]*$"
@@ -63,17 +64,22 @@ class State(Spec):
     @field_validator("after", mode="before")
     @classmethod
     def _after(cls, value: Any) -> Any:
+        """``{14d: rules}`` from YAML to timers, in the file's order (errors are located by
+        it; the interpreter fires them by due time). A key that is no duration gets
+        ``seconds = -1`` and is reported, at the key, by ``engine.checks``."""
         if not isinstance(value, dict):
             return value
-        timers = [
-            {
-                "label": str(k),
-                "seconds": _seconds(k) if not isinstance(k, int) else k,
-                "rules": _rules(v),
-            }
+        return [
+            {"label": str(k), "seconds": _duration_or_bad(k), "rules": _rules(v)}
             for k, v in value.items()
         ]
-        return sorted(timers, key=lambda t: t["seconds"])
+
+
+def _duration_or_bad(key: Any) -> int:
+    try:
+        return parse_duration(key)
+    except ValueError:
+        return -1
 
 
 class Enroll(Spec):
@@ -105,16 +111,6 @@ class Journey(Spec):
     version: int = 0
     digest: str = ""
     source: str = ""
-
-    @field_validator("context")
-    @classmethod
-    def _context_names(cls, value: dict[str, Any]) -> dict[str, Any]:
-        import re
-
-        for key in value:
-            if not re.match(NAME, key):
-                raise ValueError(f"context variable '{key}' must match [a-z][a-z0-9_]*")
-        return value
 
     def events(self) -> set[str]:
         """Every event name this journey reacts to (enrolment and ``on:`` rules)."""
