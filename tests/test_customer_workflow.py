@@ -216,7 +216,8 @@ async def test_admin_move_is_validated_and_recorded(time_env, db, db_url, task_q
 
 async def test_history_replays_on_a_fresh_worker(time_env, db, db_url, task_queue):
     """A worker without cache rebuilds a customer by replaying history: the replay must
-    take the same decisions. Set RECORD_HISTORIES=1 to refresh tests/histories/."""
+    take the same decisions. RECORD_HISTORIES=NAME keeps this run's history as
+    tests/histories/NAME.json, for the replay test of every later version."""
     seq = await publish_shipped(db_url)
     client = time_env.client
     cid = f"rs-{task_queue}"
@@ -245,9 +246,10 @@ async def test_history_replays_on_a_fresh_worker(time_env, db, db_url, task_queu
     )
     assert st.runs["lifecycle"].state == "dormant"
     await replayer().replay_workflow(history)
-    if os.environ.get("RECORD_HISTORIES"):
+    name = os.environ.get("RECORD_HISTORIES")  # RECORD_HISTORIES=lead_followup_v3 -> a file
+    if name:
         HISTORIES.mkdir(exist_ok=True)
-        (HISTORIES / "lead_followup_and_lifecycle.json").write_text(history.to_json())
+        (HISTORIES / f"{name}.json").write_text(history.to_json())
     async with db.connection() as conn:
         cur = await conn.execute(
             "SELECT action, count(*) FROM action_log WHERE customer_id = %s"

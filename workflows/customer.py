@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 JOURNEYS = SearchAttributeKey.for_keyword_list("Journeys")
 JOURNEY_VERSIONS = SearchAttributeKey.for_keyword_list("JourneyVersions")
+PATCH_LOCAL_TRANSITIONS = "transitions-as-local-activity"
 ACTION_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -268,14 +269,26 @@ class CustomerWorkflow:
                 )
                 for t in step.transitions
             ]
-            await workflow.execute_activity(
-                "record_transitions",
-                RecordTransitionsInput(customer_id=self._state.customer.id, transitions=rows),
-                result_type=int,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=STORE_RETRY,
-                summary=f"log {len(rows)} transition(s)",
-            )
+            log = RecordTransitionsInput(customer_id=self._state.customer.id, transitions=rows)
+            if workflow.patched(PATCH_LOCAL_TRANSITIONS):
+                # bookkeeping, idempotent by key: a local activity costs the server far less
+                await workflow.execute_local_activity(
+                    "record_transitions",
+                    log,
+                    result_type=int,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=STORE_RETRY,
+                    summary=f"log {len(rows)} transition(s)",
+                )
+            else:  # histories recorded before the patch
+                await workflow.execute_activity(
+                    "record_transitions",
+                    log,
+                    result_type=int,
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=STORE_RETRY,
+                    summary=f"log {len(rows)} transition(s)",
+                )
 
     def _publish(self) -> None:
         """Search attributes and UI details, when they changed."""
