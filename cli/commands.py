@@ -76,12 +76,14 @@ def _graph_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("journey", help="journey id, e.g. lifecycle")
 
 
+def _known(catalog: Catalog, journey: str) -> None:
+    if journey not in catalog.latest:
+        raise UserError(f"no journey '{journey}'; journeys: {', '.join(sorted(catalog.latest))}")
+
+
 def graph(args: argparse.Namespace) -> int:
     catalog = _load(args)
-    if args.journey not in catalog.latest:
-        raise UserError(
-            f"no journey '{args.journey}'; journeys: {', '.join(sorted(catalog.latest))}"
-        )
+    _known(catalog, args.journey)
     sys.stdout.write(mermaid(catalog.current(args.journey)))
     return 0
 
@@ -276,8 +278,7 @@ def _upgrade_args(p: argparse.ArgumentParser) -> None:
 
 def upgrade(args: argparse.Namespace) -> int:
     catalog = _load(args)
-    if args.journey not in catalog.latest:
-        raise UserError(f"no journey '{args.journey}' in {args.rules}")
+    _known(catalog, args.journey)
 
     async def go() -> tuple[int, int, int]:
         import psycopg

@@ -22,15 +22,7 @@ pytestmark = pytest.mark.timeout(240)
 
 @pytest.fixture
 def stack(tmp_path: Path, pg_server: str) -> Iterator[Stack]:
-    s = Stack(
-        data_dir=tmp_path / "data",
-        temporal_port=free_port(),
-        ui_port=free_port(),
-        database_url=_fresh_db(pg_server),
-        log_dir=tmp_path / "logs",
-        task_queue=f"e2e-{os.getpid()}-{tmp_path.name[-6:]}",
-        extra_env={"JOURNEYS_STICKY_TIMEOUT_SECONDS": "3"},
-    )
+    s = outage_stack(tmp_path, f"e2e-{os.getpid()}-{tmp_path.name[-6:]}", _fresh_db(pg_server))
     with s.running():
         s.prepare_database()
         yield s
@@ -144,14 +136,7 @@ def test_worker_killed_and_temporal_restarted_nothing_lost(stack: Stack):
 
 
 def test_worker_waits_for_temporal_that_is_not_up_yet(tmp_path: Path, pg_server: str):
-    s = Stack(
-        data_dir=tmp_path / "data",
-        temporal_port=free_port(),
-        ui_port=free_port(),
-        database_url=_fresh_db(pg_server),
-        log_dir=tmp_path / "logs",
-        task_queue="late",
-    )
+    s = outage_stack(tmp_path, "late", _fresh_db(pg_server))
     s.data_dir.mkdir(parents=True)
     try:
         worker = s.start_worker()  # no Temporal yet
@@ -182,30 +167,38 @@ def _orders(stack: Stack, customer: str) -> int:
     return show(stack, customer)["runs"]["lifecycle"]["context"]["orders"]
 
 
-def test_ingestion_goes_on_while_temporal_is_down(tmp_path: Path, pg_server: str):
-    s = Stack(
+def outage_stack(tmp_path: Path, queue: str, database_url: str | None) -> Stack:
+    """A stack of its own, on free ports, whose parts the test stops and starts."""
+    return Stack(
         data_dir=tmp_path / "data",
         temporal_port=free_port(),
         ui_port=free_port(),
         api_port=free_port(),
-        database_url=_fresh_db(pg_server),
+        database_url=database_url,
         log_dir=tmp_path / "logs",
-        task_queue="outage",
+        task_queue=queue,
         extra_env={"JOURNEYS_STICKY_TIMEOUT_SECONDS": "3"},
     )
+
+
+def order(customer: str, message_id: str) -> dict:
+    return {
+        "userId": customer,
+        "event": "Order Completed",
+        "messageId": message_id,
+        "properties": {"revenue": 10},
+    }
+
+
+def test_ingestion_goes_on_while_temporal_is_down(tmp_path: Path, pg_server: str):
+    s = outage_stack(tmp_path, "outage", _fresh_db(pg_server))
     s.data_dir.mkdir(parents=True)
     try:
         s.prepare_database()
         write, _ = s.dev_keys()
         s.start_api()  # Temporal is not running
         for i in range(5):
-            body = {
-                "userId": "down-1",
-                "event": "Order Completed",
-                "messageId": f"d{i}",
-                "properties": {"revenue": 10},
-            }
-            assert _post(s, "/v1/track", body, write) == 200
+            assert _post(s, "/v1/track", order("down-1", f"d{i}"), write) == 200
         import psycopg
 
         with psycopg.connect(s.database_url or "") as conn:
@@ -217,13 +210,7 @@ def test_ingestion_goes_on_while_temporal_is_down(tmp_path: Path, pg_server: str
         # Temporal restarts under the API and the worker: they reconnect, nothing is lost
         s.stop_temporal()
         for i in range(5, 8):
-            body = {
-                "userId": "down-1",
-                "event": "Order Completed",
-                "messageId": f"d{i}",
-                "properties": {"revenue": 10},
-            }
-            assert _post(s, "/v1/track", body, write) == 200
+            assert _post(s, "/v1/track", order("down-1", f"d{i}"), write) == 200
         s.start_temporal()
         eventually(lambda: _orders(s, "down-1") == 8, timeout=120)
         with psycopg.connect(s.database_url or "") as conn:
@@ -235,16 +222,7 @@ def test_ingestion_goes_on_while_temporal_is_down(tmp_path: Path, pg_server: str
 def test_worker_sigkill_mid_stream_nothing_lost_nothing_twice(tmp_path: Path, pg_server: str):
     import threading
 
-    s = Stack(
-        data_dir=tmp_path / "data",
-        temporal_port=free_port(),
-        ui_port=free_port(),
-        api_port=free_port(),
-        database_url=_fresh_db(pg_server),
-        log_dir=tmp_path / "logs",
-        task_queue="kill",
-        extra_env={"JOURNEYS_STICKY_TIMEOUT_SECONDS": "3"},
-    )
+    s = outage_stack(tmp_path, "kill", _fresh_db(pg_server))
     with s.running():
         s.prepare_database()
         write, _ = s.dev_keys()
@@ -255,12 +233,7 @@ def test_worker_sigkill_mid_stream_nothing_lost_nothing_twice(tmp_path: Path, pg
 
         def stream() -> None:
             for i in range(n):
-                body = {
-                    "userId": "kill-1",
-                    "event": "Order Completed",
-                    "messageId": f"k{i}",
-                    "properties": {"revenue": 1},
-                }
+                body = order("kill-1", f"k{i}")
                 statuses.append(_post(s, "/v1/track", body, write))
                 if i % 7 == 0:  # an SDK retry: the same message again
                     statuses.append(_post(s, "/v1/track", body, write))
@@ -282,7 +255,7 @@ def test_worker_sigkill_mid_stream_nothing_lost_nothing_twice(tmp_path: Path, pg
         import psycopg
 
         with psycopg.connect(s.database_url or "") as conn:
-            # every order's actions ran once: one welcome, no duplicates after the kill
+            # every action ran once: one welcome, no duplicates after the kill
             rows = conn.execute(
                 "SELECT action, count(*) FROM action_log GROUP BY action"
             ).fetchall()
@@ -290,37 +263,21 @@ def test_worker_sigkill_mid_stream_nothing_lost_nothing_twice(tmp_path: Path, pg
 
 
 def test_postgres_restart_refuses_then_accepts_and_delivers(tmp_path: Path):
-    s = Stack(
-        data_dir=tmp_path / "data",
-        temporal_port=free_port(),
-        ui_port=free_port(),
-        api_port=free_port(),
-        log_dir=tmp_path / "logs",
-        task_queue="pgdown",
-        extra_env={"JOURNEYS_STICKY_TIMEOUT_SECONDS": "3"},
-    )
+    s = outage_stack(tmp_path, "pgdown", None)  # its own embedded PostgreSQL
     with s.running():  # its own embedded PostgreSQL, which we stop and start
         s.prepare_database()
         write, _ = s.dev_keys()
         s.start_api()
         s.start_worker()
 
-        def order(i: int) -> dict:
-            return {
-                "userId": "pg-1",
-                "event": "Order Completed",
-                "messageId": f"p{i}",
-                "properties": {"revenue": 1},
-            }
-
-        assert _post(s, "/v1/track", order(0), write) == 200
+        assert _post(s, "/v1/track", order("pg-1", "p0"), write) == 200
         eventually(lambda: _orders(s, "pg-1") == 1, timeout=60)
         url = s.database_url
         s.stop_postgres()
         # while the store is down nothing is acknowledged: SDKs keep the event and retry
-        assert _post(s, "/v1/track", order(1), write) == 503
+        assert _post(s, "/v1/track", order("pg-1", "p1"), write) == 503
         s.restart_postgres()
         assert s.database_url == url
-        eventually(lambda: _post(s, "/v1/track", order(1), write) == 200, timeout=60)
-        assert _post(s, "/v1/track", order(2), write) == 200
+        eventually(lambda: _post(s, "/v1/track", order("pg-1", "p1"), write) == 200, timeout=60)
+        assert _post(s, "/v1/track", order("pg-1", "p2"), write) == 200
         eventually(lambda: _orders(s, "pg-1") == 3, timeout=90)

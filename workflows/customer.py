@@ -270,25 +270,21 @@ class CustomerWorkflow:
                 for t in step.transitions
             ]
             log = RecordTransitionsInput(customer_id=self._state.customer.id, transitions=rows)
-            if workflow.patched(PATCH_LOCAL_TRANSITIONS):
-                # bookkeeping, idempotent by key: a local activity costs the server far less
-                await workflow.execute_local_activity(
-                    "record_transitions",
-                    log,
-                    result_type=int,
-                    start_to_close_timeout=timedelta(seconds=30),
-                    retry_policy=STORE_RETRY,
-                    summary=f"log {len(rows)} transition(s)",
-                )
-            else:  # histories recorded before the patch
-                await workflow.execute_activity(
-                    "record_transitions",
-                    log,
-                    result_type=int,
-                    start_to_close_timeout=timedelta(seconds=30),
-                    retry_policy=STORE_RETRY,
-                    summary=f"log {len(rows)} transition(s)",
-                )
+            # bookkeeping, idempotent by key: as a local activity it costs the server far
+            # less; histories recorded before the patch used a regular activity
+            run_log = (
+                workflow.execute_local_activity
+                if workflow.patched(PATCH_LOCAL_TRANSITIONS)
+                else workflow.execute_activity
+            )
+            await run_log(
+                "record_transitions",
+                log,
+                result_type=int,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=STORE_RETRY,
+                summary=f"log {len(rows)} transition(s)",
+            )
 
     def _publish(self) -> None:
         """Search attributes and UI details, when they changed."""
