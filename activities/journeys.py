@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 from temporalio import activity
 
-from engine import Catalog
+from engine import Catalog, Journey
 from store import catalog as catalog_store
 from workflows.io import LoadCatalogInput, RecordTransitionsInput
 
@@ -15,13 +16,27 @@ from workflows.io import LoadCatalogInput, RecordTransitionsInput
 class JourneyActivities:
     def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
         self.pool = pool
+        self._definitions: dict[str, Journey] = {}
+        self._head: tuple[int, dict[str, int], dict[str, int]] = (0, {}, {})
+        self._head_at = float("-inf")
 
     @activity.defn(name="load_catalog")
     async def load_catalog(self, data: LoadCatalogInput) -> Catalog:
         """The current catalog plus the older versions the customer's runs are on. Versions
-        never change once published, so the result is safe to record in history."""
+        never change once published, so the result is safe to record in history, and the
+        parsed definitions are cached here; the current head is re-read every second."""
+        now = time.monotonic()
         async with self.pool.connection() as conn:
-            return await catalog_store.load(conn, extra=data.versions)
+            if now - self._head_at > 1.0 or self._head[0] < data.min_seq:
+                self._head = await catalog_store.head(conn)
+                self._head_at = now
+            seq, latest, floor = self._head
+            wanted = {Catalog.key(n, v) for n, v in latest.items()} | set(data.versions)
+            missing = sorted(wanted - set(self._definitions))
+            if missing:
+                self._definitions.update(await catalog_store.definitions(conn, missing))
+        versions = {k: self._definitions[k] for k in wanted if k in self._definitions}
+        return Catalog(seq=seq, latest=latest, floor=floor, versions=versions)
 
     @activity.defn(name="record_transitions")
     async def record_transitions(self, data: RecordTransitionsInput) -> int:

@@ -77,17 +77,24 @@ async def load(conn: AsyncConnection[Any], *, extra: list[str] | None = None) ->
     keys (``name@version``) that in-flight customers are on."""
     seq, latest, floor = await head(conn)
     wanted = {Catalog.key(n, v) for n, v in latest.items()} | set(extra or ())
-    pairs = [k.rsplit("@", 1) for k in wanted]
-    versions: dict[str, Journey] = {}
-    if pairs:
-        cur = await conn.execute(
-            "SELECT journey, version, definition FROM journey_versions"
-            " WHERE (journey, version) IN (SELECT * FROM unnest(%s::text[], %s::int[]))",
-            ([p[0] for p in pairs], [int(p[1]) for p in pairs]),
-        )
-        for name, version, body in await cur.fetchall():
-            versions[Catalog.key(name, version)] = Journey.model_validate(body)
+    versions = await definitions(conn, sorted(wanted))
     return Catalog(seq=seq, latest=latest, floor=floor, versions=versions)
+
+
+async def definitions(conn: AsyncConnection[Any], keys: list[str]) -> dict[str, Journey]:
+    """Published definitions by ``name@version`` key (unknown keys are left out)."""
+    if not keys:
+        return {}
+    pairs = [k.rsplit("@", 1) for k in keys]
+    cur = await conn.execute(
+        "SELECT journey, version, definition FROM journey_versions"
+        " WHERE (journey, version) IN (SELECT * FROM unnest(%s::text[], %s::int[]))",
+        ([p[0] for p in pairs], [int(p[1]) for p in pairs]),
+    )
+    return {
+        Catalog.key(name, version): Journey.model_validate(body)
+        for name, version, body in await cur.fetchall()
+    }
 
 
 async def versions_of(conn: AsyncConnection[Any], journey: str) -> list[Journey]:

@@ -186,16 +186,20 @@ class CustomerWorkflow:
         if self._catalog is not None and not self._catalog_stale():
             return
         versions = sorted({Catalog.key(r.journey, r.version) for r in self._state.runs.values()})
+        asked = self._wanted_seq
         self._catalog = await workflow.execute_local_activity(
             "load_catalog",
-            LoadCatalogInput(versions=versions),
+            LoadCatalogInput(versions=versions, min_seq=asked),
             result_type=Catalog,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=STORE_RETRY,
             summary="load journey definitions",
         )
-        if self._catalog.seq >= self._wanted_seq:
+        if self._wanted_seq == asked:
+            # the store's head is the truth: never reload forever for a seq it lacks
             self._wanted_seq = self._catalog.seq
+        else:  # a newer notice arrived while loading
+            self._wanted_seq = max(self._wanted_seq, self._catalog.seq)
         await self._carry_out(machine.upgrade(self._catalog, self._state, workflow.now()))
 
     async def _fire_timers(self) -> None:

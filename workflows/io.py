@@ -59,6 +59,7 @@ class MoveResult(BaseModel):
 
 class LoadCatalogInput(BaseModel):
     versions: list[str] = Field(default_factory=list)
+    min_seq: int = 0  # a notice said this catalog exists: do not answer from an older cache
 
 
 class ActionInput(BaseModel):
