@@ -248,8 +248,8 @@ async def measure(
 
         # the same shape as the real load (events per customer, first event creates the
         # workflow), a tenth of its size
-        n_sig = max(1000, args.events // 10)
-        n_cust = max(100, args.customers // 10)
+        n_sig = max(5000, args.events // 10)
+        n_cust = max(500, n_sig * args.customers // args.events)
         top = await ceiling(client, address, n_cust, n_sig, args.clients * 8)
         rows.append(("ceiling: bare signal-with-start, signals/s", f"{top:,.0f}"))
 

@@ -48,7 +48,7 @@ class Dispatcher:
         client: Callable[[], Awaitable[Client]],
         *,
         task_queue: str,
-        batch_size: int = 1000,
+        batch_size: int = 5000,
         concurrency: int = 64,
         on_delivered: Callable[[Delivery, float], None] | None = None,
     ) -> None:
