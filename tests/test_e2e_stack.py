@@ -102,6 +102,25 @@ def test_events_in_states_visible_in_cli_and_search(stack: Stack):
     news = eventually(lambda: temporal_list(stack, 'Journeys = "lifecycle:new"'))
     assert [w["execution"]["workflowId"] for w in news] == ["customer-e2e-2"]
 
+    # what the Temporal UI shows an admin: the workflow's current details
+    details = subprocess.run(
+        [
+            binary("temporal"),
+            "workflow",
+            "metadata",
+            "--address",
+            stack.env()["TEMPORAL_ADDRESS"],
+            "-w",
+            "customer-e2e-1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    assert "**lifecycle** v1: `vip` since" in details
+    assert "next: after 90d → `dormant` at" in details
+    assert "new → vip (event:order_completed)" in details
     moved = cli(stack, "move", "e2e-2", "lifecycle", "dormant", "--reason", "test")
     assert "lifecycle:dormant" in moved.stdout
     bad = cli(stack, "move", "e2e-2", "lifecycle", "nowhere", "--reason", "x", check=False)
