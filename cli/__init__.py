@@ -10,7 +10,10 @@ import argparse
 import os
 import sys
 
-from .commands import COMMANDS, UserError
+from .commands import OFFLINE, UserError
+from .live import LIVE
+
+COMMANDS = {**OFFLINE, **LIVE}
 
 __all__ = ["main", "run"]
 

@@ -1,0 +1,397 @@
+"""How one call of the interpreter works: the stepper behind ``engine.machine``.
+
+A ``_Stepper`` takes a copy of the customer's state, applies events and timers to it and
+collects what to do (actions) and what happened (transitions). The semantics are
+documented in ``engine.machine``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from datetime import datetime, timedelta
+from typing import Any
+
+from . import expr
+from ._step import (
+    DEDUPE_MAX,
+    DEDUPE_WINDOW,
+    MAX_CONTEXT_BYTES,
+    MAX_EMIT_DEPTH,
+    MAX_HISTORY,
+    MAX_PROBLEMS,
+    Step,
+    TransitionRecord,
+    cause_of,
+    copy_state,
+    in_firing_order,
+)
+from .actions import Emit, unwrap
+from .catalog import Catalog
+from .model import (
+    ActionCommand,
+    CustomerState,
+    Event,
+    Journey,
+    PendingTimer,
+    Problem,
+    Rule,
+    Run,
+    Transition,
+)
+
+
+class _Stepper:
+    def __init__(self, catalog: Catalog, state: CustomerState, now: datetime) -> None:
+        self.catalog = catalog
+        self.state = copy_state(state)
+        self.now = now
+        self.actions: list[ActionCommand] = []
+        self.transitions: list[TransitionRecord] = []
+        self.emitted: deque[tuple[Event, int]] = deque()
+        self.depth = 0
+        self.state.steps += 1
+
+    def finish(self) -> Step:
+        return Step(state=self.state, actions=self.actions, transitions=self.transitions)
+
+    # --- inputs ---------------------------------------------------------------------------
+
+    def remember(self, event_id: str) -> None:
+        seen = self.state.seen
+        seen[event_id] = self.now
+        horizon = self.now - DEDUPE_WINDOW
+        stale = [k for k, at in seen.items() if at < horizon]
+        for k in stale:
+            del seen[k]
+        while len(seen) > DEDUPE_MAX:
+            del seen[next(iter(seen))]
+
+    def apply(self, event: Event, depth: int = 0) -> None:
+        self.depth = depth
+        names = sorted(set(self.catalog.latest) | set(self.state.runs))
+        for name in names:
+            if event.origin == name:
+                continue
+            run = self.state.runs.get(name)
+            if run is not None and run.status == "active":
+                self._event_in_run(run, event)
+            elif name in self.catalog.latest:
+                self._maybe_enrol(self.catalog.current(name), run, event)
+        if depth == 0:
+            self.drain()
+
+    def drain(self) -> None:
+        while self.emitted:
+            event, depth = self.emitted.popleft()
+            self.apply(event, depth)
+
+    def fire_due(self) -> None:
+        while True:
+            due = [
+                (t.due_at, name, t.index, t)
+                for name, r in sorted(self.state.runs.items())
+                if r.status == "active"
+                for t in r.timers
+                if t.due_at <= self.now
+            ]
+            if not due:
+                return
+            due_at, name, _, timer = min(due, key=lambda d: (d[0], d[1], d[2]))
+            run = self.state.runs[name]
+            run.timers.remove(timer)
+            definition = self._definition(run)
+            spec = definition.states[run.state].after[timer.index]
+            run.fired.append(spec.seconds)
+            event = Event(
+                name="timer",
+                id=f"timer:{run.enrollment}:{run.visit}:{timer.label}",
+                timestamp=due_at,
+                properties={"after": timer.label},
+                source="timer",
+            )
+            saved, self.now, self.depth = self.now, due_at, 0  # each timer starts a chain
+            try:
+                self._run_rules(run, definition, spec.rules, event, f"after:{timer.label}")
+            finally:
+                self.now = saved
+            self.drain()
+
+    # --- journeys -------------------------------------------------------------------------
+
+    def _definition(self, run: Run) -> Journey:
+        return self.catalog.get(run.journey, run.version)
+
+    def _event_in_run(self, run: Run, event: Event) -> None:
+        definition = self._definition(run)
+        if definition.exit_when and self._holds(run, definition, definition.exit_when, event):
+            self._exit(run, f"exit_when on {event.name}")
+            return
+        rules = definition.states[run.state].on.get(event.name)
+        if rules:
+            self._run_rules(run, definition, rules, event, f"on:{event.name}")
+
+    def _maybe_enrol(self, definition: Journey, run: Run | None, event: Event) -> None:
+        if event.name not in definition.enroll.on:
+            return
+        if run is not None and definition.enroll.reenter == "never":
+            return
+        probe = Run(
+            journey=definition.journey,
+            version=definition.version,
+            state=definition.start,
+            entered_at=self.now,
+            enrolled_at=self.now,
+            context=dict(definition.context),
+        )
+        if definition.enroll.when and not self._holds(
+            probe, definition, definition.enroll.when, event
+        ):
+            return
+        new = self.enrol(
+            definition, event=event, start=definition.start, cause=f"enroll:{event.name}"
+        )
+        rules = definition.states[new.state].on.get(event.name)
+        if rules and new.status == "active":
+            self._run_rules(new, definition, rules, event, f"on:{event.name}")
+
+    def enrol(self, definition: Journey, *, event: Event | None, start: str, cause: str) -> Run:
+        previous = self.state.runs.get(definition.journey)
+        run = Run(
+            journey=definition.journey,
+            version=definition.version,
+            state=start,
+            entered_at=self.now,
+            enrolled_at=self.now,
+            context=dict(definition.context),
+            enrollment=(previous.enrollment + 1) if previous else 1,
+        )
+        self.state.runs[definition.journey] = run
+        self._enter(run, definition, start, None, cause, event)
+        return run
+
+    def goto(
+        self, run: Run, definition: Journey, target: str, cause: str, event: Event | None
+    ) -> None:
+        self._enter(run, definition, target, run.state, cause, event)
+
+    def _enter(
+        self,
+        run: Run,
+        definition: Journey,
+        target: str,
+        source: str | None,
+        cause: str,
+        event: Event | None,
+    ) -> None:
+        spec = definition.states[target]
+        run.state = target
+        run.entered_at = self.now
+        run.visit += 1
+        run.fired = []
+        run.timers = in_firing_order(
+            [
+                PendingTimer(index=i, label=t.label, due_at=self.now + timedelta(seconds=t.seconds))
+                for i, t in enumerate(spec.after)
+            ]
+        )
+        self._log(run, source, target, cause, "")
+        self._act(run, definition, spec.enter, event, f"enter:{target}")
+        if spec.final:
+            run.status = "completed"
+            run.timers = []
+
+    def _exit(self, run: Run, cause: str) -> None:
+        run.status = "exited"
+        run.timers = []
+        self._log(run, run.state, "exited", cause, "/exit")
+
+    def _log(self, run: Run, source: str | None, target: str, cause: str, suffix: str) -> None:
+        run.history.append(Transition(at=self.now, from_state=source, to_state=target, cause=cause))
+        del run.history[:-MAX_HISTORY]
+        key = f"{self.state.customer.id}/{run.journey}/{run.enrollment}/{run.visit}{suffix}"
+        self.transitions.append(
+            TransitionRecord(run.journey, run.version, source, target, cause, self.now, key)
+        )
+
+    # --- rules ----------------------------------------------------------------------------
+
+    def _run_rules(
+        self, run: Run, definition: Journey, rules: list[Rule], event: Event, where: str
+    ) -> None:
+        for index, rule in enumerate(rules):
+            if rule.when is not None and not self._holds(run, definition, rule.when, event):
+                continue
+            if rule.set and not self._assign(run, definition, rule.set, event):
+                continue
+            if rule.do:
+                self._act(run, definition, rule.do, event, f"{where}:{event.id}:{index}")
+            if rule.goto is not None:
+                self.goto(run, definition, rule.goto, cause_of(event), event)
+                return
+
+    def _env(self, run: Run, event: Event | None) -> dict[str, Any]:
+        customer = self.state.customer
+        return {
+            "event": {
+                "name": event.name if event else "",
+                "id": event.id if event else "",
+                "timestamp": event.timestamp if event else self.now,
+                "properties": event.properties if event else {},
+            },
+            "ctx": run.context,
+            "customer": {
+                "id": customer.id,
+                "traits": customer.traits,
+                "tier": customer.tier or "",
+                "segment": customer.segment or "",
+            },
+            "state": run.state,
+            "now": self.now,
+        }
+
+    def _holds(self, run: Run, definition: Journey, source: str, event: Event | None) -> bool:
+        try:
+            result = expr.evaluate(source, self._env(run, event))
+        except expr.ExpressionError as exc:
+            self._problem(run, str(exc))
+            return False
+        if not isinstance(result, bool):
+            self._problem(run, f"'{source}' gave {result!r}, not true or false")
+            return False
+        return result
+
+    def _assign(
+        self, run: Run, definition: Journey, assignments: dict[str, str], event: Event
+    ) -> bool:
+        env = self._env(run, event)
+        values: dict[str, Any] = {}
+        for name, source in assignments.items():
+            try:
+                value = expr.evaluate(source, env)
+            except expr.ExpressionError as exc:
+                self._problem(run, f"set {name}: {exc}")
+                return False
+            if isinstance(value, float) and not math.isfinite(value):
+                self._problem(
+                    run,
+                    f"set {name}: '{source}' gave {value}, which is not a "
+                    "number a context can hold; the rule was skipped",
+                )
+                return False
+            declared = definition.context.get(name)
+            if not expr.fits(declared, value):
+                self._problem(
+                    run,
+                    f"set {name}: '{source}' gave {type(value).__name__}, but "
+                    f"ctx.{name} holds {type(declared).__name__}",
+                )
+                return False
+            if isinstance(declared, float) and isinstance(value, int):
+                value = float(value)
+            values[name] = value
+        merged = {**run.context, **values}
+        try:
+            size = len(json.dumps(merged, default=str))
+        except (TypeError, ValueError):
+            self._problem(run, "set: a value cannot be stored in the context")
+            return False
+        if size > MAX_CONTEXT_BYTES:
+            self._problem(
+                run,
+                f"set: the context would grow to {size} bytes, over the "
+                f"{MAX_CONTEXT_BYTES} limit; the rule was skipped",
+            )
+            return False
+        run.context = merged
+        return True
+
+    def _act(
+        self, run: Run, definition: Journey, calls: list[Any], event: Event | None, where: str
+    ) -> None:
+        for index, call in enumerate(calls):
+            spec = unwrap(call)
+            key = (
+                f"{self.state.customer.id}/{run.journey}/{run.enrollment}/{run.visit}/"
+                f"{where}/{index}"
+            )
+            if isinstance(spec, Emit):
+                if self.depth >= MAX_EMIT_DEPTH:
+                    self._problem(
+                        run,
+                        f"emit {spec.event}: more than {MAX_EMIT_DEPTH} emits in "
+                        "a chain (a loop between journeys?); not delivered",
+                    )
+                    continue
+                emitted = Event(
+                    name=spec.event,
+                    id=key,
+                    timestamp=self.now,
+                    properties=dict(spec.properties),
+                    source="emit",
+                    origin=run.journey,
+                )
+                self.emitted.append((emitted, self.depth + 1))
+                continue
+            self.actions.append(
+                ActionCommand(
+                    kind=spec.kind,
+                    args=spec.model_dump(mode="json", by_alias=True),
+                    journey=run.journey,
+                    version=run.version,
+                    state=run.state,
+                    idempotency_key=key,
+                    summary=spec.summary(self.state.customer.id),
+                    event=event if event and event.source != "timer" else None,
+                )
+            )
+
+    def _problem(self, run: Run, message: str) -> None:
+        problems = self.state.problems
+        problems.append(Problem(at=self.now, journey=run.journey, state=run.state, message=message))
+        del problems[:-MAX_PROBLEMS]
+
+    # --- versions -------------------------------------------------------------------------
+
+    def upgrade(self) -> None:
+        for name, run in sorted(self.state.runs.items()):
+            floor = self.catalog.floor.get(name, 0)
+            if run.status != "active" or run.version >= floor or name not in self.catalog.latest:
+                continue
+            new = self.catalog.current(name)
+            target = run.state if run.state in new.states else new.migrate.get(run.state)
+            if target is None:
+                self._problem(
+                    run,
+                    f"cannot upgrade to v{new.version}: state '{run.state}' is "
+                    "gone and migrate: does not map it",
+                )
+                continue
+            context = {k: run.context.get(k, v) for k, v in new.context.items()}
+            for k, v in new.context.items():
+                if not expr.fits(v, context[k]):
+                    context[k] = v
+            fired = set(run.fired)
+            spec = new.states[target]
+            run.timers = in_firing_order(
+                [
+                    PendingTimer(
+                        index=i, label=t.label, due_at=run.entered_at + timedelta(seconds=t.seconds)
+                    )
+                    for i, t in enumerate(spec.after)
+                    if t.seconds not in fired
+                ]
+            )
+            source, old_version = run.state, run.version
+            run.version, run.state, run.context = new.version, target, context
+            self._log(
+                run,
+                source,
+                target,
+                f"upgrade v{old_version}->v{new.version}",
+                f"/upgrade-v{new.version}",
+            )
+            if spec.final:
+                run.status = "completed"
+                run.timers = []
