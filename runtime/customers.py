@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from engine import CustomerState
-from engine.identity import workflow_id
+from engine.identity import customer_key, workflow_id
 from engine.model import Event
-from workflows.customer import CustomerWorkflow
+from workflows.customer import CUSTOMER_ID, CustomerWorkflow
 from workflows.io import (
     QUERY_STATE,
     SIGNAL_CATALOG,
@@ -48,7 +49,12 @@ async def send_events(
         task_queue=task_queue,
         start_signal=SIGNAL_EVENTS,
         start_signal_args=[EventsSignal(events=events, catalog_seq=catalog_seq, customer=customer)],
-        static_summary=f"customer {customer_id}",
+        static_summary=f"customer {customer_key(customer_id)}",
+        search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(CUSTOMER_ID, customer_key(customer_id))]
+        )
+        if search_attributes
+        else None,
         run_timeout=None,
         task_timeout=timedelta(seconds=10),
     )

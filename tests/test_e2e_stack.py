@@ -99,6 +99,8 @@ def test_events_in_states_visible_in_cli_and_search(stack: Stack):
 
     vips = eventually(lambda: temporal_list(stack, 'Journeys = "lifecycle:vip"'))
     assert [w["execution"]["workflowId"] for w in vips] == ["customer-e2e-1"]
+    by_id = eventually(lambda: temporal_list(stack, 'CustomerId = "e2e-1"'))
+    assert [w["execution"]["workflowId"] for w in by_id] == ["customer-e2e-1"]
     news = eventually(lambda: temporal_list(stack, 'Journeys = "lifecycle:new"'))
     assert [w["execution"]["workflowId"] for w in news] == ["customer-e2e-2"]
 

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     from engine import Catalog, CustomerState, MoveError, Step, machine
     from engine.actions import ACTIONS
     from engine.details import markdown
+    from engine.identity import customer_key
     from engine.model import Customer, Problem
     from workflows.io import (
         QUERY_STATE,
@@ -70,6 +71,7 @@ class CustomerWorkflow:
         self._shown: tuple[list[str], list[str]] | None = None
         self._timer: asyncio.Task[None] | None = None
         self._timer_due: datetime | None = None
+        self._details = ""
 
     # --- messages -------------------------------------------------------------------------
 
@@ -125,8 +127,11 @@ class CustomerWorkflow:
 
     @workflow.run
     async def run(self, input: CustomerInput) -> None:
-        if self._use_attributes:
-            workflow.upsert_search_attributes([CUSTOMER_ID.value_set(input.customer_id)])
+        if self._use_attributes and not workflow.info().typed_search_attributes.get(CUSTOMER_ID):
+            # senders set it at start; older starts did not. Ids that look like contact
+            # details are hashed, as in the workflow id.
+            key = customer_key(input.customer_id)
+            workflow.upsert_search_attributes([CUSTOMER_ID.value_set(key)])
         while True:
             async with self._lock:
                 await self._ensure_catalog()
@@ -306,4 +311,7 @@ class CustomerWorkflow:
                 ]
             )
         self._shown = (journeys, versions)
-        workflow.set_current_details(markdown(self._state, self._catalog))
+        details = markdown(self._state, self._catalog)
+        if details != self._details:
+            self._details = details
+            workflow.set_current_details(details)
