@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from pydantic import BaseModel
+
 from .model import ActionCommand, CustomerState, Event, PendingTimer
 
 MAX_EMIT_DEPTH = 8
@@ -15,9 +17,9 @@ DEDUPE_WINDOW = timedelta(days=7)
 DEDUPE_MAX = 2000
 
 
-@dataclass
-class TransitionRecord:
-    """A state change, for the transition log (``store``) and reports."""
+class TransitionRecord(BaseModel):
+    """A state change, for the transition log (``store``) and reports; the workflow hands
+    these to the ``record_transitions`` activity as they are."""
 
     journey: str
     version: int

@@ -212,7 +212,15 @@ class _Stepper:
         del run.history[:-MAX_HISTORY]
         key = f"{self.state.customer.id}/{run.journey}/{run.enrollment}/{run.visit}{suffix}"
         self.transitions.append(
-            TransitionRecord(run.journey, run.version, source, target, cause, self.now, key)
+            TransitionRecord(
+                journey=run.journey,
+                version=run.version,
+                from_state=source,
+                to_state=target,
+                cause=cause,
+                at=self.now,
+                key=key,
+            )
         )
 
     # --- rules ----------------------------------------------------------------------------

@@ -37,7 +37,6 @@ with workflow.unsafe.imports_passed_through():
         MoveRequest,
         MoveResult,
         RecordTransitionsInput,
-        TransitionRow,
     )
 
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
@@ -266,18 +265,7 @@ class CustomerWorkflow:
                 del self._state.problems[:-20]
                 workflow.logger.error("action failed for good: %s: %s", command.summary, cause)
         if step.transitions:
-            rows = [
-                TransitionRow(
-                    key=t.key,
-                    journey=t.journey,
-                    version=t.version,
-                    from_state=t.from_state,
-                    to_state=t.to_state,
-                    cause=t.cause,
-                    at=t.at,
-                )
-                for t in step.transitions
-            ]
+            rows = step.transitions
             log = RecordTransitionsInput(customer_id=self._state.customer.id, transitions=rows)
             # bookkeeping, idempotent by key: as a local activity it costs the server far
             # less; histories recorded before the patch used a regular activity

@@ -3,11 +3,11 @@ each, so fields can be added compatibly."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from engine.machine import TransitionRecord
 from engine.model import ActionCommand, CustomerState, Event
 
 SIGNAL_EVENTS = "events"
@@ -72,16 +72,6 @@ class ActionResult(BaseModel):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
-class TransitionRow(BaseModel):
-    key: str
-    journey: str
-    version: int
-    from_state: str | None
-    to_state: str
-    cause: str
-    at: datetime
-
-
 class RecordTransitionsInput(BaseModel):
     customer_id: str
-    transitions: list[TransitionRow]
+    transitions: list[TransitionRecord]
