@@ -12,6 +12,7 @@ from pathlib import Path
 
 from engine import Catalog, JourneyValidationError, load_rules
 from engine.graph import mermaid
+from engine.policy import load_policy
 from engine.simulate import SimulationInputError, parse_messages, parse_time, simulate
 
 
@@ -37,12 +38,24 @@ def _rules_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace, paths: list[Path] | None = None) -> Catalog:
+    """The journeys (and, when checking all of rules/, the messaging policy), with every
+    problem of both reported at once."""
+    problems = []
+    catalog = None
     try:
-        return Catalog.of(load_rules(args.rules, args.templates, paths=paths))
+        catalog = Catalog.of(load_rules(args.rules, args.templates, paths=paths))
     except JourneyValidationError as exc:
-        print(str(exc), file=sys.stderr)
-        n = len(exc.problems)
-        raise UserError(f"{n} problem{'s' if n != 1 else ''} found") from None
+        problems += exc.problems
+    if paths is None:
+        try:
+            load_policy(args.rules)
+        except JourneyValidationError as exc:
+            problems += exc.problems
+    if problems or catalog is None:
+        print(str(JourneyValidationError(problems)), file=sys.stderr)
+        n = len(problems)
+        raise UserError(f"{n} problem{'s' if n != 1 else ''} found")
+    return catalog
 
 
 # --- offline ------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ problem at once with ``file:line:col``, the dotted path and how to fix it."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -163,12 +164,16 @@ _FIELD_HINTS = {
 }
 
 
-def _pydantic_problem(doc: Document, err: ErrorDetails) -> Problem:
+def _pydantic_problem(
+    doc: Document,
+    err: ErrorDetails,
+    allowed_keys: Callable[[list[int | str]], list[str]] | None = None,
+) -> Problem:
     loc = list(err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden":
         parent = _value_at(doc.data, loc[:-1])
-        allowed = _allowed_keys(doc, loc)
+        allowed = (allowed_keys or (lambda at: _allowed_keys(doc, at)))(loc)
         name = str(loc[-1])
         hint = did_you_mean(name, allowed)
         text = f"unknown key '{name}'{hint}"
