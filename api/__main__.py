@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 import psycopg
 import uvicorn
@@ -18,6 +19,8 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # JOURNEYS_LOG_LEVEL=DEBUG shows each delivery round of the outbox
+    logging.getLogger("ingest").setLevel(os.environ.get("JOURNEYS_LOG_LEVEL", "INFO").upper())
     settings = get_settings()
     if not settings.database_url:
         raise SystemExit("DATABASE_URL is not set: start the stack with 'make run'")
