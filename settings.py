@@ -43,6 +43,29 @@ class Settings(BaseSettings):
     rate_limit: float = Field(500.0, alias="JOURNEYS_RATE_LIMIT", gt=0)  # requests/s per key
     max_outbox: int = Field(1_000_000, alias="JOURNEYS_MAX_OUTBOX", gt=0)
     dispatcher: bool = Field(True, alias="JOURNEYS_DISPATCHER")
+    # links in messages (surveys, unsubscribe) point here: the API as customers reach it
+    public_url: str = Field("http://127.0.0.1:8000", alias="JOURNEYS_PUBLIC_URL")
+    # signs unsubscribe links; must be set outside development
+    link_secret: str = Field("dev-link-secret", alias="JOURNEYS_LINK_SECRET")
+    # email over SMTP (make run points it at its development mail catcher)
+    smtp_host: str = Field("127.0.0.1", alias="SMTP_HOST")
+    smtp_port: int = Field(1025, alias="SMTP_PORT")
+    smtp_username: str | None = Field(None, alias="SMTP_USERNAME")
+    smtp_password: str | None = Field(None, alias="SMTP_PASSWORD")
+    smtp_starttls: bool = Field(False, alias="SMTP_STARTTLS")
+    smtp_tls: bool = Field(False, alias="SMTP_TLS")  # implicit TLS (port 465)
+    smtp_timeout_seconds: float = Field(30.0, alias="SMTP_TIMEOUT_SECONDS", gt=0)
+    mail_from: str = Field("Journeys <journeys@localhost>", alias="JOURNEYS_MAIL_FROM")
+    mailcatcher_port: int = Field(1025, alias="JOURNEYS_MAILCATCHER_PORT")
+    # SMS: an HTTP provider that takes {"to", "body"} as JSON
+    sms_url: str | None = Field(None, alias="JOURNEYS_SMS_URL")
+    sms_token: str | None = Field(None, alias="JOURNEYS_SMS_TOKEN")
+    # webhooks: signed with HMAC-SHA256 (Journeys-Signature: t=...,v1=...)
+    webhook_secret: str | None = Field(None, alias="JOURNEYS_WEBHOOK_SECRET")
+    # outbound HTTP may reach private, loopback and link-local addresses only when listed
+    # here (comma-separated hosts or CIDRs); everything public is allowed
+    outbound_allow: str = Field("", alias="JOURNEYS_OUTBOUND_ALLOW")
+    outbound_timeout_seconds: float = Field(10.0, alias="JOURNEYS_OUTBOUND_TIMEOUT_SECONDS", gt=0)
 
 
 @functools.cache

@@ -52,6 +52,12 @@ async def check_secrets(conn: AsyncConnection[Any], settings: Settings) -> None:
             "JOURNEYS_ENV is not 'development': refusing to run on development "
             "secrets. Unset them and create keys with 'journeys keys create'."
         )
+    if settings.link_secret == "dev-link-secret" or len(settings.link_secret) < 16:
+        raise SystemExit(
+            "JOURNEYS_LINK_SECRET is the development default (or shorter than 16 "
+            "characters): set it to a long random value (it signs unsubscribe links), e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
     cur = await conn.execute(
         "SELECT count(*) FROM api_keys WHERE kind = 'admin' AND revoked_at IS NULL"
     )

@@ -10,6 +10,8 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from store import consent, offers
+
 from .segment import Message
 
 
@@ -77,6 +79,12 @@ async def accept(
                 ([w[0] for w in wanted], [w[1] for w in wanted]),
             )
             await conn.execute("NOTIFY journeys_outbox")
+        for m in fresh:
+            if m.type == "track" and m.name == "order_completed" and "coupon" in m.properties:
+                # Segment's e-commerce spec: the order carries the coupon it used
+                await offers.redeem_from_order(
+                    conn, m.customer_id, inserted[m.message_id], m.properties, now=m.event_time
+                )
         profiles: dict[str, tuple[dict[str, Any], str | None]] = {}
         for m in fresh:
             if m.type == "identify" or m.traits:
@@ -95,6 +103,8 @@ async def accept(
                 """,
                 (ids, [Jsonb(profiles[i][0]) for i in ids], [profiles[i][1] for i in ids]),
             )
+            for i in ids:  # opt-outs carried by traits (unsubscribed, email_opt_out, ...)
+                await consent.sync_from_traits(conn, i, profiles[i][0])
     return Accepted(stored=len(fresh), duplicates=len(batch) - len(fresh), queued=len(wanted))
 
 

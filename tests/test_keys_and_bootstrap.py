@@ -57,6 +57,9 @@ async def test_dev_keys_from_env_then_reused(db_url, tmp_path):
 async def test_production_refuses_default_secrets_and_missing_admin(db_url):
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
         prod = Settings.model_validate({"DATABASE_URL": db_url, "JOURNEYS_ENV": "production"})
+        with pytest.raises(SystemExit, match="JOURNEYS_LINK_SECRET is the development default"):
+            await check_secrets(conn, prod)
+        prod = prod.model_copy(update={"link_secret": "a-long-random-production-secret"})
         with pytest.raises(SystemExit, match="no admin token exists"):
             await check_secrets(conn, prod)
         await keys.create(conn, "admin", "ops")
