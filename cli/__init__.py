@@ -12,8 +12,10 @@ import sys
 
 from .commands import OFFLINE, UserError
 from .live import LIVE
+from .managers import MANAGERS
+from .render import RENDER
 
-COMMANDS = {**OFFLINE, **LIVE}
+COMMANDS = {**OFFLINE, **LIVE, **MANAGERS, **RENDER}
 
 __all__ = ["main", "run"]
 

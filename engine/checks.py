@@ -235,6 +235,9 @@ def _check_actions(
                 why = info.missing_for(channel) if not info.problems else None
                 if why:
                     problems.append(doc.problem(where, f"template '{name}' {why}"))
+                if not info.problems:
+                    for message in info.context_problems(spec.kind, journey.context):
+                        problems.append(doc.problem(where, message))
     return problems
 
 
