@@ -148,11 +148,15 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         version="1",
         lifespan=lifespan,
     )
+    from .action_routes import router as actions
     from .admin_routes import router as admin
+    from .dev_routes import router as dev
     from .ingest_routes import router as ingest
 
     app.include_router(ingest)
     app.include_router(admin)
+    app.include_router(actions)
+    app.include_router(dev)
 
     @app.exception_handler(HTTPException)
     async def flat_errors(request: Request, exc: HTTPException) -> JSONResponse:

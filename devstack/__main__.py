@@ -73,6 +73,7 @@ def main() -> int:
             )
             stack.prepare_database()
             write_key, admin_token = stack.dev_keys()
+            catcher = None if os.environ.get("SMTP_HOST") else stack.start_mailcatcher()
             worker = stack.start_worker()
             api = stack.start_api()
             print(
@@ -85,19 +86,30 @@ Journeys is running with {len(journeys)} journey(s): {", ".join(j.journey for j 
                 Journeys = "lifecycle:dormant")
   Temporal      {env["TEMPORAL_ADDRESS"]}
   PostgreSQL    {env["DATABASE_URL"]}
+  mail          {
+                    "SMTP_HOST=" + os.environ["SMTP_HOST"]
+                    if catcher is None
+                    else "caught, not sent: GET /v1/dev/mail (admin token)"
+                }
   logs          {Path(".data/logs")}/
 Try:
+  curl -u {write_key}: http://localhost:{stack.api_port}/v1/identify \\
+    -H 'Content-Type: application/json' \\
+    -d '{{"userId": "42", "traits": {{"email": "ada@example.com", "first_name": "Ada"}}}}'
   curl -u {write_key}: http://localhost:{stack.api_port}/v1/track \\
     -H 'Content-Type: application/json' \\
     -d '{{"userId": "42", "event": "Order Completed", "properties": {{"revenue": 6000}}}}'
   curl -H 'Authorization: Bearer {admin_token}' http://localhost:{stack.api_port}/v1/customers/42
   .venv/bin/journeys send 43 "Signed Up" && .venv/bin/journeys show 43
+  curl -H 'Authorization: Bearer {admin_token}' http://localhost:{stack.api_port}/v1/dev/mail
+  .venv/bin/journeys render welcome --customer 42
 """,
                 flush=True,
             )
             while True:
-                for name, proc in (("worker", worker), ("api", api)):
-                    if proc.poll() is not None:
+                running = [("worker", worker), ("api", api), ("mailcatcher", catcher)]
+                for name, proc in running:
+                    if proc is not None and proc.poll() is not None:
                         print(
                             f"the {name} exited with code {proc.returncode}; see "
                             f".data/logs/{name}.log",

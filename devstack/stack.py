@@ -92,6 +92,7 @@ class Stack:
             "JOURNEYS_TEMPLATES": str(self.templates_dir),
             "JOURNEYS_API_PORT": str(self.api_port),
             "JOURNEYS_ENV": "development",
+            "JOURNEYS_PUBLIC_URL": f"http://localhost:{self.api_port}",
             **self.extra_env,
         }
 
@@ -223,6 +224,27 @@ class Stack:
     def restart_postgres(self) -> None:
         self.database_url = None
         self.start_postgres()
+
+    def start_mailcatcher(self) -> subprocess.Popen[bytes]:
+        """The development mail catcher: every email the journeys send lands in PostgreSQL
+        (``GET /v1/dev/mail``) instead of a real inbox."""
+        port = int(self.env().get("JOURNEYS_MAILCATCHER_PORT", "1025"))
+        if port_open("127.0.0.1", port):
+            raise SystemExit(
+                f"port {port} is taken, so the development mail catcher cannot start: stop "
+                "what uses it, or set JOURNEYS_MAILCATCHER_PORT and SMTP_PORT to a free port"
+            )
+        env = {**os.environ, **self.env(), "PYTHONUNBUFFERED": "1"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "channels.mailcatcher"],
+            env=env,
+            cwd=ROOT,
+            stdout=self._log("mailcatcher"),
+            stderr=subprocess.STDOUT,
+        )
+        self.procs.append(proc)
+        wait_for_port("127.0.0.1", port, timeout=30, what="the mail catcher", proc=proc)
+        return proc
 
     def start_worker(self) -> subprocess.Popen[bytes]:
         env = {**os.environ, **self.env(), "PYTHONUNBUFFERED": "1"}
