@@ -23,6 +23,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.actions import ActionActivities
 from activities.journeys import JourneyActivities
 from engine import JourneyValidationError, load_rules
+from engine.policy import load_policy
 from runtime.temporal import connect_with_retry
 from settings import Settings, get_settings
 from store import catalog as catalog_store
@@ -75,6 +76,7 @@ async def prepare_database(settings: Settings) -> int:
             "DATABASE_URL=postgresql://user:pass@host/db"
         )
     journeys = load_rules(settings.rules_dir, settings.templates_dir)
+    load_policy(settings.rules_dir)
     await migrate(settings.database_url)
     import psycopg
 
@@ -92,7 +94,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     db = pool(settings.database_url)
     await db.open()
     try:
-        activities = ActionActivities(db).all()
+        policy = load_policy(settings.rules_dir)  # checked before anything runs
+        activities = ActionActivities(db, settings, policy=policy).all()
         journeys = JourneyActivities(db)
         activities += [journeys.load_catalog, journeys.record_transitions]
         delay = 1.0

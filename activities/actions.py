@@ -1,12 +1,19 @@
-"""One activity per action kind. Each is idempotent: the action's deterministic key is the
-primary key of ``action_log``, so a retried activity (the worker died after the side
-effect, the call timed out) finds its earlier row and does nothing twice.
+"""One activity per action kind, each with its real effect, exactly once.
 
-In this version every action records that it ran; later versions give each its real
-effect (messages, coupons, managers, surveys, tasks) behind the same key."""
+The action's deterministic idempotency key (customer, journey, enrolment, visit, step) is
+the unique key of the row each effect creates (a message, a coupon, a survey, a task; an
+assignment is unique per customer and pool), so a retried activity (the worker died after
+the side effect, a provider timed out) finds its earlier row and does nothing twice.
+Messages an action sends use the key plus a suffix (``/message``, ``/notify``).
+
+Bad configuration (a missing template, an unknown pool or budget) fails for good with a
+sentence the Temporal UI shows; everything else is retried by Temporal.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -14,32 +21,89 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from engine.actions import ACTIONS
+from engine.actions import ACTIONS, Offer, Send, Survey, Task
+from engine.policy import Policy
+from messaging.render import Renderer
+from settings import Settings
+from store import managers, offers, surveys, tasks
 from workflows.io import ActionInput, ActionResult
 
-CONFIG_ERROR = "ActionConfigError"
+from ._faults import crash_point
+from .messaging import CONFIG_ERROR, Messenger, Outgoing, Sent, config_error
+
+INTRO_DUE = timedelta(days=2)
 
 
 class ActionActivities:
     """Activities that need the database; one instance per worker, sharing its pool."""
 
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Any],
+        settings: Settings | None = None,
+        *,
+        policy: Policy | None = None,
+        renderer: Renderer | None = None,
+    ) -> None:
         self.pool = pool
+        self.settings = settings or Settings()
+        self.messenger = Messenger(
+            pool,
+            self.settings,
+            renderer or Renderer(self.settings.templates_dir),
+            policy or Policy(),
+        )
 
-    async def _record(self, data: ActionInput, kind: str) -> ActionResult:
-        cmd = data.command
-        if cmd.kind != kind:
+    # --- helpers --------------------------------------------------------------------------
+
+    def _check(self, data: ActionInput, kind: str) -> None:
+        if data.command.kind != kind:
             raise ApplicationError(
-                f"activity for '{kind}' got a '{cmd.kind}' action; the "
+                f"activity for '{kind}' got a '{data.command.kind}' action; the "
                 "worker and the workflow disagree on the action registry",
                 type=CONFIG_ERROR,
                 non_retryable=True,
             )
+
+    async def _act(
+        self,
+        data: ActionInput,
+        kind: str,
+        body: Callable[[ActionInput], Awaitable[ActionResult]],
+    ) -> ActionResult:
+        """Run one action; a failure for good is recorded in ``action_log`` too."""
+        self._check(data, kind)
+        try:
+            return await body(data)
+        except ApplicationError as exc:
+            if exc.non_retryable:
+                await self._log(data, ActionResult(status="failed", reason=str(exc)))
+            raise
+
+    async def _base(self, data: ActionInput) -> dict[str, Any]:
+        """The template context every action shares."""
+        cmd = data.command
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
+            manager = await managers.manager_of(conn, data.customer_id)
+        event = cmd.event
+        return {
+            "customer": {"id": data.customer_id, "tier": None, "segment": None},
+            "journey": {"name": cmd.journey, "version": cmd.version},
+            "state": cmd.state,
+            "ctx": data.context,
+            "event": event.model_dump(mode="json") if event else None,
+            "manager": {"name": manager.name, "email": manager.email} if manager else None,
+        }
+
+    async def _log(self, data: ActionInput, result: ActionResult) -> ActionResult:
+        """Every action, once, in ``action_log`` (with how it ended), for audits."""
+        cmd = data.command
+        async with self.pool.connection() as conn:
+            await conn.execute(
                 "INSERT INTO action_log (idempotency_key, customer_id, journey, version, state,"
-                " action, args) VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key",
+                " action, args, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (idempotency_key) DO UPDATE SET status = EXCLUDED.status"
+                " WHERE action_log.status <> 'done'",
                 (
                     cmd.idempotency_key,
                     data.customer_id,
@@ -48,35 +112,207 @@ class ActionActivities:
                     cmd.state,
                     cmd.kind,
                     Jsonb(cmd.args),
+                    result.status if result.status != "already_done" else "done",
                 ),
             )
-            inserted = await cur.fetchone() is not None
-        activity.logger.info("%s %s", "ran" if inserted else "already ran", cmd.summary)
-        return ActionResult(status="done" if inserted else "already_done")
+        activity.logger.info("%s: %s %s", cmd.summary, result.status, result.reason)
+        crash_point(f"{cmd.kind}_done")  # tests: a crash before Temporal hears of it
+        return result
+
+    async def _message(
+        self, data: ActionInput, base: dict[str, Any], out: Outgoing
+    ) -> ActionResult:
+        sent = await self.messenger.send(out, base, data.now or datetime.now(UTC))
+        return _result(sent)
+
+    async def _with_message(
+        self, data: ActionInput, out: Outgoing, detail: dict[str, Any]
+    ) -> ActionResult:
+        """The message of an action whose own effect (a coupon, a survey) is made: the
+        action is done whatever becomes of the message, unless the policy deferred it,
+        when the whole action runs again later (its effect is found, not made twice)."""
+        sent = await self._message(data, await self._base(data), out)
+        if sent.status == "deferred":
+            return sent
+        message = {"message": sent.status, **({"reason": sent.reason} if sent.reason else {})}
+        return ActionResult(status="done", detail={**detail, **message})
+
+    def _outgoing(self, data: ActionInput, suffix: str, **kw: Any) -> Outgoing:
+        cmd = data.command
+        return Outgoing(
+            key=cmd.idempotency_key + suffix,
+            customer_id=data.customer_id,
+            journey=cmd.journey,
+            state=cmd.state,
+            **kw,
+        )
+
+    # --- what each action does ------------------------------------------------------------
+
+    async def _send_message(self, data: ActionInput) -> ActionResult:
+        spec = Send.model_validate(data.command.args)
+        out = self._outgoing(
+            data,
+            "",
+            template=spec.template,
+            channel=spec.channel,
+            marketing=not spec.transactional,
+            url=spec.url,
+        )
+        result = await self._message(data, await self._base(data), out)
+        return await self._log(data, result)
+
+    async def _issue_offer(self, data: ActionInput) -> ActionResult:
+        spec = Offer.model_validate(data.command.args)
+        now = data.now or datetime.now(UTC)
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                coupon = await offers.issue(
+                    conn,
+                    idempotency_key=data.command.idempotency_key,
+                    customer_id=data.customer_id,
+                    journey=data.command.journey,
+                    template=spec.template,
+                    percent_off=spec.percent_off,
+                    amount_off=spec.amount_off,
+                    valid_for=timedelta(seconds=spec.valid_for),
+                    budget=spec.budget,
+                    now=now,
+                )
+        except offers.UnknownBudget as exc:
+            raise config_error(str(exc)) from None
+        if coupon is None:
+            reason = f"offer budget '{spec.budget}' is exhausted: no coupon issued"
+            return await self._log(data, ActionResult(status="skipped", reason=reason))
+        offer = {
+            "code": coupon.code,
+            "percent_off": coupon.percent_off,
+            "amount_off": coupon.amount_off,
+            "expires_at": coupon.expires_at,
+            "discount": coupon.discount,
+        }
+        out = self._outgoing(
+            data,
+            "/message",
+            template=spec.template,
+            channel=spec.channel,
+            marketing=True,
+            context={"offer": offer},
+        )
+        result = await self._with_message(data, out, {"code": coupon.code})
+        return await self._log(data, result)
+
+    async def _assign_account_manager(self, data: ActionInput) -> ActionResult:
+        pool = str(data.command.args["pool"])
+        now = data.now or datetime.now(UTC)
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                got = await managers.assign(conn, customer_id=data.customer_id, pool=pool)
+        except managers.UnknownPool as exc:
+            raise config_error(str(exc)) from None
+        if got is None:
+            reason = f"every active manager of pool '{pool}' is at capacity"
+            return await self._log(data, ActionResult(status="skipped", reason=reason))
+        manager, _new = got
+        who = {"name": manager.name, "email": manager.email}
+        # the introduction task and the note to the manager: each once, by its own key
+        async with self.pool.connection() as conn, conn.transaction():
+            await tasks.create(
+                conn,
+                idempotency_key=data.command.idempotency_key + "/intro",
+                customer_id=data.customer_id,
+                journey=data.command.journey,
+                title=f"Introduce yourself to customer {data.customer_id}",
+                note=f"You are now their {pool} account manager.",
+                assignee="manager",
+                due_at=now + INTRO_DUE,
+            )
+        base = {**await self._base(data), "manager": who}
+        out = self._outgoing(
+            data,
+            "/notify",
+            template="manager_assigned",
+            channel="email",
+            marketing=False,
+            to=manager.email,
+            context={"manager": who},
+        )
+        await self._message(data, base, out)
+        result = ActionResult(status="done", detail={"manager": manager.id})
+        return await self._log(data, result)
+
+    async def _send_survey(self, data: ActionInput) -> ActionResult:
+        spec = Survey.model_validate(data.command.args)
+        now = data.now or datetime.now(UTC)
+        async with self.pool.connection() as conn, conn.transaction():
+            survey = await surveys.create(
+                conn,
+                idempotency_key=data.command.idempotency_key,
+                customer_id=data.customer_id,
+                journey=data.command.journey,
+                template=spec.template,
+                kind=spec.kind_,
+                expires_in=timedelta(seconds=spec.expires_in),
+                now=now,
+            )
+        url = survey.url(self.settings.public_url)
+        context = {"survey": {"url": url, "kind": survey.kind, "expires_at": survey.expires_at}}
+        out = self._outgoing(
+            data,
+            "/message",
+            template=spec.template,
+            channel=spec.channel,
+            marketing=True,
+            context=context,
+        )
+        result = await self._with_message(data, out, {"survey": survey.token[:6] + "..."})
+        return await self._log(data, result)
+
+    async def _create_task(self, data: ActionInput) -> ActionResult:
+        spec = Task.model_validate(data.command.args)
+        now = data.now or datetime.now(UTC)
+        try:
+            async with self.pool.connection() as conn, conn.transaction():
+                task = await tasks.create(
+                    conn,
+                    idempotency_key=data.command.idempotency_key,
+                    customer_id=data.customer_id,
+                    journey=data.command.journey,
+                    title=spec.title,
+                    note=spec.note,
+                    assignee=spec.assignee,
+                    due_at=now + timedelta(seconds=spec.due_in),
+                )
+        except managers.UnknownPool as exc:
+            raise config_error(str(exc)) from None
+        return await self._log(data, ActionResult(status="done", detail={"task": task.id}))
+
+    async def _tag_customer(self, data: ActionInput) -> ActionResult:
+        return await self._log(data, ActionResult(status="done"))
 
     @activity.defn(name="send_message")
     async def send_message(self, data: ActionInput) -> ActionResult:
-        return await self._record(data, "send")
+        return await self._act(data, "send", self._send_message)
 
     @activity.defn(name="issue_offer")
     async def issue_offer(self, data: ActionInput) -> ActionResult:
-        return await self._record(data, "offer")
+        return await self._act(data, "offer", self._issue_offer)
 
     @activity.defn(name="assign_account_manager")
     async def assign_account_manager(self, data: ActionInput) -> ActionResult:
-        return await self._record(data, "assign_manager")
+        return await self._act(data, "assign_manager", self._assign_account_manager)
 
     @activity.defn(name="send_survey")
     async def send_survey(self, data: ActionInput) -> ActionResult:
-        return await self._record(data, "survey")
+        return await self._act(data, "survey", self._send_survey)
 
     @activity.defn(name="create_task")
     async def create_task(self, data: ActionInput) -> ActionResult:
-        return await self._record(data, "task")
+        return await self._act(data, "task", self._create_task)
 
     @activity.defn(name="tag_customer")
     async def tag_customer(self, data: ActionInput) -> ActionResult:
-        return await self._record(data, "tag")
+        return await self._act(data, "tag", self._tag_customer)
 
     def all(self) -> list[Any]:
         """Every action activity; fails loudly if an action kind has no activity."""
@@ -95,3 +331,10 @@ class ActionActivities:
         if missing:
             raise RuntimeError(f"actions without an activity: {', '.join(missing)}")
         return list(methods.values())
+
+
+def _result(sent: Sent) -> ActionResult:
+    detail = {"provider_id": sent.provider_id} if sent.provider_id else {}
+    return ActionResult(
+        status=sent.status, reason=sent.reason, retry_at=sent.retry_at, detail=detail
+    )

@@ -87,6 +87,17 @@ class Send(ActionSpec):
     template: str = Field(pattern=_NAME)
     channel: Channel = "email"
     transactional: bool = False
+    # where a webhook goes; left out of dumps when unset, so journeys without webhooks keep
+    # their digests (and versions) from before the field existed
+    url: str | None = Field(default=None, pattern=r"^https?://", exclude_if=lambda v: v is None)
+
+    @model_validator(mode="after")
+    def _webhook_url(self) -> Send:
+        if self.channel == "webhook" and not self.url:
+            raise ValueError("a webhook needs 'url: https://...' (where to POST the message)")
+        if self.url and self.channel != "webhook":
+            raise ValueError(f"'url' is only for channel: webhook (this sends by {self.channel})")
+        return self
 
     def summary(self, customer_id: str) -> str:
         return f"send {self.template} by {self.channel} to customer {customer_id}"

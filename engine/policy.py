@@ -139,7 +139,7 @@ def decide(
     now: datetime,
     opted_out: bool,
     time_zone: str | None,
-    recent: list[tuple[datetime, ChannelName]],
+    recent: list[tuple[datetime, str]],
 ) -> Decision:
     """What to do with one message now. ``recent`` holds the customer's marketing messages
     sent within :meth:`Policy.longest_window` (time, channel)."""

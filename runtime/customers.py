@@ -35,6 +35,7 @@ async def send_events(
     customer: CustomerPatch | None = None,
     search_attributes: bool = True,
     max_steps_per_run: int = 500,
+    action_timeout_seconds: int = 60,
 ) -> WorkflowHandle[CustomerWorkflow, None]:
     """Signal-with-start: the customer's first event creates their workflow."""
     return await client.start_workflow(
@@ -44,6 +45,7 @@ async def send_events(
             catalog_seq=catalog_seq,
             search_attributes=search_attributes,
             max_steps_per_run=max_steps_per_run,
+            action_timeout_seconds=action_timeout_seconds,
         ),
         id=workflow_id(customer_id),
         task_queue=task_queue,

@@ -111,17 +111,23 @@ def task_queue() -> str:
 
 
 @asynccontextmanager
-async def running_worker(client: Client, db, task_queue: str) -> AsyncIterator[None]:
-    """A real worker (sandboxed workflows, real activities against ``db``)."""
+async def running_worker(
+    client: Client, db, task_queue: str, *, settings=None, policy=None
+) -> AsyncIterator[None]:
+    """A real worker (sandboxed workflows, real activities against ``db``). Without a
+    ``policy`` no quiet hours or caps apply, so tests do not depend on the time of day."""
     from activities.actions import ActionActivities
     from activities.journeys import JourneyActivities
+    from engine.policy import Policy
     from settings import Settings
     from worker import build_worker
 
+    settings = settings or Settings()
     journeys = JourneyActivities(db)
-    activities = [*ActionActivities(db).all(), journeys.load_catalog, journeys.record_transitions]
+    actions = ActionActivities(db, settings, policy=policy or Policy())
+    activities = [*actions.all(), journeys.load_catalog, journeys.record_transitions]
     worker = build_worker(
-        client, Settings(), activities, task_queue=task_queue, sticky_timeout=timedelta(seconds=1)
+        client, settings, activities, task_queue=task_queue, sticky_timeout=timedelta(seconds=1)
     )
     async with worker:
         yield

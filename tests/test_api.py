@@ -24,6 +24,7 @@ from runtime import customers
 from settings import Settings
 from tests.conftest import running_worker
 from tests.helpers import publish_shipped
+from tests.standins import RecordingSMTPServer
 
 
 @dataclass
@@ -57,11 +58,13 @@ async def api(time_env, db, db_url, task_queue) -> AsyncIterator[Api]:
     async with db.connection() as conn:
         _, write = await keys.create(conn, "write", "test source")
         _, admin = await keys.create(conn, "admin", "test admin")
+    smtp = RecordingSMTPServer().start()  # welcome emails go somewhere real
     settings = Settings.model_validate(
         {
             "DATABASE_URL": db_url,
             "JOURNEYS_TASK_QUEUE": task_queue,
             "JOURNEYS_ENV": "development",
+            **smtp.env(),
         }
     )
     app = create_app(settings, temporal=time_env.client)
@@ -72,10 +75,11 @@ async def api(time_env, db, db_url, task_queue) -> AsyncIterator[Api]:
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.02)
-    async with running_worker(time_env.client, db, task_queue):
+    async with running_worker(time_env.client, db, task_queue, settings=settings):
         yield Api(f"http://127.0.0.1:{port}", write, admin, db, time_env.client)
     server.should_exit = True
     await task
+    smtp.close()
 
 
 async def eventually(check, timeout: float = 20.0):

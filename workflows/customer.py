@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         ActionResult,
         CatalogChanged,
         CustomerInput,
+        DeferredAction,
         EventsSignal,
         LoadCatalogInput,
         MoveRequest,
@@ -61,12 +62,14 @@ class CustomerWorkflow:
     def __init__(self, input: CustomerInput) -> None:
         self._state = input.state or CustomerState(customer=Customer(id=input.customer_id))
         self._inbox: deque[EventsSignal] = deque(input.pending)
+        self._deferred: list[DeferredAction] = list(input.deferred)
         self._wanted_seq = input.catalog_seq
         self._catalog: Catalog | None = None
         self._lock = asyncio.Lock()
         self._steps = 0
         self._use_attributes = input.search_attributes
         self._max_steps = input.max_steps_per_run
+        self._action_timeout = timedelta(seconds=input.action_timeout_seconds)
         self._shown: tuple[list[str], list[str]] | None = None
         self._timer: asyncio.Task[None] | None = None
         self._timer_due: datetime | None = None
@@ -135,6 +138,7 @@ class CustomerWorkflow:
             async with self._lock:
                 await self._ensure_catalog()
                 await self._fire_timers()
+                await self._run_deferred()
                 while self._inbox:
                     await self._apply(self._inbox.popleft())
                     await self._fire_timers()
@@ -156,9 +160,11 @@ class CustomerWorkflow:
                 customer_id=input.customer_id,
                 state=self._state,
                 pending=list(self._inbox),
+                deferred=self._deferred,
                 catalog_seq=max(self._wanted_seq, self._catalog.seq if self._catalog else 0),
                 search_attributes=self._use_attributes,
                 max_steps_per_run=self._max_steps,
+                action_timeout_seconds=input.action_timeout_seconds,
             )
         )
 
@@ -174,7 +180,7 @@ class CustomerWorkflow:
     def _arm_timer(self) -> None:
         """One durable timer for the earliest deadline; re-armed only when it changes, so
         events that do not move deadlines add no timer commands to history."""
-        due = machine.next_due(self._state)
+        due = self._next_due()
         if due == self._timer_due and self._timer is not None and not self._timer.done():
             return
         if self._timer is not None and not self._timer.done():
@@ -185,6 +191,22 @@ class CustomerWorkflow:
             self._timer = asyncio.ensure_future(
                 workflow.sleep(delay, summary=f"next timer {due:%Y-%m-%d %H:%M}")
             )
+
+    def _next_due(self) -> datetime | None:
+        """The earliest journey timer or deferred message."""
+        dues = [d for d in (machine.next_due(self._state),) if d is not None]
+        dues += [d.due for d in self._deferred]
+        return min(dues, default=None)
+
+    async def _run_deferred(self) -> None:
+        """Messages the policy held back whose time has come: asked again, same key."""
+        now = workflow.now()
+        due = [d for d in self._deferred if d.due <= now]
+        if not due:
+            return
+        self._deferred = [d for d in self._deferred if d.due > now]
+        for item in due:
+            await self._run_action(item.input.model_copy(update={"now": now}))
 
     async def _ensure_catalog(self) -> None:
         if self._catalog is not None and not self._catalog_stale():
@@ -241,29 +263,15 @@ class CustomerWorkflow:
             return
         self._steps += 1
         for command in step.actions:
-            activity = ACTIONS[command.kind].activity
-            assert activity is not None
-            try:
-                await workflow.execute_activity(
-                    activity,
-                    ActionInput(customer_id=self._state.customer.id, command=command),
-                    result_type=ActionResult,
-                    start_to_close_timeout=timedelta(seconds=60),
-                    retry_policy=ACTION_RETRY,
-                    summary=command.summary,
+            run = self._state.runs.get(command.journey)
+            await self._run_action(
+                ActionInput(
+                    customer_id=self._state.customer.id,
+                    command=command,
+                    context=dict(run.context) if run else {},
+                    now=workflow.now(),
                 )
-            except ActivityError as exc:
-                cause = exc.cause or exc
-                self._state.problems.append(
-                    Problem(
-                        at=workflow.now(),
-                        journey=command.journey,
-                        state=command.state,
-                        message=f"{command.summary} failed: {cause}",
-                    )
-                )
-                del self._state.problems[:-20]
-                workflow.logger.error("action failed for good: %s: %s", command.summary, cause)
+            )
         if step.transitions:
             rows = step.transitions
             log = RecordTransitionsInput(customer_id=self._state.customer.id, transitions=rows)
@@ -283,6 +291,37 @@ class CustomerWorkflow:
                 summary=f"log {len(rows)} transition(s)",
             )
 
+    async def _run_action(self, data: ActionInput) -> None:
+        command = data.command
+        activity = ACTIONS[command.kind].activity
+        assert activity is not None
+        try:
+            result = await workflow.execute_activity(
+                activity,
+                data,
+                result_type=ActionResult,
+                start_to_close_timeout=self._action_timeout,
+                retry_policy=ACTION_RETRY,
+                summary=command.summary,
+            )
+        except ActivityError as exc:
+            cause = exc.cause or exc
+            self._state.problems.append(
+                Problem(
+                    at=workflow.now(),
+                    journey=command.journey,
+                    state=command.state,
+                    message=f"{command.summary} failed: {cause}",
+                )
+            )
+            del self._state.problems[:-20]
+            workflow.logger.error("action failed for good: %s: %s", command.summary, cause)
+            return
+        if result.status == "deferred" and result.retry_at is not None:
+            self._deferred.append(
+                DeferredAction(due=result.retry_at, input=data, reason=result.reason)
+            )
+
     def _publish(self) -> None:
         """Search attributes and UI details, when they changed."""
         journeys = machine.journeys_attribute(self._state)
@@ -300,6 +339,11 @@ class CustomerWorkflow:
             )
         self._shown = (journeys, versions)
         details = markdown(self._state, self._catalog)
+        if self._deferred:  # what happens next includes messages the policy held back
+            details += "\n\n**Deferred messages**\n" + "".join(
+                f"\n- {d.input.command.summary}: at {d.due:%Y-%m-%d %H:%M} UTC ({d.reason})"
+                for d in sorted(self._deferred, key=lambda d: d.due)
+            )
         if details != self._details:
             self._details = details
             workflow.set_current_details(details)

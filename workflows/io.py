@@ -3,6 +3,7 @@ each, so fields can be added compatibly."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -36,13 +37,41 @@ class CatalogChanged(BaseModel):
     seq: int
 
 
+class ActionInput(BaseModel):
+    customer_id: str
+    command: ActionCommand
+    context: dict[str, Any] = Field(default_factory=dict)  # the journey run's ctx then
+    now: datetime | None = None  # the workflow's time: policy and due dates follow it
+
+
+class ActionResult(BaseModel):
+    # done | already_done | skipped (nothing to do: budget exhausted, pool full, opted
+    # out, capped) | deferred (the messaging policy says not now: run again at retry_at)
+    status: str
+    detail: dict[str, Any] = Field(default_factory=dict)
+    reason: str = ""
+    retry_at: datetime | None = None
+
+
+class DeferredAction(BaseModel):
+    """An action the messaging policy held back: a timer in the customer's workflow."""
+
+    due: datetime
+    input: ActionInput
+    reason: str = ""
+
+
 class CustomerInput(BaseModel):
     customer_id: str
     state: CustomerState | None = None
     pending: list[EventsSignal] = Field(default_factory=list)
+    deferred: list[DeferredAction] = Field(default_factory=list)
     catalog_seq: int = 0
     search_attributes: bool = True
     max_steps_per_run: int = 500  # continue-as-new after this many steps (or when suggested)
+    # how long one action attempt may take before Temporal retries it (a crashed worker's
+    # attempt is retried after this)
+    action_timeout_seconds: int = 60
 
 
 class MoveRequest(BaseModel):
@@ -60,16 +89,6 @@ class MoveResult(BaseModel):
 class LoadCatalogInput(BaseModel):
     versions: list[str] = Field(default_factory=list)
     min_seq: int = 0  # a notice said this catalog exists: do not answer from an older cache
-
-
-class ActionInput(BaseModel):
-    customer_id: str
-    command: ActionCommand
-
-
-class ActionResult(BaseModel):
-    status: str  # done | already_done
-    detail: dict[str, Any] = Field(default_factory=dict)
 
 
 class RecordTransitionsInput(BaseModel):
