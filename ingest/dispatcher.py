@@ -5,7 +5,9 @@ customers whose oldest waiting event is oldest, and sends each of them one
 signal-with-start with all of their waiting events (up to ``per_customer``) in order, with
 the customer's current traits (contact details removed). A backlog therefore coalesces:
 the slower Temporal is, the more events each signal carries, so the cost per event falls
-exactly when it matters, and no customer waits behind another's flood. Rows are deleted only after Temporal accepted the signal; if it did and
+exactly when it matters, and no customer waits behind another's flood.
+
+Rows are deleted only after Temporal accepted the signal; if it did and
 we crashed before deleting, the event is delivered again and the workflow, which
 remembers event ids, ignores it. While Temporal is down rows wait, and ingestion goes on.
 """
