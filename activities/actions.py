@@ -21,6 +21,7 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from channels import TransientDeliveryError
 from engine.actions import ACTIONS, Offer, Send, Survey, Task
 from engine.policy import Policy
 from messaging.render import Renderer
@@ -32,6 +33,18 @@ from ._faults import crash_point
 from .messaging import CONFIG_ERROR, Messenger, Outgoing, Sent, config_error
 
 INTRO_DUE = timedelta(days=2)
+UNEXPECTED_ATTEMPTS = 5
+
+
+def now_of(data: ActionInput) -> datetime:
+    """The time of this attempt: the workflow's time when the action was scheduled, or the
+    server's time of a later retry (an outage must not make a retry decide quiet hours,
+    caps and expiries as of the first attempt). Both are server time, so this holds on
+    the time-skipping test server too."""
+    scheduled = activity.info().current_attempt_scheduled_time
+    if data.now is None:
+        return scheduled or datetime.now(UTC)
+    return max(data.now, scheduled) if scheduled else data.now
 
 
 class ActionActivities:
@@ -79,6 +92,16 @@ class ActionActivities:
             if exc.non_retryable:
                 await self._log(data, ActionResult(status="failed", reason=str(exc)))
             raise
+        except TransientDeliveryError:
+            raise  # a provider's outage: retried until it is back
+        except Exception as exc:
+            # anything else is a bug or bad data; retrying forever would hold up every
+            # later event of this customer, so after a few tries it fails for good
+            if activity.info().attempt < UNEXPECTED_ATTEMPTS:
+                raise
+            message = f"{data.command.summary}: {type(exc).__name__}: {exc}"
+            await self._log(data, ActionResult(status="failed", reason=message))
+            raise ApplicationError(message, type="ActionError", non_retryable=True) from exc
 
     async def _base(self, data: ActionInput) -> dict[str, Any]:
         """The template context every action shares."""
@@ -87,7 +110,7 @@ class ActionActivities:
             manager = await managers.manager_of(conn, data.customer_id)
         event = cmd.event
         return {
-            "customer": {"id": data.customer_id, "tier": None, "segment": None},
+            "customer": {"id": data.customer_id, "tier": data.tier, "segment": data.segment},
             "journey": {"name": cmd.journey, "version": cmd.version},
             "state": cmd.state,
             "ctx": data.context,
@@ -122,7 +145,7 @@ class ActionActivities:
     async def _message(
         self, data: ActionInput, base: dict[str, Any], out: Outgoing
     ) -> ActionResult:
-        sent = await self.messenger.send(out, base, data.now or datetime.now(UTC))
+        sent = await self.messenger.send(out, base, now_of(data), drop=data.drop_reason)
         return _result(sent)
 
     async def _with_message(
@@ -164,7 +187,7 @@ class ActionActivities:
 
     async def _issue_offer(self, data: ActionInput) -> ActionResult:
         spec = Offer.model_validate(data.command.args)
-        now = data.now or datetime.now(UTC)
+        now = now_of(data)
         try:
             async with self.pool.connection() as conn, conn.transaction():
                 coupon = await offers.issue(
@@ -200,11 +223,16 @@ class ActionActivities:
             context={"offer": offer},
         )
         result = await self._with_message(data, out, {"code": coupon.code})
+        if result.detail.get("message") == "skipped":
+            # a coupon nobody will see must not hold a place in the offer's budget
+            async with self.pool.connection() as conn:
+                await offers.void(conn, coupon.code, now=now)
+            result.detail["coupon"] = "voided: its message was not sent"
         return await self._log(data, result)
 
     async def _assign_account_manager(self, data: ActionInput) -> ActionResult:
         pool = str(data.command.args["pool"])
-        now = data.now or datetime.now(UTC)
+        now = now_of(data)
         try:
             async with self.pool.connection() as conn, conn.transaction():
                 got = await managers.assign(conn, customer_id=data.customer_id, pool=pool)
@@ -243,7 +271,7 @@ class ActionActivities:
 
     async def _send_survey(self, data: ActionInput) -> ActionResult:
         spec = Survey.model_validate(data.command.args)
-        now = data.now or datetime.now(UTC)
+        now = now_of(data)
         async with self.pool.connection() as conn, conn.transaction():
             survey = await surveys.create(
                 conn,
@@ -270,7 +298,7 @@ class ActionActivities:
 
     async def _create_task(self, data: ActionInput) -> ActionResult:
         spec = Task.model_validate(data.command.args)
-        now = data.now or datetime.now(UTC)
+        now = now_of(data)
         try:
             async with self.pool.connection() as conn, conn.transaction():
                 task = await tasks.create(

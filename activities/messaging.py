@@ -100,9 +100,12 @@ class Messenger:
         self.renderer = renderer
         self.policy = policy
 
-    async def send(self, out: Outgoing, base: dict[str, Any], now: datetime) -> Sent:
+    async def send(
+        self, out: Outgoing, base: dict[str, Any], now: datetime, *, drop: str | None = None
+    ) -> Sent:
         """Send ``out`` once; ``base`` is the template context shared by all actions
-        (customer, journey, state, ctx, event)."""
+        (customer, journey, state, ctx, event). ``drop``: a deferred message no longer
+        wanted, recorded as suppressed with that reason."""
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO messages (idempotency_key, customer_id, journey, state, template,"
@@ -130,13 +133,18 @@ class Messenger:
                 return Sent("already_done", provider_id=provider_id)
             if status in ("suppressed", "failed"):
                 return Sent("skipped", reason=f"{status} before: {reason}")
+            if drop is not None:
+                await self._mark(conn, out.key, "suppressed", drop)
+                return Sent("skipped", reason=drop)
             traits = await profile(conn, out.customer_id)
             verdict = await self._decide(conn, out, traits, now)
             if verdict is not None:
                 return verdict
+            if out.channel == "webhook" and not out.url:
+                raise config_error(f"{out.template} by webhook has no url to post to")
             recipient = out.to or out.url or traits.get(_ADDRESS.get(out.channel, ""))
             if not recipient:
-                why = f"the customer's profile has no {_ADDRESS[out.channel]}"
+                why = f"the customer's profile has no {_ADDRESS.get(out.channel, 'address')}"
                 await self._mark(conn, out.key, "suppressed", why)
                 return Sent("skipped", reason=why)
             await conn.execute(
@@ -162,7 +170,15 @@ class Messenger:
             await self._finish(out.key, "failed", reason=str(exc))
             raise config_error(f"template {out.template}: {exc}") from None
         try:
-            provider_id = await self._deliver(out, str(recipient), rendered, context)
+            # end this attempt before Temporal gives up on it, so a retry never runs
+            # while this one is still talking to the provider
+            async with asyncio.timeout(_budget()):
+                provider_id = await self._deliver(out, str(recipient), rendered, context)
+        except TimeoutError:
+            await self._finish(out.key, "sending", reason="retrying: the provider was too slow")
+            raise TransientDeliveryError(
+                f"{out.channel} delivery took longer than this attempt may; retrying"
+            ) from None
         except PermanentDeliveryError as exc:
             await self._finish(out.key, "failed", reason=str(exc))
             raise config_error(f"{out.channel} to customer {out.customer_id}: {exc}") from None
@@ -266,6 +282,22 @@ class Messenger:
                 " sent_at = %s, updated_at = now() WHERE idempotency_key = %s",
                 (status, reason, provider_id, subject, sent_at, key),
             )
+
+
+def _budget() -> float:
+    """Seconds this attempt may still spend delivering: its start-to-close timeout, less a
+    margin for recording the result."""
+    from temporalio import activity
+
+    try:
+        info = activity.info()
+    except RuntimeError:  # called outside an activity (tests of the messenger alone)
+        return 60.0
+    timeout = info.start_to_close_timeout
+    if timeout is None:
+        return 60.0
+    elapsed = (datetime.now(UTC) - info.current_attempt_scheduled_time).total_seconds()
+    return max(1.0, timeout.total_seconds() - max(elapsed, 0.0) - 3.0)
 
 
 def _truthy(value: Any) -> bool:

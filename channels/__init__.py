@@ -5,7 +5,7 @@ provider's id for the message, and raises :class:`PermanentDeliveryError` (retry
 help) or :class:`TransientDeliveryError` (it may). ``channels.mailcatcher`` is the
 development SMTP server ``make run`` starts; it is not imported here."""
 
-from ._errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from ._errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError, header_key
 from .email import Email, message_id, send_email
 from .guard import AllowList, why_blocked
 from .http import post_webhook, send_sms, sign, verify
@@ -16,6 +16,7 @@ __all__ = [
     "Email",
     "PermanentDeliveryError",
     "TransientDeliveryError",
+    "header_key",
     "message_id",
     "post_webhook",
     "send_email",

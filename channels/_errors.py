@@ -22,3 +22,18 @@ class PermanentDeliveryError(DeliveryError):
 
 class TransientDeliveryError(DeliveryError):
     """The receiver or the network failed for now; the same delivery may succeed later."""
+
+
+_PRINTABLE = set(range(0x21, 0x7F))
+
+
+def header_key(key: str) -> str:
+    """The idempotency key as a header value: itself when it is short printable ASCII
+    (readable in a provider's logs), else ``sha256:HEX`` of it (customer ids may hold any
+    character, and a line break in a header would be an injection)."""
+    raw = key.encode()
+    if len(raw) <= 200 and all(b in _PRINTABLE for b in raw):
+        return key
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(raw).hexdigest()

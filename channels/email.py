@@ -17,7 +17,7 @@ import aiosmtplib
 
 from settings import Settings
 
-from ._errors import PermanentDeliveryError, TransientDeliveryError
+from ._errors import PermanentDeliveryError, TransientDeliveryError, header_key
 
 IDEMPOTENCY_HEADER = "X-Journeys-Idempotency-Key"
 _ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+")
@@ -69,7 +69,7 @@ def build_message(settings: Settings, email: Email) -> EmailMessage:
         msg["Subject"] = email.subject
         msg["Date"] = formatdate(usegmt=True)
         msg["Message-ID"] = message_id(email.idempotency_key, settings.mail_from)
-        msg[IDEMPOTENCY_HEADER] = email.idempotency_key
+        msg[IDEMPOTENCY_HEADER] = header_key(email.idempotency_key)
         if email.reply_to:
             msg["Reply-To"] = email.reply_to
         if email.unsubscribe_url:

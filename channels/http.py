@@ -29,7 +29,7 @@ import httpx
 
 from settings import Settings
 
-from ._errors import PermanentDeliveryError, TransientDeliveryError
+from ._errors import PermanentDeliveryError, TransientDeliveryError, header_key
 from .guard import AllowList, GuardedTransport
 
 log = logging.getLogger(__name__)
@@ -168,7 +168,7 @@ async def _post(
         target = httpx.URL(url)
     except httpx.InvalidURL as exc:
         raise PermanentDeliveryError(f"cannot call {url!r} ({what}): {exc}") from None
-    headers = {**headers, "Idempotency-Key": idempotency_key, "User-Agent": USER_AGENT}
+    headers = {**headers, "Idempotency-Key": header_key(idempotency_key), "User-Agent": USER_AGENT}
     timeout = settings.outbound_timeout_seconds
     allow = AllowList.parse(settings.outbound_allow)
     if trusted:

@@ -254,6 +254,8 @@ class _Stepper:
                 "traits": customer.traits,
                 "tier": customer.tier or "",
                 "segment": customer.segment or "",
+                "rfm": customer.rfm,
+                "ltv": customer.ltv,
             },
             "state": run.state,
             "now": self.now,

@@ -78,6 +78,7 @@ def action(kind: str, *, activity: str | None) -> Callable[[type[ActionSpec]], t
 
 
 Channel = Literal["email", "sms", "webhook"]
+PersonChannel = Literal["email", "sms"]  # what reaches a person: coupons and survey links
 Seconds = Annotated[int, Field(gt=0)]
 
 
@@ -110,7 +111,7 @@ class Offer(ActionSpec):
     percent_off: float | None = Field(default=None, gt=0, le=100)
     amount_off: float | None = Field(default=None, gt=0)
     valid_for: Seconds = 14 * 86400
-    channel: Channel = "email"
+    channel: PersonChannel = "email"
     budget: str | None = Field(default=None, pattern=_NAME)
 
     _dur = field_validator("valid_for", mode="before")(_seconds)
@@ -143,7 +144,7 @@ class Survey(ActionSpec):
     kind_: Literal["nps", "csat"] = Field(alias="kind")
     template: str = Field(pattern=_NAME)
     expires_in: Seconds = 7 * 86400
-    channel: Channel = "email"
+    channel: PersonChannel = "email"
 
     model_config = ConfigDict(
         extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True

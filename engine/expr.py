@@ -295,7 +295,14 @@ def _trial(
             "properties": {},
         },
         "ctx": dict(context),
-        "customer": {"id": "trial", "traits": {}},
+        "customer": {
+            "id": "trial",
+            "traits": {},
+            "tier": "",
+            "segment": "",
+            "rfm": {"r": 0, "f": 0, "m": 0},
+            "ltv": 0.0,
+        },
         "state": state,
         "now": TRIAL_NOW,
     }

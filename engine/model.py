@@ -182,6 +182,10 @@ class Customer(Data):
     traits: dict[str, Any] = Field(default_factory=dict)
     tier: str | None = None
     segment: str | None = None
+    # RFM scores 1-5 (0: no order in the look-back window) and all-time revenue, from the
+    # latest segment refresh (rules/segments.yaml)
+    rfm: dict[str, int] = Field(default_factory=lambda: {"r": 0, "f": 0, "m": 0})
+    ltv: float = 0.0
 
 
 class Problem(Data):

@@ -79,12 +79,18 @@ async def accept(
                 ([w[0] for w in wanted], [w[1] for w in wanted]),
             )
             await conn.execute("NOTIFY journeys_outbox")
-        for m in fresh:
-            if m.type == "track" and m.name == "order_completed" and "coupon" in m.properties:
-                # Segment's e-commerce spec: the order carries the coupon it used
-                await offers.redeem_from_order(
-                    conn, m.customer_id, inserted[m.message_id], m.properties, now=m.event_time
-                )
+        orders = [
+            m
+            for m in fresh
+            if m.type == "track" and m.name == "order_completed" and "coupon" in m.properties
+        ]
+        # Segment's e-commerce spec: the order carries the coupon it used. Expiry is judged
+        # by when we received the order (a client's clock could backdate it); coupons in
+        # code order, so two batches never lock the same two coupons in opposite order.
+        for m in sorted(orders, key=lambda m: str(m.properties.get("coupon"))):
+            await offers.redeem_from_order(
+                conn, m.customer_id, inserted[m.message_id], m.properties, now=received_at
+            )
         profiles: dict[str, tuple[dict[str, Any], str | None]] = {}
         for m in fresh:
             if m.type == "identify" or m.traits:

@@ -196,6 +196,16 @@ def _when(at: datetime) -> str:
     return f"{at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
+async def void(conn: AsyncConnection[Any], code: str, *, now: datetime) -> None:
+    """End an unredeemed coupon now (its message never went out): it stops counting
+    against its budget and can no longer be redeemed."""
+    await conn.execute(
+        "UPDATE offers SET expires_at = least(expires_at, %s)"
+        " WHERE code = %s AND redeemed_at IS NULL",
+        (now, code),
+    )
+
+
 async def redeem(
     conn: AsyncConnection[Any], code: str, *, customer_id: str | None, via: str, now: datetime
 ) -> Coupon:

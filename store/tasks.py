@@ -126,7 +126,7 @@ async def list_tasks(
         pass
     elif assignee == UNASSIGNED:
         where.append("t.manager_id IS NULL AND t.pool IS NULL")
-    elif assignee.isdigit():
+    elif assignee.isascii() and assignee.isdigit():
         where.append("t.manager_id = %s")
         args.append(int(assignee))
     elif "@" in assignee:

@@ -247,6 +247,8 @@ def test_two_workers_200_customers_turn_vip_at_once(
         run(_managers_and_budget(database, capacities, budget=50))
         workers = [stack.start_worker(), stack.start_worker()]
         ids = [f"vip-{i}" for i in range(200)]
+        for c in ids:  # reachable: an undeliverable coupon is voided and frees its place
+            run(_customer(database, c))
 
         async def everyone() -> None:
             await asyncio.gather(*(send(stack, c, "promoted", timeout=30) for c in ids))
@@ -269,6 +271,7 @@ def test_two_workers_200_customers_turn_vip_at_once(
     )
     assert skipped[0][0] == 150
     assert len([m for m in smtp.mail if m.rcpt_tos[0].endswith("@shop.test")]) == 200
+    assert len([m for m in smtp.mail if m.rcpt_tos[0].endswith("@x.test")]) == 50  # coupons
 
 
 async def _managers_and_budget(url: str, capacities: list[int], budget: int) -> None:

@@ -335,3 +335,53 @@ async def test_bad_configuration_fails_for_good_with_a_sentence(
     assert len(st.problems) == 1
     assert "pool 'nobody'" in st.problems[0].message
     assert "journeys managers add" in st.problems[0].message
+
+
+async def test_a_move_at_night_defers_its_offer_and_a_stale_deferral_is_dropped(
+    time_env, db, db_url, task_queue, tmp_path
+):
+    from engine.policy import load_policy
+
+    (tmp_path / "policy.yaml").write_text(QUIET)
+    await publish_shipped(db_url)
+    now = await time_env.get_current_time()
+    tz = zone_where_it_is(22, now)
+    with RecordingSMTPServer() as smtp:
+        settings = settings_for(smtp, db_url)
+        async with running_worker(
+            time_env.client, db, task_queue, settings=settings, policy=load_policy(tmp_path)
+        ):
+            shop = Shop(time_env, db, db_url, task_queue)
+            for cid in ("moved", "came-back"):
+                await shop.send("identify", cid, traits={"email": f"{cid}@x.test", "timezone": tz})
+                await shop.send("track", cid, "Signed Up")
+                await customers.move(time_env.client, cid, "lifecycle", "dormant", "test")
+            await settle(time_env)
+            # both reactivation offers wait for 09:00; one customer orders meanwhile
+            await shop.send("track", "came-back", "Order Completed", properties={"revenue": 5})
+            await settle(time_env)
+            assert (await customers.state(time_env.client, "came-back")).runs[
+                "lifecycle"
+            ].state == "active"
+            # nothing else happens to "moved": the timer armed by the move wakes it
+            await time_env.sleep(timedelta(hours=12))
+            await smtp.wait_for(3)  # 2 welcomes + 1 offer
+    got = await rows(
+        db,
+        "SELECT customer_id, template, status, reason FROM messages"
+        " WHERE template = 'reactivation_offer' ORDER BY customer_id",
+    )
+    assert got == [
+        (
+            "came-back",
+            "reactivation_offer",
+            "suppressed",
+            "the journey moved on before the message could go out",
+        ),
+        ("moved", "reactivation_offer", "sent", None),
+    ]
+    # the coupon nobody saw no longer counts: it expired when its message was dropped
+    live = await rows(
+        db, "SELECT customer_id FROM offers WHERE expires_at > now() + interval '1 day'"
+    )
+    assert live == [("moved",)]

@@ -478,3 +478,24 @@ async def test_mailcatcher_runs_as_a_module(db_url, db):
     async with db.connection() as conn:
         cur = await conn.execute("SELECT count(*) FROM dev_mail")
         assert (await cur.fetchone())[0] == 1
+
+
+def test_idempotency_keys_are_safe_header_values():
+    from channels import header_key
+
+    assert header_key("c1/lifecycle/1/2/enter:vip/0") == "c1/lifecycle/1/2/enter:vip/0"
+    for odd in ("jürgen/lifecycle/1/1/enter:new/0", "a\nb/x", "x" * 300, "with space"):
+        safe = header_key(odd)
+        assert safe.startswith("sha256:") and len(safe) == 71 and safe == header_key(odd)
+
+
+def test_offers_and_surveys_reach_people_not_webhooks(tmp_path):
+    from engine import JourneyValidationError, load_rules
+
+    (tmp_path / "o.yaml").write_text(
+        "journey: o\nenroll: {on: [x]}\nstart: a\nstates:\n  a:\n    enter:\n"
+        "      - offer: {template: t, percent_off: 5, channel: webhook}\n"
+        "    on: {y: b}\n  b: {final: true}\n"
+    )
+    with pytest.raises(JourneyValidationError, match="channel"):
+        load_rules(tmp_path, None)

@@ -44,6 +44,8 @@ CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 JOURNEYS = SearchAttributeKey.for_keyword_list("Journeys")
 JOURNEY_VERSIONS = SearchAttributeKey.for_keyword_list("JourneyVersions")
 PATCH_LOCAL_TRANSITIONS = "transitions-as-local-activity"
+# a move's new timers and deferred messages are armed at once (before: at the next event)
+PATCH_ARM_AFTER_MOVE = "arm-timer-after-move"
 ACTION_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -106,6 +108,8 @@ class CustomerWorkflow:
             except MoveError as exc:  # fails the update, not the workflow task
                 raise ApplicationError(str(exc), type="MoveError", non_retryable=True) from None
             await self._carry_out(step)
+            if workflow.patched(PATCH_ARM_AFTER_MOVE):
+                self._arm_timer()
         run = self._state.runs[request.journey]
         return MoveResult(journey=request.journey, state=run.state, version=run.version)
 
@@ -206,7 +210,21 @@ class CustomerWorkflow:
             return
         self._deferred = [d for d in self._deferred if d.due > now]
         for item in due:
-            await self._run_action(item.input.model_copy(update={"now": now}))
+            update: dict[str, Any] = {"now": now}
+            if self._stale(item):
+                # the customer moved on meanwhile: a win-back offer after they came back,
+                # say, would be wrong; the message is recorded as dropped, not sent
+                update["drop_reason"] = "the journey moved on before the message could go out"
+            await self._run_action(item.input.model_copy(update=update))
+
+    def _stale(self, item: DeferredAction) -> bool:
+        """A deferred message whose journey run ended is dropped; an offer or a survey also
+        when the customer left the state it was made for. A plain message (a welcome, say)
+        still goes out while the run goes on."""
+        run = self._state.runs.get(item.input.command.journey)
+        if run is None or run.status != "active" or run.enrollment != item.enrollment:
+            return True
+        return item.input.command.kind in ("offer", "survey") and run.visit != item.visit
 
     async def _ensure_catalog(self) -> None:
         if self._catalog is not None and not self._catalog_stale():
@@ -251,7 +269,14 @@ class CustomerWorkflow:
         assert patch is not None
         customer = self._state.customer
         update: dict[str, Any] = {
-            k: v for k, v in (("tier", patch.tier), ("segment", patch.segment)) if v
+            k: v
+            for k, v in (
+                ("tier", patch.tier),
+                ("segment", patch.segment),
+                ("rfm", patch.rfm),
+                ("ltv", patch.ltv),
+            )
+            if v is not None
         }
         if patch.traits is not None:
             update["traits"] = {**customer.traits, **patch.traits}
@@ -270,6 +295,8 @@ class CustomerWorkflow:
                     command=command,
                     context=dict(run.context) if run else {},
                     now=workflow.now(),
+                    tier=self._state.customer.tier,
+                    segment=self._state.customer.segment,
                 )
             )
         if step.transitions:
@@ -318,8 +345,15 @@ class CustomerWorkflow:
             workflow.logger.error("action failed for good: %s: %s", command.summary, cause)
             return
         if result.status == "deferred" and result.retry_at is not None:
+            run = self._state.runs.get(command.journey)
             self._deferred.append(
-                DeferredAction(due=result.retry_at, input=data, reason=result.reason)
+                DeferredAction(
+                    due=result.retry_at,
+                    input=data,
+                    reason=result.reason,
+                    enrollment=run.enrollment if run else 0,
+                    visit=run.visit if run else 0,
+                )
             )
 
     def _publish(self) -> None:

@@ -23,6 +23,8 @@ class CustomerPatch(BaseModel):
     traits: dict[str, Any] | None = None
     tier: str | None = None
     segment: str | None = None
+    rfm: dict[str, int] | None = None
+    ltv: float | None = None
 
 
 class EventsSignal(BaseModel):
@@ -42,6 +44,9 @@ class ActionInput(BaseModel):
     command: ActionCommand
     context: dict[str, Any] = Field(default_factory=dict)  # the journey run's ctx then
     now: datetime | None = None  # the workflow's time: policy and due dates follow it
+    tier: str | None = None
+    segment: str | None = None
+    drop_reason: str | None = None  # a deferred message no longer wanted: record, do not send
 
 
 class ActionResult(BaseModel):
@@ -59,6 +64,8 @@ class DeferredAction(BaseModel):
     due: datetime
     input: ActionInput
     reason: str = ""
+    enrollment: int = 0  # the run it belongs to: dropped if the journey moved on meanwhile
+    visit: int = 0
 
 
 class CustomerInput(BaseModel):
