@@ -1,0 +1,245 @@
+"""The segment refresh: RFM metrics, tiers and segments of every customer, set-based in
+PostgreSQL (a few statements over ``events``, no per-customer loop), and who changed.
+
+One transaction, serialised by an advisory lock:
+
+1. ``compute``: one statement aggregates the order events up to ``as_of`` per customer
+   (window orders and revenue; all-time orders, revenue, first and last order), ranks the
+   customers with an order in the window into r, f, m and tiers (definitions in
+   :mod:`engine.segments`), classifies them by the rules compiled to one SQL ``CASE``,
+   and writes it all into a new table ``customer_metrics_next``. Customers who had metrics
+   but no order up to ``as_of`` any more get zeros and go through the rules too;
+2. ``changes``: every customer whose segment or tier differs from their current metrics
+   (or who had none) goes into ``segment_changes`` with the previous values, for the
+   fan-out of ``segment_changed`` events;
+3. ``swap``: the new table gets its keys and replaces ``customer_metrics`` (so nothing may
+   depend on that table: no views, no foreign keys to it).
+
+A revenue property that is neither a JSON number nor a numeric string counts as 0.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from engine.segments import NO_TIER, Segments
+
+_LOCK = 0x5365676D  # advisory lock: one refresh at a time
+# a revenue string is numeric only with a short exponent: '1e999999' would overflow numeric
+_NUMERIC = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d{1,3})?\s*$"
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    """What one refresh did; ``phases`` holds seconds per step (for the benchmark)."""
+
+    id: int
+    as_of: datetime
+    customers: int
+    changed: int
+    phases: dict[str, float] = field(default_factory=dict)
+
+
+async def refresh(conn: AsyncConnection[Any], defs: Segments, *, as_of: datetime) -> RefreshResult:
+    """Recompute every customer's metrics as of ``as_of`` (history after it is ignored) and
+    record who changed segment or tier; see the module docstring."""
+    phases: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        phases[name] = now - clock
+        clock = now
+
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK,))
+        # the aggregate over a million customers stays in memory (~800 MB at 1M)
+        await conn.execute("SET LOCAL work_mem = '1GB'")
+        await conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
+        cur = await conn.execute(
+            "INSERT INTO segment_refreshes (as_of, definitions) VALUES (%s, %s) RETURNING id",
+            (as_of, defs.digest()),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        refresh_id = int(row[0])
+        customers = await _compute(conn, defs, refresh_id, as_of)
+        lap("compute")
+        cur = await conn.execute(
+            "INSERT INTO segment_changes (refresh_id, customer_id, previous_segment, segment,"
+            " previous_tier, tier, r, f, m)"
+            " SELECT %s, n.customer_id, p.segment, n.segment, p.tier, n.tier, n.r, n.f, n.m"
+            " FROM customer_metrics_next n LEFT JOIN customer_metrics p USING (customer_id)"
+            " WHERE p.customer_id IS NULL OR p.segment <> n.segment OR p.tier <> n.tier",
+            (refresh_id,),
+        )
+        changed = cur.rowcount
+        lap("changes")
+        for statement in _SWAP:
+            await conn.execute(statement)
+        await conn.execute(
+            "UPDATE segment_refreshes SET finished_at = clock_timestamp(), customers = %s,"
+            " changed = %s WHERE id = %s",
+            (customers, changed, refresh_id),
+        )
+        lap("swap")
+    lap("commit")
+    return RefreshResult(refresh_id, as_of, customers, changed, phases)
+
+
+# Every row changes at every refresh (as_of, recency...), so the new metrics are written into
+# a fresh table that replaces the old one: several times faster than upserting a million
+# rows, and no bloat. Readers wait only for the swap itself, at the end of the transaction.
+_SWAP = (
+    "ALTER TABLE customer_metrics_next ADD CONSTRAINT customer_metrics_next_pkey"
+    " PRIMARY KEY (customer_id)",
+    "CREATE INDEX customer_metrics_next_segment ON customer_metrics_next (segment, tier)",
+    "ALTER TABLE customer_metrics_next ADD CONSTRAINT customer_metrics_refresh_id_fkey"
+    " FOREIGN KEY (refresh_id) REFERENCES segment_refreshes (id)",
+    "DROP TABLE customer_metrics",
+    "ALTER TABLE customer_metrics_next RENAME TO customer_metrics",
+    "ALTER INDEX customer_metrics_next_pkey RENAME TO customer_metrics_pkey",
+    "ALTER INDEX customer_metrics_next_segment RENAME TO customer_metrics_segment",
+)
+
+
+async def _compute(
+    conn: AsyncConnection[Any], defs: Segments, refresh_id: int, as_of: datetime
+) -> int:
+    case_text, case_params = _renamed(*defs.case_sql(), "case")
+    tier_text, tier_params = _renamed(
+        " ".join("WHEN better * 100 < %s * scored_n THEN %s::text" for _ in defs.tiers),
+        [p for t in defs.tiers for p in (Decimal(str(t.top)), t.name)],
+        "tier",
+    )
+    await conn.execute(
+        "CREATE TABLE customer_metrics_next"
+        " (LIKE customer_metrics INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
+    )
+    cur = await conn.execute(
+        _COMPUTE.replace("{segment}", case_text).replace("{tier}", tier_text),
+        {
+            "refresh_id": refresh_id,
+            "as_of": as_of,
+            "since": as_of - timedelta(seconds=defs.window),
+            "numeric": _NUMERIC,
+            "revenue": defs.orders.revenue,
+            "names": defs.orders.events,
+            "no_tier": NO_TIER,
+            **case_params,
+            **tier_params,
+        },
+    )
+    await conn.execute("ANALYZE customer_metrics_next")
+    return cur.rowcount
+
+
+# One statement: the order events aggregated per customer (``orders``), customers with
+# metrics but no order up to as_of added with zeros (``base``), scores among customers with
+# an order in the window (``ranked``: rank() counts the strictly worse, so ties share the
+# lower score; the revenue ordering serves m and the tier), then tier and segment.
+_COMPUTE = """
+WITH orders AS (
+  SELECT customer_id,
+    count(*) FILTER (WHERE event_time > %(since)s) AS orders,
+    coalesce(sum(amount) FILTER (WHERE event_time > %(since)s), 0) AS revenue,
+    count(*) AS ltv_orders, sum(amount) AS ltv,
+    min(event_time) AS first_order_at, max(event_time) AS last_order_at
+  FROM (
+    SELECT customer_id, event_time,
+      CASE jsonb_typeof(properties -> %(revenue)s)
+        WHEN 'number' THEN (properties -> %(revenue)s)::numeric
+        WHEN 'string' THEN CASE WHEN properties ->> %(revenue)s ~ %(numeric)s
+                                THEN (properties ->> %(revenue)s)::numeric ELSE 0 END
+        ELSE 0 END AS amount
+    FROM events
+    WHERE type = 'track' AND name = ANY(%(names)s) AND event_time <= %(as_of)s) e
+  GROUP BY customer_id
+), base AS (
+  SELECT customer_id, orders, revenue, ltv, ltv_orders, first_order_at, last_order_at,
+    floor(extract(epoch FROM %(as_of)s - last_order_at) / 86400)::int AS recency_days,
+    floor(extract(epoch FROM %(as_of)s - first_order_at) / 86400)::int AS first_order_days
+  FROM orders
+  UNION ALL
+  SELECT customer_id, 0, 0, 0, 0, NULL, NULL, NULL, NULL FROM customer_metrics p
+  WHERE NOT EXISTS (SELECT FROM orders o WHERE o.customer_id = p.customer_id)
+), ranked AS (
+  SELECT b.*, count(*) OVER () AS scored_n,
+    rank() OVER (ORDER BY recency_days DESC) - 1 AS r_below,
+    rank() OVER (ORDER BY orders) - 1 AS f_below,
+    rank() OVER (ORDER BY revenue) - 1 AS m_below,
+    count(*) OVER (ORDER BY revenue) AS m_up_to  -- peers included
+  FROM base b WHERE orders > 0
+), scored AS (
+  SELECT customer_id, orders, revenue, ltv, ltv_orders, first_order_at, last_order_at,
+    recency_days, first_order_days, 1 + 5 * r_below / scored_n AS r,
+    1 + 5 * f_below / scored_n AS f, 1 + 5 * m_below / scored_n AS m,
+    scored_n - m_up_to AS better, scored_n
+  FROM ranked
+  UNION ALL
+  SELECT customer_id, orders, revenue, ltv, ltv_orders, first_order_at, last_order_at,
+    recency_days, first_order_days, 0, 0, 0, NULL, NULL
+  FROM base WHERE orders = 0
+)
+INSERT INTO customer_metrics_next (customer_id, refresh_id, as_of, recency_days, orders,
+  revenue, first_order_days, r, f, m, segment, tier, ltv, ltv_orders, aov, first_order_at,
+  last_order_at, computed_at)
+SELECT customer_id, %(refresh_id)s, %(as_of)s, recency_days, orders, revenue,
+  first_order_days, r, f, m, {segment},
+  CASE WHEN orders = 0 THEN %(no_tier)s {tier} END,
+  ltv, ltv_orders, CASE WHEN ltv_orders > 0 THEN ltv / ltv_orders END, first_order_at,
+  last_order_at, now()
+FROM (SELECT s.*, coalesce(c.traits, '{}') AS traits
+      FROM scored s LEFT JOIN customers c USING (customer_id)) x
+"""
+
+
+def _renamed(text: str, params: list[Any], prefix: str) -> tuple[str, dict[str, Any]]:
+    """Positional ``%s`` (the compiled rules' placeholders) as named ones, so they can sit
+    in a statement with named parameters. The compiler writes ``%`` only as placeholders."""
+    parts = text.split("%s")
+    assert len(parts) == len(params) + 1
+    out = [parts[0]]
+    for i, part in enumerate(parts[1:]):
+        out.append(f"%({prefix}{i})s{part}")
+    return "".join(out), {f"{prefix}{i}": p for i, p in enumerate(params)}
+
+
+async def migration_matrix(conn: AsyncConnection[Any]) -> dict[tuple[str | None, str], int]:
+    """Customers per (segment in the refresh before, segment now) between the last two
+    refreshes, the diagonal included; ``None`` is "had no metrics before". Who did not
+    change is not in ``segment_changes``, so their previous segment is their current one."""
+    cur = await conn.execute(
+        "SELECT CASE WHEN c.customer_id IS NULL THEN m.segment ELSE c.previous_segment END,"
+        "  m.segment, count(*)"
+        " FROM customer_metrics m"
+        " LEFT JOIN segment_changes c ON c.refresh_id = m.refresh_id"
+        "   AND c.customer_id = m.customer_id"
+        " WHERE m.refresh_id = (SELECT max(refresh_id) FROM customer_metrics)"
+        " GROUP BY 1, 2"
+    )
+    return {(prev, now): int(n) for prev, now, n in await cur.fetchall()}
+
+
+async def metrics_of(conn: AsyncConnection[Any], customer_id: str) -> dict[str, Any] | None:
+    """A customer's latest metrics (JSON-ready: money as float, times as datetimes), or
+    None before their first refresh."""
+    cur = await conn.execute(
+        "SELECT recency_days, orders, revenue, r, f, m, segment, tier, ltv, ltv_orders, aov,"
+        " first_order_days, first_order_at, last_order_at, as_of, computed_at, refresh_id"
+        " FROM customer_metrics WHERE customer_id = %s",
+        (customer_id,),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    assert cur.description is not None
+    names = [d.name for d in cur.description]
+    return {k: float(v) if isinstance(v, Decimal) else v for k, v in zip(names, row, strict=True)}
