@@ -22,13 +22,17 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 from activities.actions import ActionActivities
 from activities.journeys import JourneyActivities
+from activities.segments import SegmentActivities
 from engine import JourneyValidationError, load_rules
 from engine.policy import load_policy
+from engine.segments import load_segments
+from runtime.schedules import ensure_segment_schedule
 from runtime.temporal import connect_with_retry
 from settings import Settings, get_settings
 from store import catalog as catalog_store
 from store.db import migrate, pool
 from workflows.customer import CustomerWorkflow
+from workflows.segments import SegmentRefreshWorkflow
 
 log = logging.getLogger("journeys.worker")
 PASSTHROUGH = ("engine", "workflows", "pydantic", "pydantic_core", "cel", "annotated_types")
@@ -58,7 +62,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
-        workflows=[CustomerWorkflow],
+        workflows=[CustomerWorkflow, SegmentRefreshWorkflow],
         activities=activities,
         workflow_runner=sandbox_runner(),
         max_cached_workflows=settings.max_cached_workflows,
@@ -77,6 +81,7 @@ async def prepare_database(settings: Settings) -> int:
         )
     journeys = load_rules(settings.rules_dir, settings.templates_dir)
     load_policy(settings.rules_dir)
+    load_segments(settings.rules_dir)
     await migrate(settings.database_url)
     import psycopg
 
@@ -98,9 +103,12 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         activities = ActionActivities(db, settings, policy=policy).all()
         journeys = JourneyActivities(db)
         activities += [journeys.load_catalog, journeys.record_transitions]
+        tiering = SegmentActivities(db, load_segments(settings.rules_dir))
+        activities += [tiering.refresh_segments, tiering.notify_segment_changes]
         delay = 1.0
         while not stop.is_set():
             client = await connect_with_retry(settings)
+            await _schedule(client, settings)
             worker = build_worker(client, settings, activities)
             log.info(
                 "worker polling task queue %s on %s", settings.task_queue, settings.temporal_address
@@ -114,6 +122,15 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 delay = min(delay * 2, 30.0)
     finally:
         await db.close()
+
+
+async def _schedule(client: Client, settings: Settings) -> None:
+    """The segment refresh schedule; a failure here must not keep the worker from work."""
+    try:
+        cron = load_segments(settings.rules_dir).schedule
+        await ensure_segment_schedule(client, task_queue=settings.task_queue, cron=cron)
+    except Exception as exc:
+        log.warning("could not create or update the segment refresh schedule: %s", exc)
 
 
 def main() -> None:

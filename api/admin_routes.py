@@ -86,6 +86,26 @@ def _journeys(st: CustomerState) -> dict[str, Any]:
     return out
 
 
+_METRIC_NAMES = (
+    "recency_days",
+    "orders",
+    "revenue",
+    "r",
+    "f",
+    "m",
+    "segment",
+    "tier",
+    "ltv",
+    "ltv_orders",
+    "aov",
+    "first_order_at",
+    "last_order_at",
+    "as_of",
+    "computed_at",
+)
+_METRICS = f"SELECT {', '.join(_METRIC_NAMES)} FROM customer_metrics WHERE customer_id = %s"
+
+
 @router.get("/v1/customers/{customer_id}", tags=["admin"])
 async def get_customer(customer_id: str, state: Admin) -> dict[str, Any]:
     """A customer's profile and every journey they are in."""
@@ -100,6 +120,9 @@ async def get_customer(customer_id: str, state: Admin) -> dict[str, Any]:
             "SELECT count(*) FROM events WHERE customer_id = %s", (customer_id,)
         )
         count_row = await cur.fetchone()
+        cur = await conn.execute(_METRICS, (customer_id,))
+        metrics_row = await cur.fetchone()
+        metrics = dict(zip(_METRIC_NAMES, metrics_row, strict=True)) if metrics_row else None
     events = int(count_row[0]) if count_row else 0
     client = await _temporal(state)
     journeys: dict[str, Any] = {}
@@ -119,6 +142,8 @@ async def get_customer(customer_id: str, state: Admin) -> dict[str, Any]:
                 },
             ) from None
         tier = segment = None
+    if metrics:  # the latest refresh is the truth; the workflow learns it on its next event
+        tier, segment = metrics["tier"], metrics["segment"]
     if profile is None and not journeys and not events:
         raise HTTPException(
             404, {"error": "unknown_customer", "message": f"no customer '{customer_id}'"}
@@ -130,6 +155,7 @@ async def get_customer(customer_id: str, state: Admin) -> dict[str, Any]:
         "first_seen": profile[2] if profile else None,
         "tier": tier,
         "segment": segment,
+        "metrics": metrics,
         "events": events,
         "journeys": journeys,
         "problems": problems,

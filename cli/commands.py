@@ -13,6 +13,7 @@ from pathlib import Path
 from engine import Catalog, JourneyValidationError, load_rules
 from engine.graph import mermaid
 from engine.policy import load_policy
+from engine.segments import load_segments
 from engine.simulate import SimulationInputError, parse_messages, parse_time, simulate
 
 
@@ -38,8 +39,8 @@ def _rules_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace, paths: list[Path] | None = None) -> Catalog:
-    """The journeys (and, when checking all of rules/, the messaging policy), with every
-    problem of both reported at once."""
+    """The journeys (and, when checking all of rules/, the messaging policy and the
+    segment definitions), with every problem reported at once."""
     problems = []
     catalog = None
     try:
@@ -47,10 +48,11 @@ def _load(args: argparse.Namespace, paths: list[Path] | None = None) -> Catalog:
     except JourneyValidationError as exc:
         problems += exc.problems
     if paths is None:
-        try:
-            load_policy(args.rules)
-        except JourneyValidationError as exc:
-            problems += exc.problems
+        for load_other in (load_policy, load_segments):
+            try:
+                load_other(args.rules)
+            except JourneyValidationError as exc:
+                problems += exc.problems
     if problems or catalog is None:
         print(str(JourneyValidationError(problems)), file=sys.stderr)
         n = len(problems)

@@ -151,10 +151,16 @@ class Dispatcher:
             capped = any(r[5] > self.per_customer for r in rows)
             rows = [r[:5] for r in rows if r[5] <= self.per_customer]
             ids = sorted({r[1] for r in rows})
+            # what the journeys may know of each customer now: traits (without contact
+            # details) and the latest tier, segment and RFM scores
             cur = await conn.execute(
-                "SELECT customer_id, traits FROM customers WHERE customer_id = ANY(%s)", (ids,)
+                "SELECT i.id, c.traits, m.segment, m.tier, m.r, m.f, m.m, m.ltv"
+                " FROM unnest(%s::text[]) AS i(id)"
+                " LEFT JOIN customers c ON c.customer_id = i.id"
+                " LEFT JOIN customer_metrics m ON m.customer_id = i.id",
+                (ids,),
             )
-            traits = {r[0]: r[1] for r in await cur.fetchall()}
+            patches = {r[0]: _patch(*r[1:]) for r in await cur.fetchall()}
         grouped: OrderedDict[str, list[tuple[int, Event]]] = OrderedDict()
         for event_id, customer_id, name, at, props in rows:
             event = Event(name=name, id=f"event-{event_id}", timestamp=at, properties=props)
@@ -166,9 +172,7 @@ class Dispatcher:
         rpc: list[float] = []
 
         async def send(customer_id: str, items: list[tuple[int, Event]]) -> str | None:
-            patch = None
-            if customer_id in traits:
-                patch = CustomerPatch(traits=redact_traits(traits[customer_id]))
+            patch = patches.get(customer_id)
             async with gate:
                 t0 = time.monotonic()
                 try:
@@ -222,6 +226,25 @@ class Dispatcher:
         if self.on_delivered:
             self.on_delivered(result, took)
         return result
+
+
+def _patch(
+    traits: dict[str, Any] | None,
+    segment: str | None,
+    tier: str | None,
+    r: int | None,
+    f: int | None,
+    m: int | None,
+    ltv: Any,
+) -> CustomerPatch | None:
+    if traits is None and segment is None:
+        return None
+    patch = CustomerPatch(traits=redact_traits(traits) if traits is not None else None)
+    if segment is not None:
+        patch.segment, patch.tier = segment, tier
+        patch.rfm = {"r": r or 0, "f": f or 0, "m": m or 0}
+        patch.ltv = float(ltv or 0)
+    return patch
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

@@ -293,7 +293,10 @@ def test_move_refuses_an_empty_reason(shipped: Catalog, reason: str):
 def test_move_refuses_an_unknown_journey_and_lists_the_journeys(shipped: Catalog):
     with pytest.raises(MoveError) as exc:
         move(shipped, customer(), "lifecyle", "vip", "typo", T0)
-    assert str(exc.value) == "unknown journey 'lifecyle'; journeys: lead_followup, lifecycle, nps"
+    assert (
+        str(exc.value)
+        == "unknown journey 'lifecyle'; journeys: at_risk, lead_followup, lifecycle, nps"
+    )
 
 
 def test_move_refuses_an_unknown_state_and_lists_the_states(shipped: Catalog):
