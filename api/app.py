@@ -152,11 +152,13 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     from .admin_routes import router as admin
     from .dev_routes import router as dev
     from .ingest_routes import router as ingest
+    from .report_routes import router as reports
 
     app.include_router(ingest)
     app.include_router(admin)
     app.include_router(actions)
     app.include_router(dev)
+    app.include_router(reports)
 
     @app.exception_handler(HTTPException)
     async def flat_errors(request: Request, exc: HTTPException) -> JSONResponse:

@@ -14,8 +14,10 @@ from .commands import OFFLINE, UserError
 from .live import LIVE
 from .managers import MANAGERS
 from .render import RENDER
+from .report import REPORT
+from .segments import SEGMENTS
 
-COMMANDS = {**OFFLINE, **LIVE, **MANAGERS, **RENDER}
+COMMANDS = {**OFFLINE, **LIVE, **MANAGERS, **RENDER, **SEGMENTS, **REPORT}
 
 __all__ = ["main", "run"]
 

@@ -1,0 +1,86 @@
+"""The report as readable plain text (``journeys report``): one aligned table per figure,
+the same numbers as the page's tables."""
+
+from __future__ import annotations
+
+from .fmt import percent, table, when
+from .model import Rate, Report
+from .tables import Table, tables
+
+EMPTY = "no data yet"
+
+
+def _table(t: Table) -> str:
+    return table(*t)
+
+
+def _section(title: str, *parts: str | None) -> str:
+    body = "\n\n".join(p for p in parts if p)
+    return f"{title}\n{'=' * len(title)}\n{body or EMPTY}\n"
+
+
+def _rate(name: str, rate: Rate, of: str) -> list[str]:
+    return [name, percent(rate.rate), f"{rate.numerator} of {rate.denominator} {of}"]
+
+
+def render_text(report: Report) -> str:
+    """The whole report as text, sections in the order of the page."""
+    t = tables(report)
+    period = f"since {report.since:%Y-%m-%d}" if report.since else "all time"
+    out = [f"Journeys report, {period} (generated {when(report.generated_at)})\n"]
+    seg = report.segments
+    out.append(
+        _section(
+            "Customers per segment and tier",
+            *(
+                [_table(t["segments"]), _table(t["tiers"]), f"metrics of {when(seg.computed_at)}"]
+                if seg.segments
+                else []
+            ),
+        )
+    )
+    mig = report.migration
+    matrix = None
+    if mig is not None and mig.cells:
+        after = mig.after
+        rows = [[b, *(str(mig.cells.get((b, a), 0)) for a in after)] for b in mig.before]
+        matrix = (
+            table(["before \\ after", *after], rows)
+            + f"\n{mig.moved} customer(s) changed segment in the refresh as of {when(mig.as_of)}"
+        )
+    out.append(_section("Segment migration (last refresh)", matrix))
+    for j in report.journeys:
+        jt = t["journeys"][j.journey]
+        out.append(
+            _section(
+                f"Journey {j.journey}",
+                f"entries {j.entries}, exits {j.exits} in the period",
+                _table(jt["states"]) if j.states_now else None,
+                _table(jt["edges"]) if j.edges else None,
+                _table(jt["times"]) if j.time_in_state else None,
+            )
+        )
+    if not report.journeys:
+        out.append(_section("Journeys"))
+    out.append(_section("Offers", _table(t["offers"]) if report.offers.by_template else None))
+    rates = [
+        _rate(
+            f"reactivation ({report.reactivation_days}d)", report.reactivation, "who went dormant"
+        ),
+        _rate("repurchase", report.repurchase, "who ordered"),
+        _rate("churn (lost)", report.churn, "who ever ordered"),
+    ]
+    out.append(_section("Customer rates", table(["rate", "value", "of"], rates)))
+    sv = report.surveys
+    csat = None
+    if sv.csat_answers:
+        csat = f"CSAT average {sv.csat_average:.2f} over {sv.csat_answers} answer(s)"
+    out.append(_section("NPS per week sent", _table(t["nps"]) if sv.weeks else None, csat))
+    mg = report.managers
+    queues = None
+    if mg.queues:
+        queues = "open tasks in pool queues: " + ", ".join(
+            f"{q.label} {q.count}" for q in mg.queues
+        )
+    out.append(_section("Manager load", _table(t["managers"]) if mg.managers else None, queues))
+    return "\n".join(out)
