@@ -39,21 +39,29 @@ async def require_admin(request: Request) -> AppState:
             401,
             {"error": "missing_token", "message": "send the admin token as Authorization: Bearer"},
         )
+    await check_admin(state, token, what="read or change customers")
+    return state
+
+
+async def check_admin(
+    state: AppState, token: str, *, what: str, headers: dict[str, str] | None = None
+) -> None:
+    """Refuse anything but a live admin token: 403 for a write key (it cannot ``what``),
+    401 otherwise (with ``headers``, e.g. a Basic challenge)."""
     async with state.pool.connection() as conn:
         await state.refresh(conn)
-    if state.keys.check(token, "admin") is None:
-        if state.keys.check(token, "write") is not None:
-            raise HTTPException(
-                403,
-                {
-                    "error": "write_key",
-                    "message": "a write key cannot read or change customers; use an admin token",
-                },
-            )
+    if state.keys.check(token, "admin") is not None:
+        return
+    if state.keys.check(token, "write") is not None:
         raise HTTPException(
-            401, {"error": "bad_token", "message": "the admin token is unknown or revoked"}
+            403,
+            {"error": "write_key", "message": f"a write key cannot {what}; use an admin token"},
         )
-    return state
+    raise HTTPException(
+        401,
+        {"error": "bad_token", "message": "the admin token is unknown or revoked"},
+        headers=headers,
+    )
 
 
 Admin = Annotated[AppState, Depends(require_admin)]

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse
 from ingest.segment import IngestError
 from reports import build_report, render_html
 
+from .admin_routes import check_admin
 from .app import AppState
 from .auth import credential
 
@@ -53,22 +54,7 @@ async def require_admin_browser(request: Request) -> AppState:
             },
             headers=CHALLENGE,
         )
-    async with state.pool.connection() as conn:
-        await state.refresh(conn)
-    if state.keys.check(token, "admin") is None:
-        if state.keys.check(token, "write") is not None:
-            raise HTTPException(
-                403,
-                {
-                    "error": "write_key",
-                    "message": "a write key cannot read reports; use an admin token",
-                },
-            )
-        raise HTTPException(
-            401,
-            {"error": "bad_token", "message": "the admin token is unknown or revoked"},
-            headers=CHALLENGE,
-        )
+    await check_admin(state, token, what="read reports", headers=CHALLENGE)
     return state
 
 

@@ -121,3 +121,26 @@ def parse(path: Path, display: str) -> tuple[Document | None, list[Problem]]:
     except Exception as exc:  # ruamel raises a few unmarked errors too
         return None, [Problem(display, 1, 1, "", f"YAML error: {exc}")]
     return Document(display, tree, text), []
+
+
+def read_mapping(path: Path, display_root: Path | None, *, shape: str) -> Document | None:
+    """A rules file that holds one mapping (``policy.yaml``, ``segments.yaml``): its
+    document, or None when the file is missing or empty (the defaults apply). Raises
+    :class:`JourneyValidationError` for YAML errors and for anything but a mapping
+    (``shape`` says what it should be)."""
+    from ._errors import JourneyValidationError
+
+    if not path.is_file():
+        return None
+    try:
+        shown = str(path.relative_to(display_root or Path.cwd()))
+    except ValueError:
+        shown = str(path)
+    doc, problems = parse(path, shown)
+    if doc is None:
+        raise JourneyValidationError(problems)
+    if doc.data is None:
+        return None
+    if not isinstance(doc.data, dict):
+        raise JourneyValidationError([Problem(shown, 1, 1, "", f"{path.name} is {shape}")])
+    return doc

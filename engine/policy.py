@@ -29,8 +29,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from ._errors import JourneyValidationError, Problem
-from ._yaml import parse
+from ._errors import JourneyValidationError
+from ._yaml import read_mapping
 from .actions import FROM_YAML, Spec, _seconds
 
 ChannelName = Literal["email", "sms", "webhook"]
@@ -196,31 +196,13 @@ def load_policy(rules_dir: Path | str = "rules", *, display_root: Path | None = 
     :class:`JourneyValidationError` with every problem, at file:line:col."""
     from .loader import _pydantic_problem
 
-    path = Path(rules_dir) / POLICY_FILE
-    if not path.is_file():
-        return Policy()
-    root = display_root or Path.cwd()
-    try:
-        shown = str(path.relative_to(root))
-    except ValueError:
-        shown = str(path)
-    doc, problems = parse(path, shown)
+    doc = read_mapping(
+        Path(rules_dir) / POLICY_FILE,
+        display_root,
+        shape="a mapping of consent, frequency_caps and quiet_hours",
+    )
     if doc is None:
-        raise JourneyValidationError(problems)
-    if doc.data is None:
         return Policy()
-    if not isinstance(doc.data, dict):
-        raise JourneyValidationError(
-            [
-                Problem(
-                    shown,
-                    1,
-                    1,
-                    "",
-                    "the messaging policy is a mapping of consent, frequency_caps and quiet_hours",
-                )
-            ]
-        )
     try:
         return Policy.model_validate(doc.data, context=FROM_YAML)
     except ValidationError as exc:

@@ -43,7 +43,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from . import expr
 from ._errors import JourneyValidationError, Problem
 from ._segment_sql import NUMBERS, Unsupported, compile_case, compile_condition
-from ._yaml import Document, parse
+from ._yaml import Document, read_mapping
 from .actions import FROM_YAML, Spec, _seconds
 from .checks import _inner_offset
 from .names import normalize_event_name
@@ -216,21 +216,13 @@ def load_segments(rules_dir: Path | str = "rules", *, display_root: Path | None 
     :class:`JourneyValidationError` with every problem, at file:line:col."""
     from .loader import _pydantic_problem
 
-    path = Path(rules_dir) / SEGMENTS_FILE
-    if not path.is_file():
-        return Segments()
-    try:
-        shown = str(path.relative_to(display_root or Path.cwd()))
-    except ValueError:
-        shown = str(path)
-    doc, problems = parse(path, shown)
+    doc = read_mapping(
+        Path(rules_dir) / SEGMENTS_FILE,
+        display_root,
+        shape="a mapping of orders, window, schedule, scoring, tiers and segments",
+    )
     if doc is None:
-        raise JourneyValidationError(problems)
-    if doc.data is None:
         return Segments()
-    if not isinstance(doc.data, dict):
-        message = "segments.yaml is a mapping of orders, window, schedule, tiers and segments"
-        raise JourneyValidationError([Problem(shown, 1, 1, "", message)])
     try:
         defs = Segments.model_validate(doc.data, context=FROM_YAML)
     except ValidationError as exc:
