@@ -69,7 +69,14 @@ async def test_champion_sliding_to_cant_lose_gets_a_call_and_an_offer(
             st = await customers.state(time_env.client, "star")
             assert st.customer.segment == "cant_lose"
             assert st.runs["at_risk"].state == "sliding"
-            mails = await smtp.wait_for(1)
+            # the enter actions run after the state shows; retries (if any) need time to pass
+            await time_env.sleep(timedelta(minutes=2))
+            try:
+                mails = await smtp.wait_for(1, timeout=20)
+            except AssertionError:
+                done = await rows(db, "SELECT action, status FROM action_log")
+                sent = await rows(db, "SELECT template, status, reason FROM messages")
+                raise AssertionError(f"no offer email; actions {done}, messages {sent}") from None
     assert mails[0].rcpt_tos == ["star@x.test"] and "Stella" in mails[0].message["Subject"]
     tasks = await rows(db, "SELECT title, manager_id FROM tasks")
     assert tasks == [("Call a valuable customer who is slipping away", ann.id)]
