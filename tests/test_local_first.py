@@ -1,0 +1,61 @@
+"""Actions run first as a local activity and fall back to a regular one: a relay that
+refuses a few times still gets the message exactly once, and the hand-over shows in the
+history (local markers, then a scheduled activity)."""
+
+from __future__ import annotations
+
+from temporalio.api.enums.v1 import EventType
+
+from engine.identity import workflow_id
+from tests.conftest import running_worker
+from tests.helpers import publish_shipped
+from tests.standins import RecordingSMTPServer
+from tests.test_actions_workflow import Shop, rows, settings_for, settle
+
+
+async def test_a_refusing_relay_hands_the_send_to_a_regular_activity_and_sends_once(
+    time_env, db, db_url, task_queue
+):
+    await publish_shipped(db_url)
+    # the local tries (two) and the regular activity's first attempt are refused
+    with RecordingSMTPServer(replies=["451 4.7.1 try later"] * 3) as smtp:
+        settings = settings_for(smtp, db_url)
+        async with running_worker(time_env.client, db, task_queue, settings=settings):
+            shop = Shop(time_env, db, db_url, task_queue)
+            await shop.send("identify", "c1", traits={"email": "c1@example.com"})
+            await shop.send("track", "c1", "Signed Up")
+            await smtp.wait_for(1)
+            await settle(time_env, 5)
+            history = await time_env.client.get_workflow_handle(
+                workflow_id("c1")
+            ).fetch_history()
+    assert len(smtp.rejected) == 3
+    assert [m.rcpt_tos for m in smtp.mail] == [["c1@example.com"]]
+    assert await rows(db, "SELECT template, status FROM messages") == [("welcome", "sent")]
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    assert scheduled == ["send_message"]
+
+
+async def test_a_healthy_send_costs_the_server_no_activity_task(
+    time_env, db, db_url, task_queue
+):
+    await publish_shipped(db_url)
+    with RecordingSMTPServer() as smtp:
+        settings = settings_for(smtp, db_url)
+        async with running_worker(time_env.client, db, task_queue, settings=settings):
+            shop = Shop(time_env, db, db_url, task_queue)
+            await shop.send("identify", "c2", traits={"email": "c2@example.com"})
+            await shop.send("track", "c2", "Signed Up")
+            await smtp.wait_for(1)
+            await settle(time_env)
+            history = await time_env.client.get_workflow_handle(
+                workflow_id("c2")
+            ).fetch_history()
+    kinds = {e.event_type for e in history.events}
+    assert EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED not in kinds
+    assert EventType.EVENT_TYPE_MARKER_RECORDED in kinds
+    assert await rows(db, "SELECT template, status FROM messages") == [("welcome", "sent")]
