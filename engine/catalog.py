@@ -70,6 +70,33 @@ class Catalog(BaseModel):
         return cls(seq=seq, latest=latest, floor={}, versions=versions)
 
 
+_SHARED: dict[tuple[object, ...], Catalog] = {}
+_SHARED_MAX = 256
+
+
+def shared(catalog: Catalog) -> Catalog:
+    """The one instance of this catalog in the process. Every customer's workflow loads
+    the same few catalogs, and a parsed catalog is ~70 KB of objects: shared, a worker
+    caching 10,000 customers holds one copy instead of 10,000, and the garbage collector
+    has that much less to walk. Safe because a catalog is never changed once made and
+    equal keys mean equal content (the journeys' content digests are in the key); it is
+    used only in the workflow, after the local activity's result was recorded."""
+    if any(not j.digest for j in catalog.versions.values()):
+        return catalog  # not from the store: no content key to trust
+    key = (
+        catalog.seq,
+        tuple(sorted(catalog.latest.items())),
+        tuple(sorted(catalog.floor.items())),
+        tuple(sorted((k, j.digest, j.source) for k, j in catalog.versions.items())),
+    )
+    found = _SHARED.get(key)
+    if found is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            _SHARED.clear()  # old heads nobody asks for any more; rare
+        found = _SHARED.setdefault(key, catalog)
+    return found
+
+
 _NAME_TEST = re.compile(r"""event\.name\s*==\s*(?:"([^"]*)"|'([^']*)')""")
 
 

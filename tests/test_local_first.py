@@ -26,9 +26,7 @@ async def test_a_refusing_relay_hands_the_send_to_a_regular_activity_and_sends_o
             await shop.send("track", "c1", "Signed Up")
             await smtp.wait_for(1)
             await settle(time_env, 5)
-            history = await time_env.client.get_workflow_handle(
-                workflow_id("c1")
-            ).fetch_history()
+            history = await time_env.client.get_workflow_handle(workflow_id("c1")).fetch_history()
     assert len(smtp.rejected) == 3
     assert [m.rcpt_tos for m in smtp.mail] == [["c1@example.com"]]
     assert await rows(db, "SELECT template, status FROM messages") == [("welcome", "sent")]
@@ -40,9 +38,7 @@ async def test_a_refusing_relay_hands_the_send_to_a_regular_activity_and_sends_o
     assert scheduled == ["send_message"]
 
 
-async def test_a_healthy_send_costs_the_server_no_activity_task(
-    time_env, db, db_url, task_queue
-):
+async def test_a_healthy_send_costs_the_server_no_activity_task(time_env, db, db_url, task_queue):
     await publish_shipped(db_url)
     with RecordingSMTPServer() as smtp:
         settings = settings_for(smtp, db_url)
@@ -52,9 +48,7 @@ async def test_a_healthy_send_costs_the_server_no_activity_task(
             await shop.send("track", "c2", "Signed Up")
             await smtp.wait_for(1)
             await settle(time_env)
-            history = await time_env.client.get_workflow_handle(
-                workflow_id("c2")
-            ).fetch_history()
+            history = await time_env.client.get_workflow_handle(workflow_id("c2")).fetch_history()
     kinds = {e.event_type for e in history.events}
     assert EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED not in kinds
     assert EventType.EVENT_TYPE_MARKER_RECORDED in kinds

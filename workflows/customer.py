@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError, FailureError
 with workflow.unsafe.imports_passed_through():
     from engine import Catalog, CustomerState, MoveError, Step, machine
     from engine.actions import ACTIONS
+    from engine.catalog import shared
     from engine.details import markdown
     from engine.identity import customer_key
     from engine.model import Customer, Problem
@@ -242,7 +243,7 @@ class CustomerWorkflow:
             return
         versions = sorted({Catalog.key(r.journey, r.version) for r in self._state.runs.values()})
         asked = self._wanted_seq
-        self._catalog = await workflow.execute_local_activity(
+        loaded = await workflow.execute_local_activity(
             "load_catalog",
             LoadCatalogInput(versions=versions, min_seq=asked),
             result_type=Catalog,
@@ -250,6 +251,7 @@ class CustomerWorkflow:
             retry_policy=STORE_RETRY,
             summary="load journey definitions",
         )
+        self._catalog = shared(loaded)
         if self._wanted_seq == asked:
             # the store's head is the truth: never reload forever for a seq it lacks
             self._wanted_seq = self._catalog.seq
@@ -361,8 +363,8 @@ class CustomerWorkflow:
     async def _execute_action(self, data: ActionInput) -> ActionResult:
         """Local first: most actions are a few milliseconds of PostgreSQL and a hand-off to
         a relay, and as a local activity they cost the server no activity task and no
-        second workflow task, which roughly doubles how many new customers a server
-        enrols per second (``bench/ingest_bench.py``). A failure for good (bad
+        second workflow task: the server's CPU per ingested event fell by ~40%
+        (``bench/ingest_bench.py``). A failure for good (bad
         configuration) ends there; anything else (a slow or failing provider, a timeout)
         goes on as a regular activity, retried until it succeeds and visible as pending
         in the Temporal UI."""
@@ -371,7 +373,7 @@ class CustomerWorkflow:
         assert activity is not None
         if workflow.patched(PATCH_LOCAL_FIRST):
             try:
-                return await workflow.execute_local_activity(
+                fast: ActionResult = await workflow.execute_local_activity(
                     activity,
                     data,
                     result_type=ActionResult,
@@ -379,10 +381,11 @@ class CustomerWorkflow:
                     retry_policy=LOCAL_FIRST_RETRY,
                     summary=command.summary,
                 )
+                return fast
             except FailureError as exc:
                 if _for_good(exc):
                     raise
-        return await workflow.execute_activity(
+        result: ActionResult = await workflow.execute_activity(
             activity,
             data,
             result_type=ActionResult,
@@ -390,6 +393,7 @@ class CustomerWorkflow:
             retry_policy=ACTION_RETRY,
             summary=command.summary,
         )
+        return result
 
     def _publish(self) -> None:
         """Search attributes and UI details, when they changed."""

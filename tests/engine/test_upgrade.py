@@ -192,3 +192,23 @@ def test_the_interpreter_does_not_change_the_state_it_is_given(shipped: Catalog)
     fire_timers(shipped, state, T0 + 400 * DAY)
     move(shipped, state, "lifecycle", "lost", "test", T0 + DAY)
     assert json.dumps(dump(state), sort_keys=True) == before
+
+
+def test_equal_catalogs_share_one_instance_and_different_ones_do_not(shipped: Catalog):
+    from engine.catalog import shared
+
+    def copy(catalog: Catalog) -> Catalog:
+        return Catalog.model_validate_json(catalog.model_dump_json())
+
+    first = shared(copy(shipped))
+    assert shared(copy(shipped)) is first
+    newer = copy(shipped).model_copy(update={"seq": shipped.seq + 1})
+    assert shared(newer) is newer
+    name = next(iter(shipped.versions))
+    changed = copy(shipped)
+    changed.versions[name] = changed.versions[name].model_copy(update={"digest": "other"})
+    assert shared(changed) is changed
+    unpublished = copy(shipped)
+    unpublished.versions[name] = unpublished.versions[name].model_copy(update={"digest": ""})
+    assert shared(unpublished) is unpublished
+    assert shared(copy(unpublished)) is not unpublished
