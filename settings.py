@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     # worker may take it: long keeps throughput under a backlog, short recovers faster
     # from a crashed worker (shared/TEMPORAL-PERF.md).
     sticky_timeout_seconds: float = Field(120.0, alias="JOURNEYS_STICKY_TIMEOUT_SECONDS", gt=0)
+    # Temporal's workflow sandbox (determinism guard); tests always run with it
+    workflow_sandbox: bool = Field(True, alias="JOURNEYS_WORKFLOW_SANDBOX")
     env: Literal["development", "production"] = Field("production", alias="JOURNEYS_ENV")
     dev_write_key: str | None = Field(None, alias="JOURNEYS_DEV_WRITE_KEY")
     dev_admin_token: str | None = Field(None, alias="JOURNEYS_DEV_ADMIN_TOKEN")

@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.actions import ActionActivities
@@ -64,7 +64,9 @@ def build_worker(
         task_queue=task_queue or settings.task_queue,
         workflows=[CustomerWorkflow, SegmentRefreshWorkflow],
         activities=activities,
-        workflow_runner=sandbox_runner(),
+        workflow_runner=sandbox_runner()
+        if settings.workflow_sandbox
+        else UnsandboxedWorkflowRunner(),
         max_cached_workflows=settings.max_cached_workflows,
         max_concurrent_workflow_task_polls=20,
         sticky_queue_schedule_to_start_timeout=sticky_timeout

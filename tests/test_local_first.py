@@ -53,3 +53,34 @@ async def test_a_healthy_send_costs_the_server_no_activity_task(time_env, db, db
     assert EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED not in kinds
     assert EventType.EVENT_TYPE_MARKER_RECORDED in kinds
     assert await rows(db, "SELECT template, status FROM messages") == [("welcome", "sent")]
+
+
+async def test_without_the_sandbox_the_same_workflow_runs_and_replays_sandboxed(
+    time_env, db, db_url, task_queue
+):
+    """``JOURNEYS_WORKFLOW_SANDBOX=false`` (less CPU) runs the same code: a history made
+    without the sandbox replays inside it, so the setting can change across restarts."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
+
+    from worker import build_worker, sandbox_runner
+    from workflows.customer import CustomerWorkflow
+
+    await publish_shipped(db_url)
+    with RecordingSMTPServer() as smtp:
+        settings = settings_for(smtp, db_url, JOURNEYS_WORKFLOW_SANDBOX="false")
+        plain = build_worker(time_env.client, settings, [], task_queue=f"{task_queue}-other")
+        assert isinstance(plain.config()["workflow_runner"], UnsandboxedWorkflowRunner)
+        async with running_worker(time_env.client, db, task_queue, settings=settings):
+            shop = Shop(time_env, db, db_url, task_queue)
+            await shop.send("identify", "c3", traits={"email": "c3@example.com"})
+            await shop.send("track", "c3", "Signed Up")
+            await shop.send("track", "c3", "Order Completed", properties={"revenue": 5})
+            await smtp.wait_for(1)
+            await settle(time_env)
+            history = await time_env.client.get_workflow_handle(workflow_id("c3")).fetch_history()
+    await Replayer(
+        workflows=[CustomerWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=sandbox_runner(),
+    ).replay_workflow(history)
