@@ -4,7 +4,10 @@ history (local markers, then a scheduled activity)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowHistory
 
 from engine.identity import workflow_id
 from tests.conftest import running_worker
@@ -13,20 +16,35 @@ from tests.standins import RecordingSMTPServer
 from tests.test_actions_workflow import Shop, rows, settings_for, settle
 
 
+async def welcomed(
+    env: Any,
+    db: Any,
+    db_url: str,
+    task_queue: str,
+    smtp: RecordingSMTPServer,
+    cid: str,
+    **extra: str,
+) -> WorkflowHistory:
+    """A new customer with an email address signs up (the welcome goes out); their
+    workflow's history once things settled."""
+    settings = settings_for(smtp, db_url, **extra)
+    async with running_worker(env.client, db, task_queue, settings=settings):
+        shop = Shop(env, db, db_url, task_queue)
+        await shop.send("identify", cid, traits={"email": f"{cid}@example.com"})
+        await shop.send("track", cid, "Signed Up")
+        await shop.send("track", cid, "Order Completed", properties={"revenue": 5})
+        await smtp.wait_for(1)
+        await settle(env, 5)
+        return await env.client.get_workflow_handle(workflow_id(cid)).fetch_history()
+
+
 async def test_a_refusing_relay_hands_the_send_to_a_regular_activity_and_sends_once(
     time_env, db, db_url, task_queue
 ):
     await publish_shipped(db_url)
     # the local tries (two) and the regular activity's first attempt are refused
     with RecordingSMTPServer(replies=["451 4.7.1 try later"] * 3) as smtp:
-        settings = settings_for(smtp, db_url)
-        async with running_worker(time_env.client, db, task_queue, settings=settings):
-            shop = Shop(time_env, db, db_url, task_queue)
-            await shop.send("identify", "c1", traits={"email": "c1@example.com"})
-            await shop.send("track", "c1", "Signed Up")
-            await smtp.wait_for(1)
-            await settle(time_env, 5)
-            history = await time_env.client.get_workflow_handle(workflow_id("c1")).fetch_history()
+        history = await welcomed(time_env, db, db_url, task_queue, smtp, "c1")
     assert len(smtp.rejected) == 3
     assert [m.rcpt_tos for m in smtp.mail] == [["c1@example.com"]]
     assert await rows(db, "SELECT template, status FROM messages") == [("welcome", "sent")]
@@ -41,14 +59,7 @@ async def test_a_refusing_relay_hands_the_send_to_a_regular_activity_and_sends_o
 async def test_a_healthy_send_costs_the_server_no_activity_task(time_env, db, db_url, task_queue):
     await publish_shipped(db_url)
     with RecordingSMTPServer() as smtp:
-        settings = settings_for(smtp, db_url)
-        async with running_worker(time_env.client, db, task_queue, settings=settings):
-            shop = Shop(time_env, db, db_url, task_queue)
-            await shop.send("identify", "c2", traits={"email": "c2@example.com"})
-            await shop.send("track", "c2", "Signed Up")
-            await smtp.wait_for(1)
-            await settle(time_env)
-            history = await time_env.client.get_workflow_handle(workflow_id("c2")).fetch_history()
+        history = await welcomed(time_env, db, db_url, task_queue, smtp, "c2")
     kinds = {e.event_type for e in history.events}
     assert EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED not in kinds
     assert EventType.EVENT_TYPE_MARKER_RECORDED in kinds
@@ -71,14 +82,9 @@ async def test_without_the_sandbox_the_same_workflow_runs_and_replays_sandboxed(
         settings = settings_for(smtp, db_url, JOURNEYS_WORKFLOW_SANDBOX="false")
         plain = build_worker(time_env.client, settings, [], task_queue=f"{task_queue}-other")
         assert isinstance(plain.config()["workflow_runner"], UnsandboxedWorkflowRunner)
-        async with running_worker(time_env.client, db, task_queue, settings=settings):
-            shop = Shop(time_env, db, db_url, task_queue)
-            await shop.send("identify", "c3", traits={"email": "c3@example.com"})
-            await shop.send("track", "c3", "Signed Up")
-            await shop.send("track", "c3", "Order Completed", properties={"revenue": 5})
-            await smtp.wait_for(1)
-            await settle(time_env)
-            history = await time_env.client.get_workflow_handle(workflow_id("c3")).fetch_history()
+        history = await welcomed(
+            time_env, db, db_url, task_queue, smtp, "c3", JOURNEYS_WORKFLOW_SANDBOX="false"
+        )
     await Replayer(
         workflows=[CustomerWorkflow],
         data_converter=pydantic_data_converter,
