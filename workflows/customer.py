@@ -19,18 +19,17 @@ from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from engine import Catalog, CustomerState, MoveError, Step, machine
-    from engine.actions import ACTIONS
     from engine.catalog import shared
     from engine.details import markdown
     from engine.identity import customer_key
     from engine.model import Customer, Problem
+    from workflows._actions import execute_action
     from workflows.io import (
         QUERY_STATE,
         SIGNAL_CATALOG,
         SIGNAL_EVENTS,
         UPDATE_MOVE,
         ActionInput,
-        ActionResult,
         CatalogChanged,
         CustomerInput,
         DeferredAction,
@@ -47,24 +46,6 @@ JOURNEY_VERSIONS = SearchAttributeKey.for_keyword_list("JourneyVersions")
 PATCH_LOCAL_TRANSITIONS = "transitions-as-local-activity"
 # a move's new timers and deferred messages are armed at once (before: at the next event)
 PATCH_ARM_AFTER_MOVE = "arm-timer-after-move"
-# actions are tried first as a local activity, then handed to a regular one
-PATCH_LOCAL_FIRST = "actions-local-first"
-ACTION_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=5),
-    maximum_attempts=0,  # transient failures retry until they succeed
-    non_retryable_error_types=["ActionConfigError"],
-)
-# the fast path: a couple of quick tries inside the workflow task; anything slower or
-# flakier goes to a regular activity with ACTION_RETRY (same idempotency key, so an effect
-# the fast path made is found there, not made twice)
-LOCAL_FIRST_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    maximum_attempts=2,
-    non_retryable_error_types=["ActionConfigError"],
-)
-LOCAL_FIRST_TIMEOUT = timedelta(seconds=10)
 STORE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
 )
@@ -334,7 +315,7 @@ class CustomerWorkflow:
     async def _run_action(self, data: ActionInput) -> None:
         command = data.command
         try:
-            result = await self._execute_action(data)
+            result = await execute_action(data, self._action_timeout)
         except FailureError as exc:  # an activity's error, or a local activity's own
             cause = exc.cause or exc
             self._state.problems.append(
@@ -359,41 +340,6 @@ class CustomerWorkflow:
                     visit=run.visit if run else 0,
                 )
             )
-
-    async def _execute_action(self, data: ActionInput) -> ActionResult:
-        """Local first: most actions are a few milliseconds of PostgreSQL and a hand-off to
-        a relay, and as a local activity they cost the server no activity task and no
-        second workflow task: the server's CPU per ingested event fell by ~40%
-        (``bench/ingest_bench.py``). A failure for good (bad
-        configuration) ends there; anything else (a slow or failing provider, a timeout)
-        goes on as a regular activity, retried until it succeeds and visible as pending
-        in the Temporal UI."""
-        command = data.command
-        activity = ACTIONS[command.kind].activity
-        assert activity is not None
-        if workflow.patched(PATCH_LOCAL_FIRST):
-            try:
-                fast: ActionResult = await workflow.execute_local_activity(
-                    activity,
-                    data,
-                    result_type=ActionResult,
-                    start_to_close_timeout=min(self._action_timeout, LOCAL_FIRST_TIMEOUT),
-                    retry_policy=LOCAL_FIRST_RETRY,
-                    summary=command.summary,
-                )
-                return fast
-            except FailureError as exc:
-                if _for_good(exc):
-                    raise
-        result: ActionResult = await workflow.execute_activity(
-            activity,
-            data,
-            result_type=ActionResult,
-            start_to_close_timeout=self._action_timeout,
-            retry_policy=ACTION_RETRY,
-            summary=command.summary,
-        )
-        return result
 
     def _publish(self) -> None:
         """Search attributes and UI details, when they changed."""
@@ -420,13 +366,3 @@ class CustomerWorkflow:
         if details != self._details:
             self._details = details
             workflow.set_current_details(details)
-
-
-def _for_good(exc: FailureError) -> bool:
-    """A failure the activity itself marked as final (bad configuration, or an unexpected
-    error that kept coming back). A local activity's error may come as is, not wrapped in
-    an ``ActivityError``."""
-    cause = exc if isinstance(exc, ApplicationError) else exc.cause
-    return isinstance(cause, ApplicationError) and (
-        cause.non_retryable or cause.type in (LOCAL_FIRST_RETRY.non_retryable_error_types or [])
-    )
