@@ -168,6 +168,35 @@ async def test_duplicates_and_shuffled_batches_apply_once(api: Api):
     assert (await journey(api, cid, "lifecycle")).context["orders"] == 20
 
 
+async def test_several_events_of_one_customer_in_a_batch_cost_one_signal(api: Api):
+    from temporalio.api.enums.v1 import EventType
+
+    from engine.identity import workflow_id
+
+    cid = f"one-{uuid.uuid4().hex[:6]}"
+    batch = [
+        {
+            "type": "track",
+            "userId": cid,
+            "event": "Order Completed",
+            "properties": {"revenue": 10},
+            "messageId": f"{cid}-{i}",
+        }
+        for i in range(5)
+    ]
+    async with api.http() as http:
+        r = await http.post("/v1/batch", json={"batch": batch}, headers=api.auth())
+        assert r.status_code == 200
+    await eventually(lambda: _orders(api, cid, 5))
+    history = await api.client.get_workflow_handle(workflow_id(cid)).fetch_history()
+    signals = [
+        e
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    ]
+    assert len(signals) == 1  # the signal-with-start that carried all five
+
+
 async def _orders(api: Api, cid: str, n: int) -> Any:
     run = await journey(api, cid, "lifecycle")
     return run if run is not None and run.context["orders"] == n else None
