@@ -38,7 +38,7 @@ format: $(VENV)/.synced
 
 bench: $(VENV)/.synced
 	$(UV) sync --frozen --all-groups --python "$$(command -v $(PYTHON))"
-	$(VENV)/bin/python -m bench
+	$(VENV)/bin/python -m bench $(BENCH)
 
 clean:
 	rm -rf $(VENV) .tools .pytest_cache .mypy_cache .ruff_cache
