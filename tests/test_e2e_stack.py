@@ -161,10 +161,17 @@ def test_worker_waits_for_temporal_that_is_not_up_yet(tmp_path: Path, pg_server:
     s.data_dir.mkdir(parents=True)
     try:
         worker = s.start_worker()  # no Temporal yet
-        time.sleep(4)
-        assert worker.poll() is None, (tmp_path / "logs" / "worker.log").read_text()
-        log = (tmp_path / "logs" / "worker.log").read_text()
-        assert "not reachable" in log and "retrying" in log
+        worker_log = tmp_path / "logs" / "worker.log"
+
+        def waiting() -> bool:
+            assert worker.poll() is None, worker_log.read_text()  # it must not give up
+            log = worker_log.read_text()
+            return "not reachable" in log and "retrying" in log
+
+        # it migrates and publishes first, which takes a while on a busy machine
+        eventually(waiting, timeout=60)
+        time.sleep(2)
+        assert worker.poll() is None, worker_log.read_text()
         s.start_temporal()
         s.prepare_database()
         cli(s, "send", "late-1", "Lead Created")
