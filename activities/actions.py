@@ -40,8 +40,13 @@ def now_of(data: ActionInput) -> datetime:
     """The time of this attempt: the workflow's time when the action was scheduled, or the
     server's time of a later retry (an outage must not make a retry decide quiet hours,
     caps and expiries as of the first attempt). Both are server time, so this holds on
-    the time-skipping test server too."""
-    scheduled = activity.info().current_attempt_scheduled_time
+    the time-skipping test server too. A local activity runs within the workflow task
+    that scheduled it, so the workflow's time is its time (its scheduled time is the
+    worker's clock, not the server's)."""
+    info = activity.info()
+    if info.is_local and data.now is not None:
+        return data.now
+    scheduled = info.current_attempt_scheduled_time
     if data.now is None:
         return scheduled or datetime.now(UTC)
     return max(data.now, scheduled) if scheduled else data.now

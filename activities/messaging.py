@@ -122,17 +122,23 @@ class Messenger:
                 ),
             )
             cur = await conn.execute(
-                "SELECT status, reason, provider_id FROM messages"
+                "SELECT status, reason, provider_id, delivering_until > now() FROM messages"
                 " WHERE idempotency_key = %s FOR UPDATE",
                 (out.key,),
             )
             row = await cur.fetchone()
             assert row is not None
-            status, reason, provider_id = row
+            status, reason, provider_id, in_flight = row
             if status == "sent":
                 return Sent("already_done", provider_id=provider_id)
             if status in ("suppressed", "failed"):
                 return Sent("skipped", reason=f"{status} before: {reason}")
+            if in_flight:
+                # an earlier attempt may still be delivering (a local activity that timed
+                # out goes on until its deadline): wait for it rather than send twice
+                raise TransientDeliveryError(
+                    "an earlier attempt may still be delivering this message; retrying"
+                )
             if drop is not None:
                 await self._mark(conn, out.key, "suppressed", drop)
                 return Sent("skipped", reason=drop)
@@ -147,10 +153,18 @@ class Messenger:
                 why = f"the customer's profile has no {_ADDRESS.get(out.channel, 'address')}"
                 await self._mark(conn, out.key, "suppressed", why)
                 return Sent("skipped", reason=why)
+            budget = _budget()
+            deadline = asyncio.get_running_loop().time() + budget
+            if budget < MIN_DELIVERY_SECONDS:
+                raise TransientDeliveryError(
+                    "too little of this attempt's time is left to deliver; retrying"
+                )
             await conn.execute(
                 "UPDATE messages SET status = 'sending', attempts = attempts + 1, reason = NULL,"
-                " deferred_until = NULL, updated_at = now() WHERE idempotency_key = %s",
-                (out.key,),
+                " deferred_until = NULL, updated_at = now(),"
+                " delivering_until = now() + make_interval(secs => %s)"
+                " WHERE idempotency_key = %s",
+                (budget + 1.0, out.key),
             )
         context = {**base, "customer": {**base.get("customer", {}), "traits": traits}}
         if out.marketing:
@@ -172,7 +186,7 @@ class Messenger:
         try:
             # end this attempt before Temporal gives up on it, so a retry never runs
             # while this one is still talking to the provider
-            async with asyncio.timeout(_budget()):
+            async with asyncio.timeout_at(deadline):
                 provider_id = await self._deliver(out, str(recipient), rendered, context)
         except TimeoutError:
             await self._finish(out.key, "sending", reason="retrying: the provider was too slow")
@@ -279,14 +293,20 @@ class Messenger:
             await conn.execute(
                 "UPDATE messages SET status = %s, reason = %s,"
                 " provider_id = coalesce(%s, provider_id), subject = coalesce(%s, subject),"
-                " sent_at = %s, updated_at = now() WHERE idempotency_key = %s",
+                " sent_at = %s, updated_at = now(), delivering_until = NULL"
+                " WHERE idempotency_key = %s",
                 (status, reason, provider_id, subject, sent_at, key),
             )
 
 
+MIN_DELIVERY_SECONDS = 1.0
+
+
 def _budget() -> float:
-    """Seconds this attempt may still spend delivering: its start-to-close timeout, less a
-    margin for recording the result."""
+    """Seconds this attempt may still spend delivering: its start-to-close timeout from
+    when this attempt started, less a margin for recording the result (3 s, or a quarter
+    of a short timeout). Below
+    ``MIN_DELIVERY_SECONDS`` the attempt does not start delivering at all."""
     from temporalio import activity
 
     try:
@@ -296,8 +316,9 @@ def _budget() -> float:
     timeout = info.start_to_close_timeout
     if timeout is None:
         return 60.0
-    elapsed = (datetime.now(UTC) - info.current_attempt_scheduled_time).total_seconds()
-    return max(1.0, timeout.total_seconds() - max(elapsed, 0.0) - 3.0)
+    elapsed = (datetime.now(UTC) - info.started_time).total_seconds()
+    margin = min(3.0, timeout.total_seconds() / 4)
+    return timeout.total_seconds() - max(elapsed, 0.0) - margin
 
 
 def _truthy(value: Any) -> bool:

@@ -4,6 +4,7 @@ history (local markers, then a scheduled activity)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
@@ -90,3 +91,118 @@ async def test_without_the_sandbox_the_same_workflow_runs_and_replays_sandboxed(
         data_converter=pydantic_data_converter,
         workflow_runner=sandbox_runner(),
     ).replay_workflow(history)
+
+
+async def test_an_attempt_waits_while_another_may_still_be_delivering(db, db_url):
+    """A local try that timed out may still be talking to the relay when the regular
+    activity starts: the second attempt waits for the first one's deadline instead of
+    sending the message a second time."""
+    import pytest
+    from psycopg.types.json import Jsonb
+
+    from activities.messaging import Messenger, Outgoing
+    from channels import TransientDeliveryError
+    from engine.policy import Policy
+    from messaging.render import Renderer
+    from tests.helpers import ROOT
+
+    async with db.connection() as conn:
+        await conn.execute(
+            "INSERT INTO customers (customer_id, traits) VALUES ('c9', %s)",
+            (Jsonb({"email": "c9@example.com"}),),
+        )
+        await conn.execute(
+            "INSERT INTO messages (idempotency_key, customer_id, journey, state, template,"
+            " channel, marketing, status, attempts, delivering_until) VALUES ('k9', 'c9',"
+            " 'lifecycle', 'new', 'welcome', 'email', false, 'sending', 1,"
+            " now() + interval '30 seconds')"
+        )
+    out = Outgoing(
+        key="k9",
+        customer_id="c9",
+        journey="lifecycle",
+        state="new",
+        template="welcome",
+        channel="email",
+        marketing=False,
+    )
+    base = {
+        "customer": {"id": "c9", "tier": None, "segment": None},
+        "journey": {"name": "lifecycle", "version": 1},
+        "state": "new",
+        "ctx": {},
+        "event": None,
+        "manager": None,
+    }
+    with RecordingSMTPServer() as smtp:
+        settings = settings_for(smtp, db_url)
+        messenger = Messenger(db, settings, Renderer(ROOT / "templates"), Policy())
+        now = datetime.now(UTC)
+        with pytest.raises(TransientDeliveryError, match="may still be delivering"):
+            await messenger.send(out, base, now)
+        assert smtp.mail == []
+        async with db.connection() as conn:  # the first attempt's deadline passed
+            await conn.execute("UPDATE messages SET delivering_until = now() - interval '1 second'")
+        assert (await messenger.send(out, base, now)).status == "done"
+        assert (await messenger.send(out, base, now)).status == "already_done"
+        await smtp.wait_for(1)
+    assert len(smtp.mail) == 1
+    assert await rows(db, "SELECT status, delivering_until FROM messages") == [("sent", None)]
+
+
+HOOK = """
+journey: hook
+enroll: {{on: [go]}}
+start: idle
+states:
+  idle:
+    on:
+      ping:
+        do: [{{send: {{template: lead_care, channel: webhook, url: "{url}/hook"}}}}]
+      stop: done
+  done: {{final: true}}
+"""
+
+
+async def test_a_cancelled_workflow_does_not_start_its_action_again(
+    time_env, db, db_url, task_queue, tmp_path
+):
+    """Cancelling a customer's workflow while an action runs locally ends there: the
+    workflow is cancelled and the action is not handed on to a regular activity."""
+    import asyncio
+
+    import pytest
+    from temporalio.client import WorkflowFailureError
+    from temporalio.exceptions import is_cancelled_exception
+
+    from engine.model import Event
+    from runtime import customers
+    from tests.helpers import journeys_from, publish
+    from tests.standins import RecordingHTTPServer, Reply
+
+    with RecordingHTTPServer(script=[Reply(200, {"id": "slow"}, delay=3.0)]) as hook:
+        seq = await publish(db_url, journeys_from(tmp_path, "hook", HOOK.format(url=hook.url)))
+        with RecordingSMTPServer() as smtp:
+            settings = settings_for(
+                smtp, db_url, JOURNEYS_OUTBOUND_ALLOW="127.0.0.1", JOURNEYS_WEBHOOK_SECRET="s"
+            )
+            async with running_worker(time_env.client, db, task_queue, settings=settings):
+                now = await time_env.get_current_time()
+                handle = await customers.send_events(
+                    time_env.client,
+                    "c4",
+                    [Event(name=n, id=n, timestamp=now) for n in ("go", "ping")],
+                    task_queue=task_queue,
+                    catalog_seq=seq,
+                )
+                while not hook.requests:  # the local try is talking to the hook
+                    await asyncio.sleep(0.05)
+                await handle.cancel()
+                with pytest.raises(WorkflowFailureError) as failed:
+                    await handle.result()
+                history = await handle.fetch_history()
+    assert is_cancelled_exception(failed.value.cause)
+    assert len(hook.requests) == 1
+    kinds = [e.event_type for e in history.events]
+    assert EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED not in kinds
+    assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED in kinds

@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
 
 from engine.actions import ACTIONS
 from workflows.io import ActionInput, ActionResult
@@ -54,8 +54,8 @@ async def execute_action(data: ActionInput, action_timeout: timedelta) -> Action
             )
             return fast
         except FailureError as exc:
-            if for_good(exc):
-                raise
+            if for_good(exc) or is_cancelled_exception(exc):
+                raise  # a cancelled workflow must not start the action again
     result: ActionResult = await workflow.execute_activity(
         activity,
         data,

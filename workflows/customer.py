@@ -15,7 +15,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from engine import Catalog, CustomerState, MoveError, Step, machine
@@ -317,6 +317,8 @@ class CustomerWorkflow:
         try:
             result = await execute_action(data, self._action_timeout)
         except FailureError as exc:  # an activity's error, or a local activity's own
+            if is_cancelled_exception(exc):
+                raise  # the workflow is being cancelled: not a problem of the journey
             cause = exc.cause or exc
             self._state.problems.append(
                 Problem(
