@@ -140,18 +140,23 @@ async def _state_is(api: Api, customer: str, name: str, state: str) -> Any:
     return run if run is not None and run.state == state else None
 
 
-async def test_duplicates_and_shuffled_batches_apply_once(api: Api):
-    cid = f"dup-{uuid.uuid4().hex[:6]}"
-    msgs = [
+def orders_of(cid: str, n: int) -> list[dict[str, Any]]:
+    """``n`` distinct ``Order Completed`` track calls of 10 each for ``cid``."""
+    return [
         {
             "type": "track",
             "userId": cid,
             "event": "Order Completed",
             "properties": {"revenue": 10},
-            "messageId": f"m{i}",
+            "messageId": f"{cid}-{i}",
         }
-        for i in range(20)
+        for i in range(n)
     ]
+
+
+async def test_duplicates_and_shuffled_batches_apply_once(api: Api):
+    cid = f"dup-{uuid.uuid4().hex[:6]}"
+    msgs = orders_of(cid, 20)
     twice = msgs + msgs
     random.Random(7).shuffle(twice)
     async with api.http() as http:
@@ -174,16 +179,7 @@ async def test_several_events_of_one_customer_in_a_batch_cost_one_signal(api: Ap
     from engine.identity import workflow_id
 
     cid = f"one-{uuid.uuid4().hex[:6]}"
-    batch = [
-        {
-            "type": "track",
-            "userId": cid,
-            "event": "Order Completed",
-            "properties": {"revenue": 10},
-            "messageId": f"{cid}-{i}",
-        }
-        for i in range(5)
-    ]
+    batch = orders_of(cid, 5)
     async with api.http() as http:
         r = await http.post("/v1/batch", json={"batch": batch}, headers=api.auth())
         assert r.status_code == 200
