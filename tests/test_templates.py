@@ -319,3 +319,15 @@ def test_render_refuses_an_unknown_customer_or_a_broken_template(
     args = ["render", "t", "--customer", "c-2", "--channel", "sms", "--templates", str(tmp_path)]
     assert cli_run(args) == 1
     assert "t.j2:1: there is no 'first_name' (there is: nothing)" in capsys.readouterr().err
+
+
+def test_offers_and_surveys_reach_people_not_webhooks(tmp_path):
+    from engine import JourneyValidationError, load_rules
+
+    (tmp_path / "o.yaml").write_text(
+        "journey: o\nenroll: {on: [x]}\nstart: a\nstates:\n  a:\n    enter:\n"
+        "      - offer: {template: t, percent_off: 5, channel: webhook}\n"
+        "    on: {y: b}\n  b: {final: true}\n"
+    )
+    with pytest.raises(JourneyValidationError, match="channel"):
+        load_rules(tmp_path, None)
