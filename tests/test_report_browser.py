@@ -20,7 +20,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.test_reports import seed, serve_reports
+from tests.report_seed import seed
+from tests.test_report_page import serve_reports
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
