@@ -17,8 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
-from temporalio.worker import UnsandboxedWorkflowRunner, Worker
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.worker import Worker
 
 from activities.actions import ActionActivities
 from activities.journeys import JourneyActivities
@@ -26,8 +25,9 @@ from activities.segments import SegmentActivities
 from engine import JourneyValidationError, load_rules
 from engine.policy import load_policy
 from engine.segments import load_segments
+from runtime.replay import SplitRepairRunner
 from runtime.schedules import ensure_segment_schedule
-from runtime.temporal import connect_with_retry
+from runtime.temporal import connect_with_retry, sandbox_runner, workflow_runner
 from settings import Settings, get_settings
 from store import catalog as catalog_store
 from store.db import migrate, pool
@@ -35,18 +35,7 @@ from workflows.customer import CustomerWorkflow
 from workflows.segments import SegmentRefreshWorkflow
 
 log = logging.getLogger("journeys.worker")
-PASSTHROUGH = ("engine", "workflows", "pydantic", "pydantic_core", "cel", "annotated_types")
-
-
-def sandbox_runner() -> SandboxedWorkflowRunner:
-    """The workflow sandbox, with the pure engine, the workflow package and their libraries
-    passed through: loaded once per worker instead of once per customer, which cut worker
-    CPU per event by a fifth and memory per cached customer by a fifth (``make bench``).
-    It is safe because none of them keeps mutable module state; the sandbox still guards
-    what workflow code may call, and the replay tests guard determinism."""
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
-    )
+__all__ = ["build_worker", "main", "prepare_database", "run", "sandbox_runner"]
 
 
 def build_worker(
@@ -58,15 +47,17 @@ def build_worker(
     sticky_timeout: timedelta | None = None,
 ) -> Worker:
     """The worker for customer workflows. A long sticky timeout keeps throughput under a
-    backlog (shared/TEMPORAL-PERF.md); tests that restart workers pass a short one."""
+    backlog (shared/TEMPORAL-PERF.md); tests that restart workers pass a short one. Runs
+    whose recorded workflow tasks were split under load replay as recorded
+    (``runtime.replay``)."""
+    runner = SplitRepairRunner(workflow_runner(settings))
+    runner.learn_from(client, asyncio.get_running_loop())
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=[CustomerWorkflow, SegmentRefreshWorkflow],
         activities=activities,
-        workflow_runner=sandbox_runner()
-        if settings.workflow_sandbox
-        else UnsandboxedWorkflowRunner(),
+        workflow_runner=runner,
         max_cached_workflows=settings.max_cached_workflows,
         max_concurrent_workflow_task_polls=20,
         sticky_queue_schedule_to_start_timeout=sticky_timeout

@@ -12,6 +12,7 @@ from engine.identity import customer_key, workflow_id
 from engine.model import Event
 from workflows.customer import CUSTOMER_ID, CustomerWorkflow
 from workflows.io import (
+    CODE_VERSION,
     QUERY_STATE,
     SIGNAL_CATALOG,
     SIGNAL_EVENTS,
@@ -36,8 +37,10 @@ async def send_events(
     search_attributes: bool = True,
     max_steps_per_run: int = 500,
     action_timeout_seconds: int = 60,
+    code_version: int = CODE_VERSION,
 ) -> WorkflowHandle[CustomerWorkflow, None]:
-    """Signal-with-start: the customer's first event creates their workflow."""
+    """Signal-with-start: the customer's first event creates their workflow (at
+    ``code_version``: today's unless a test records an older run's history)."""
     return await client.start_workflow(
         CustomerWorkflow.run,
         CustomerInput(
@@ -46,6 +49,7 @@ async def send_events(
             search_attributes=search_attributes,
             max_steps_per_run=max_steps_per_run,
             action_timeout_seconds=action_timeout_seconds,
+            code_version=code_version,
         ),
         id=workflow_id(customer_id),
         task_queue=task_queue,

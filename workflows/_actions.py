@@ -37,12 +37,15 @@ LOCAL_FIRST_RETRY = RetryPolicy(
 LOCAL_FIRST_TIMEOUT = timedelta(seconds=10)
 
 
-async def execute_action(data: ActionInput, action_timeout: timedelta) -> ActionResult:
-    """Run ``data``'s action; raises ``FailureError`` when it failed for good."""
+async def execute_action(
+    data: ActionInput, action_timeout: timedelta, *, local_first: bool
+) -> ActionResult:
+    """Run ``data``'s action (``local_first``: try it as a local activity first); raises
+    ``FailureError`` when it failed for good."""
     command = data.command
     activity = ACTIONS[command.kind].activity
     assert activity is not None
-    if workflow.patched(PATCH_LOCAL_FIRST):
+    if local_first:
         try:
             fast: ActionResult = await workflow.execute_local_activity(
                 activity,

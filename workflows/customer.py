@@ -23,8 +23,9 @@ with workflow.unsafe.imports_passed_through():
     from engine.details import markdown
     from engine.identity import customer_key
     from engine.model import Customer, Problem
-    from workflows._actions import execute_action
+    from workflows._actions import PATCH_LOCAL_FIRST, execute_action
     from workflows.io import (
+        CODE_VERSION,
         QUERY_STATE,
         SIGNAL_CATALOG,
         SIGNAL_EVENTS,
@@ -46,6 +47,9 @@ JOURNEY_VERSIONS = SearchAttributeKey.for_keyword_list("JourneyVersions")
 PATCH_LOCAL_TRANSITIONS = "transitions-as-local-activity"
 # a move's new timers and deferred messages are armed at once (before: at the next event)
 PATCH_ARM_AFTER_MOVE = "arm-timer-after-move"
+# runs started at this code version or later (workflows.io.CODE_VERSION) have the patched
+# behaviours above from their first task, without asking workflow.patched
+CODE_VERSION_DECIDED = 4
 STORE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
 )
@@ -69,6 +73,7 @@ class CustomerWorkflow:
         self._timer: asyncio.Task[None] | None = None
         self._timer_due: datetime | None = None
         self._details = ""
+        self._code_version = input.code_version
 
     # --- messages -------------------------------------------------------------------------
 
@@ -101,7 +106,7 @@ class CustomerWorkflow:
             except MoveError as exc:  # fails the update, not the workflow task
                 raise ApplicationError(str(exc), type="MoveError", non_retryable=True) from None
             await self._carry_out(step)
-            if workflow.patched(PATCH_ARM_AFTER_MOVE):
+            if self._has(PATCH_ARM_AFTER_MOVE):
                 self._arm_timer()
         run = self._state.runs[request.journey]
         return MoveResult(journey=request.journey, state=run.state, version=run.version)
@@ -162,8 +167,15 @@ class CustomerWorkflow:
                 search_attributes=self._use_attributes,
                 max_steps_per_run=self._max_steps,
                 action_timeout_seconds=input.action_timeout_seconds,
+                code_version=CODE_VERSION,  # a new run starts with today's behaviours
             )
         )
+
+    def _has(self, patch: str) -> bool:
+        """Whether this run has the behaviour ``patch`` introduced. Runs started at
+        ``CODE_VERSION_DECIDED`` or later have them all, without a marker; older runs ask
+        ``workflow.patched``, at the same places as when their history was recorded."""
+        return self._code_version >= CODE_VERSION_DECIDED or workflow.patched(patch)
 
     def _should_continue_as_new(self) -> bool:
         return self._steps >= self._max_steps or workflow.info().is_continue_as_new_suggested()
@@ -300,7 +312,7 @@ class CustomerWorkflow:
             # less; histories recorded before the patch used a regular activity
             run_log = (
                 workflow.execute_local_activity
-                if workflow.patched(PATCH_LOCAL_TRANSITIONS)
+                if self._has(PATCH_LOCAL_TRANSITIONS)
                 else workflow.execute_activity
             )
             await run_log(
@@ -315,7 +327,9 @@ class CustomerWorkflow:
     async def _run_action(self, data: ActionInput) -> None:
         command = data.command
         try:
-            result = await execute_action(data, self._action_timeout)
+            result = await execute_action(
+                data, self._action_timeout, local_first=self._has(PATCH_LOCAL_FIRST)
+            )
         except FailureError as exc:  # an activity's error, or a local activity's own
             if is_cancelled_exception(exc):
                 raise  # the workflow is being cancelled: not a problem of the journey

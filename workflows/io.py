@@ -68,6 +68,15 @@ class DeferredAction(BaseModel):
     visit: int = 0
 
 
+# Behaviours a run started at this version has from its first task: actions local first,
+# transitions logged by a local activity, a move's timers armed at once. Deciding them from
+# the input, not with ``workflow.patched``, costs new customers no marker and no search
+# attribute upsert, and cannot be broken by where a loaded worker splits workflow tasks
+# (docs/operations.md, "Replay"). Raise it for the next change that must not reach runs in
+# flight, and branch on ``input.code_version`` in the workflow.
+CODE_VERSION = 4
+
+
 class CustomerInput(BaseModel):
     customer_id: str
     state: CustomerState | None = None
@@ -79,6 +88,9 @@ class CustomerInput(BaseModel):
     # how long one action attempt may take before Temporal retries it (a crashed worker's
     # attempt is retried after this)
     action_timeout_seconds: int = 60
+    # which behaviours this run has (see ``CODE_VERSION``); 0 for runs started before it
+    # existed, which decide them with ``workflow.patched`` as they always did
+    code_version: int = 0
 
 
 class MoveRequest(BaseModel):

@@ -1,0 +1,297 @@
+"""Replay customers' histories with the current code, including histories whose workflow
+tasks a loaded worker split in a way that plain replay cannot follow.
+
+The split: under a backlog, sdk-core may complete a workflow task with a local activity's
+result marker while the workflow code is still handling that result (the task's heartbeat
+raced the activation); the code's commands then land in the *next* task. Replay delivers the
+result inside the earlier task, so code that calls ``workflow.patched`` right after it gets
+False (the marker is only announced a task later) and fails with TMPRL1100 "Non-deprecated
+patch marker encountered". A customer recorded so is stuck after a worker restart.
+
+Runs started at ``workflows.io.CODE_VERSION`` 4 or later never call ``patched`` and do not
+depend on where tasks split. For older runs, ``SplitRepairRunner`` replays such a history the
+way it was recorded: it holds the local activity's result back to the first activation of the
+next task. The split is read from the history (``split_points``), and the repair is used only
+after a plain replay failed with a nondeterminism error: the worker fetches the history when
+core evicts a run for nondeterminism, so the next attempt of that task replays repaired;
+``replay_history`` does the same with the history in hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.bridge.proto.workflow_activation import RemoveFromCache, WorkflowActivation
+from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
+from temporalio.client import Client, WorkflowHistory
+from temporalio.converter import DataConverter
+from temporalio.worker import (
+    Replayer,
+    WorkflowInstance,
+    WorkflowInstanceDetails,
+    WorkflowRunner,
+)
+
+log = logging.getLogger(__name__)
+
+# (event id of the workflow task started event, local activity seq)
+SplitPoint = tuple[int, int]
+_LA_MARKER = "core_local_activity"
+_MAX_PLANS = 10_000
+
+
+def split_points(history: WorkflowHistory) -> frozenset[SplitPoint]:
+    """Where a task was completed with only local activity markers and the next task was
+    created at once with no event in between: nothing the workflow waited for arrived, so
+    the server made that task only because core asked for it while the workflow was still
+    handling those results."""
+    events = list(history.events)
+    points: set[SplitPoint] = set()
+    for i, event in enumerate(events):
+        if event.event_type != EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            continue
+        started = event.workflow_task_completed_event_attributes.started_event_id
+        seqs: list[int] = []
+        j = i + 1
+        while j < len(events) and _is_la_marker(events[j]):
+            seqs.append(_la_seq(events[j]))
+            j += 1
+        forced = (
+            j + 1 < len(events)
+            and events[j].event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED
+            and events[j + 1].event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
+        )
+        if seqs and forced:
+            points.update((started, seq) for seq in seqs)
+    return frozenset(points)
+
+
+def _is_la_marker(event: Any) -> bool:
+    return bool(
+        event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and event.marker_recorded_event_attributes.marker_name == _LA_MARKER
+    )
+
+
+def _la_seq(event: Any) -> int:
+    data = event.marker_recorded_event_attributes.details["data"].payloads[0].data
+    return int(json.loads(data)["seq"])
+
+
+class SplitRepairRunner(WorkflowRunner):
+    """A workflow runner around another (the sandbox) that replays split histories as they
+    were recorded. Without a plan for a run it only passes activations through."""
+
+    def __init__(self, inner: WorkflowRunner) -> None:
+        self._inner = inner
+        self._plans: OrderedDict[str, frozenset[SplitPoint]] = OrderedDict()
+        self._everyone: frozenset[SplitPoint] = frozenset()
+        self._learn: Callable[[str, str], None] | None = None
+        self._asked: set[str] = set()
+
+    def plan(self, run_id: str | None, points: frozenset[SplitPoint]) -> None:
+        """Repair run ``run_id`` (every run this runner creates, for ``None``) at ``points``."""
+        if run_id is None:
+            self._everyone = points
+            return
+        self._plans[run_id] = points
+        while len(self._plans) > _MAX_PLANS:
+            self._plans.popitem(last=False)
+
+    def learn_from(self, client: Client, loop: asyncio.AbstractEventLoop) -> None:
+        """In a live worker: when core evicts a run for nondeterminism, fetch its history
+        and, if it was split, replay the next attempt of its task repaired."""
+
+        async def learn(workflow_id: str, run_id: str) -> None:
+            try:
+                handle = client.get_workflow_handle(workflow_id, run_id=run_id)
+                points = split_points(await handle.fetch_history())
+            except Exception as exc:
+                log.warning("could not read the history of %s to repair it: %s", run_id, exc)
+                self._asked.discard(run_id)
+                return
+            if points:
+                log.warning(
+                    "workflow run %s was recorded with split workflow tasks; "
+                    "replaying it as recorded",
+                    run_id,
+                )
+                self.plan(run_id, points)
+
+        def on_nondeterminism(workflow_id: str, run_id: str) -> None:
+            if run_id in self._asked or run_id in self._plans:
+                return
+            self._asked.add(run_id)
+            if len(self._asked) > _MAX_PLANS:
+                self._asked.clear()
+            asyncio.run_coroutine_threadsafe(learn(workflow_id, run_id), loop)
+
+        self._learn = on_nondeterminism
+
+    def prepare_workflow(self, defn: Any) -> None:
+        self._inner.prepare_workflow(defn)
+
+    def set_worker_level_failure_exception_types(
+        self, types: Sequence[type[BaseException]]
+    ) -> None:
+        self._inner.set_worker_level_failure_exception_types(types)
+
+    def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
+        info = det.info
+        points = self._plans.get(info.run_id, self._everyone)
+        learn = self._learn
+
+        def evicted_for_nondeterminism() -> None:
+            if learn is not None:
+                learn(info.workflow_id, info.run_id)
+
+        return _RepairingInstance(
+            self._inner.create_instance(det), points, evicted_for_nondeterminism
+        )
+
+
+class _RepairingInstance(WorkflowInstance):
+    def __init__(
+        self,
+        inner: WorkflowInstance,
+        points: frozenset[SplitPoint],
+        on_nondeterminism: Callable[[], None],
+    ) -> None:
+        self._inner = inner
+        self._points = points
+        self._on_nondeterminism = on_nondeterminism
+        self._held: list[Any] = []
+        self._held_in = 0  # the task whose activation the held results came in
+
+    def activate(self, act: WorkflowActivation) -> WorkflowActivationCompletion:
+        for job in act.jobs:
+            if (
+                job.HasField("remove_from_cache")
+                and job.remove_from_cache.reason == RemoveFromCache.NONDETERMINISM
+            ):
+                self._on_nondeterminism()
+        if self._points or self._held:
+            self._reorder(act)
+        return self._inner.activate(act)
+
+    def _reorder(self, act: WorkflowActivation) -> None:
+        jobs = list(act.jobs)
+        release = bool(self._held) and act.history_length != self._held_in
+        keep = list(self._held) + jobs if release else jobs
+        if release:
+            self._held = []
+        if act.is_replaying:
+            hold = [
+                j
+                for j in keep
+                if j.HasField("resolve_activity")
+                and (act.history_length, j.resolve_activity.seq) in self._points
+            ]
+            if hold:
+                self._held += hold
+                self._held_in = act.history_length
+                keep = [j for j in keep if all(j is not h for h in hold)]
+        if release or self._held:
+            del act.jobs[:]
+            act.jobs.extend(keep)
+
+    def get_serialization_context(self, command_info: Any) -> Any:
+        return self._inner.get_serialization_context(command_info)
+
+    def get_external_store_context(self, command_info: Any) -> Any:
+        return self._inner.get_external_store_context(command_info)
+
+    def get_info(self) -> Any:
+        return self._inner.get_info()
+
+    def get_thread_id(self) -> int | None:
+        return self._inner.get_thread_id()
+
+
+@dataclass(frozen=True)
+class ReplayFailure:
+    """A history the current code cannot replay: a customer who would be stuck."""
+
+    workflow_id: str
+    run_id: str
+    reason: str
+
+
+async def replay_history(
+    history: WorkflowHistory,
+    *,
+    workflows: Sequence[type],
+    runner: Callable[[], WorkflowRunner],
+    data_converter: DataConverter,
+) -> str | None:
+    """Replay one history with the current code; the failure's text, or None. A history
+    whose tasks were split (``split_points``) is replayed again, repaired, as the worker
+    would after its first failure."""
+    failure = await _replay(history, workflows, SplitRepairRunner(runner()), data_converter)
+    if failure is None:
+        return None
+    points = split_points(history)
+    if not points:
+        return failure
+    repaired = SplitRepairRunner(runner())
+    repaired.plan(None, points)
+    return await _replay(history, workflows, repaired, data_converter)
+
+
+async def _replay(
+    history: WorkflowHistory,
+    workflows: Sequence[type],
+    runner: WorkflowRunner,
+    data_converter: DataConverter,
+) -> str | None:
+    replayer = Replayer(
+        workflows=list(workflows), data_converter=data_converter, workflow_runner=runner
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    return None if result.replay_failure is None else str(result.replay_failure)
+
+
+CUSTOMERS = "WorkflowType = 'CustomerWorkflow'"
+
+
+async def replay_all(
+    client: Client, query: str | None = None, limit: int | None = None
+) -> list[ReplayFailure]:
+    """Replay the live histories ``query`` selects (every customer by default) with the
+    current code, sandboxed as the worker runs them: the check to run before deploying a
+    new worker. Returns each history that fails, with the reason."""
+    from runtime.temporal import sandbox_runner
+    from workflows.customer import CustomerWorkflow
+    from workflows.segments import SegmentRefreshWorkflow
+
+    workflows = [CustomerWorkflow, SegmentRefreshWorkflow]
+    executions = client.list_workflows(query or CUSTOMERS, limit=limit)
+    replayer = Replayer(
+        workflows=workflows,
+        data_converter=client.data_converter,
+        workflow_runner=SplitRepairRunner(sandbox_runner()),
+    )
+    results = await replayer.replay_workflows(
+        executions.map_histories(), raise_on_replay_failure=False
+    )
+    failures = []
+    for run_id in sorted(results.replay_failures):
+        listed = [e async for e in client.list_workflows(f"RunId = '{run_id}'", limit=1)]
+        workflow_id = listed[0].id if listed else "?"
+        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+        reason = await replay_history(
+            history,
+            workflows=workflows,
+            runner=sandbox_runner,
+            data_converter=client.data_converter,
+        )
+        if reason is not None:
+            failures.append(ReplayFailure(workflow_id, run_id, reason))
+    return failures
