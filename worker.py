@@ -25,9 +25,9 @@ from activities.segments import SegmentActivities
 from engine import JourneyValidationError, load_rules
 from engine.policy import load_policy
 from engine.segments import load_segments
-from runtime.replay import SplitRepairRunner
+from runtime.replay import repair_runner
 from runtime.schedules import ensure_segment_schedule
-from runtime.temporal import connect_with_retry, sandbox_runner, workflow_runner
+from runtime.temporal import connect_with_retry, sandbox_runner
 from settings import Settings, get_settings
 from store import catalog as catalog_store
 from store.db import migrate, pool
@@ -50,7 +50,7 @@ def build_worker(
     backlog (shared/TEMPORAL-PERF.md); tests that restart workers pass a short one. Runs
     whose recorded workflow tasks were split under load replay as recorded
     (``runtime.replay``)."""
-    runner = SplitRepairRunner(workflow_runner(settings))
+    runner = repair_runner(sandboxed=settings.workflow_sandbox)
     runner.learn_from(client, asyncio.get_running_loop())
     return Worker(
         client,

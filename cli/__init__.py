@@ -1,5 +1,5 @@
 """``journeys``: validate, graph and simulate journeys offline; send events to, inspect,
-move and upgrade customers of a running system.
+move, upgrade and replay customers of a running system.
 
 Exit codes: 0 success, 1 a user error (bad journey file, bad input, unknown customer),
 2 bad usage (argparse). User errors print one sentence that says what to fix."""
@@ -14,10 +14,11 @@ from .commands import OFFLINE, UserError
 from .live import LIVE
 from .managers import MANAGERS
 from .render import RENDER
+from .replay import REPLAY
 from .report import REPORT
 from .segments import SEGMENTS
 
-COMMANDS = {**OFFLINE, **LIVE, **MANAGERS, **RENDER, **SEGMENTS, **REPORT}
+COMMANDS = {**OFFLINE, **LIVE, **MANAGERS, **RENDER, **SEGMENTS, **REPORT, **REPLAY}
 
 __all__ = ["main", "run"]
 

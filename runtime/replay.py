@@ -9,12 +9,13 @@ False (the marker is only announced a task later) and fails with TMPRL1100 "Non-
 patch marker encountered". A customer recorded so is stuck after a worker restart.
 
 Runs started at ``workflows.io.CODE_VERSION`` 4 or later never call ``patched`` and do not
-depend on where tasks split. For older runs, ``SplitRepairRunner`` replays such a history the
-way it was recorded: it holds the local activity's result back to the first activation of the
-next task. The split is read from the history (``split_points``), and the repair is used only
-after a plain replay failed with a nondeterminism error: the worker fetches the history when
-core evicts a run for nondeterminism, so the next attempt of that task replays repaired;
-``replay_history`` does the same with the history in hand.
+depend on where tasks split. For older runs, ``SplitRepair`` (mixed into the workflow runner)
+replays such a history the way it was recorded: it holds the local activity's result back to
+the first activation of the next task. The split is read from the history
+(``split_points``), and the repair is used only after a plain replay failed with a
+nondeterminism error: the worker fetches the history when core evicts a run for
+nondeterminism, so the next attempt of that task replays repaired; ``replay_history`` does
+the same with the history in hand.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import asyncio
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,10 +35,14 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import DataConverter
 from temporalio.worker import (
     Replayer,
+    UnsandboxedWorkflowRunner,
     WorkflowInstance,
     WorkflowInstanceDetails,
     WorkflowRunner,
 )
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+from runtime.temporal import sandbox_restrictions
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +90,12 @@ def _la_seq(event: Any) -> int:
     return int(json.loads(data)["seq"])
 
 
-class SplitRepairRunner(WorkflowRunner):
-    """A workflow runner around another (the sandbox) that replays split histories as they
+class SplitRepair:
+    """Mixed into a workflow runner (the sandbox, or none): replays split histories as they
     were recorded. Without a plan for a run it only passes activations through."""
 
-    def __init__(self, inner: WorkflowRunner) -> None:
-        self._inner = inner
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._plans: OrderedDict[str, frozenset[SplitPoint]] = OrderedDict()
         self._everyone: frozenset[SplitPoint] = frozenset()
         self._learn: Callable[[str, str], None] | None = None
@@ -104,6 +109,11 @@ class SplitRepairRunner(WorkflowRunner):
         self._plans[run_id] = points
         while len(self._plans) > _MAX_PLANS:
             self._plans.popitem(last=False)
+
+    def on_nondeterminism(self, callback: Callable[[str, str], None]) -> None:
+        """Call ``callback(workflow_id, run_id)`` when core evicts a run for nondeterminism
+        (from the worker's activation thread)."""
+        self._learn = callback
 
     def learn_from(self, client: Client, loop: asyncio.AbstractEventLoop) -> None:
         """In a live worker: when core evicts a run for nondeterminism, fetch its history
@@ -133,15 +143,7 @@ class SplitRepairRunner(WorkflowRunner):
                 self._asked.clear()
             asyncio.run_coroutine_threadsafe(learn(workflow_id, run_id), loop)
 
-        self._learn = on_nondeterminism
-
-    def prepare_workflow(self, defn: Any) -> None:
-        self._inner.prepare_workflow(defn)
-
-    def set_worker_level_failure_exception_types(
-        self, types: Sequence[type[BaseException]]
-    ) -> None:
-        self._inner.set_worker_level_failure_exception_types(types)
+        self.on_nondeterminism(on_nondeterminism)
 
     def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
         info = det.info
@@ -152,9 +154,27 @@ class SplitRepairRunner(WorkflowRunner):
             if learn is not None:
                 learn(info.workflow_id, info.run_id)
 
-        return _RepairingInstance(
-            self._inner.create_instance(det), points, evicted_for_nondeterminism
-        )
+        inner: WorkflowInstance = super().create_instance(det)  # type: ignore[misc]
+        return _RepairingInstance(inner, points, evicted_for_nondeterminism)
+
+
+class SandboxedRepairRunner(SplitRepair, SandboxedWorkflowRunner):
+    """The workflow sandbox, replaying split histories as recorded."""
+
+
+class UnsandboxedRepairRunner(SplitRepair, UnsandboxedWorkflowRunner):
+    """No sandbox (``JOURNEYS_WORKFLOW_SANDBOX=false``), replaying split histories as recorded."""
+
+
+RepairRunner = SandboxedRepairRunner | UnsandboxedRepairRunner
+
+
+def repair_runner(*, sandboxed: bool = True) -> RepairRunner:
+    """The runner a worker and ``replay`` use: the project's sandbox (``sandbox_runner``)
+    or none, with the repair of split histories."""
+    if not sandboxed:
+        return UnsandboxedRepairRunner()
+    return SandboxedRepairRunner(restrictions=sandbox_restrictions())
 
 
 class _RepairingInstance(WorkflowInstance):
@@ -224,23 +244,31 @@ class ReplayFailure:
     reason: str
 
 
+@dataclass(frozen=True)
+class ReplayReport:
+    """What ``replay_all`` found: how many histories it replayed, and which failed."""
+
+    replayed: int
+    failures: list[ReplayFailure]
+
+
 async def replay_history(
     history: WorkflowHistory,
     *,
     workflows: Sequence[type],
-    runner: Callable[[], WorkflowRunner],
     data_converter: DataConverter,
+    sandboxed: bool = True,
 ) -> str | None:
     """Replay one history with the current code; the failure's text, or None. A history
     whose tasks were split (``split_points``) is replayed again, repaired, as the worker
     would after its first failure."""
-    failure = await _replay(history, workflows, SplitRepairRunner(runner()), data_converter)
+    failure = await _replay(history, workflows, repair_runner(sandboxed=sandboxed), data_converter)
     if failure is None:
         return None
     points = split_points(history)
     if not points:
         return failure
-    repaired = SplitRepairRunner(runner())
+    repaired = repair_runner(sandboxed=sandboxed)
     repaired.plan(None, points)
     return await _replay(history, workflows, repaired, data_converter)
 
@@ -263,24 +291,28 @@ CUSTOMERS = "WorkflowType = 'CustomerWorkflow'"
 
 async def replay_all(
     client: Client, query: str | None = None, limit: int | None = None
-) -> list[ReplayFailure]:
+) -> ReplayReport:
     """Replay the live histories ``query`` selects (every customer by default) with the
     current code, sandboxed as the worker runs them: the check to run before deploying a
-    new worker. Returns each history that fails, with the reason."""
-    from runtime.temporal import sandbox_runner
+    new worker. Reports how many were replayed and each that fails, with the reason."""
     from workflows.customer import CustomerWorkflow
     from workflows.segments import SegmentRefreshWorkflow
 
     workflows = [CustomerWorkflow, SegmentRefreshWorkflow]
-    executions = client.list_workflows(query or CUSTOMERS, limit=limit)
+    replayed = 0
+
+    async def histories() -> AsyncIterator[WorkflowHistory]:
+        nonlocal replayed
+        async for history in client.list_workflows(query or CUSTOMERS, limit=limit).map_histories():
+            replayed += 1
+            yield history
+
     replayer = Replayer(
         workflows=workflows,
         data_converter=client.data_converter,
-        workflow_runner=SplitRepairRunner(sandbox_runner()),
+        workflow_runner=repair_runner(),
     )
-    results = await replayer.replay_workflows(
-        executions.map_histories(), raise_on_replay_failure=False
-    )
+    results = await replayer.replay_workflows(histories(), raise_on_replay_failure=False)
     failures = []
     for run_id in sorted(results.replay_failures):
         listed = [e async for e in client.list_workflows(f"RunId = '{run_id}'", limit=1)]
@@ -289,9 +321,8 @@ async def replay_all(
         reason = await replay_history(
             history,
             workflows=workflows,
-            runner=sandbox_runner,
             data_converter=client.data_converter,
         )
         if reason is not None:
             failures.append(ReplayFailure(workflow_id, run_id, reason))
-    return failures
+    return ReplayReport(replayed=replayed, failures=failures)

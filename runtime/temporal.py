@@ -8,7 +8,6 @@ import logging
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
-from temporalio.worker import UnsandboxedWorkflowRunner, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from settings import Settings
@@ -94,17 +93,15 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
 PASSTHROUGH = ("engine", "workflows", "pydantic", "pydantic_core", "cel", "annotated_types")
 
 
+def sandbox_restrictions() -> SandboxRestrictions:
+    """The workflow sandbox's rules, with the pure engine, the workflow package and their
+    libraries passed through: loaded once per worker instead of once per customer, which
+    cut worker CPU per event by a fifth and memory per cached customer by a fifth (``make
+    bench``). It is safe because none of them keeps mutable module state; the sandbox
+    still guards what workflow code may call, and the replay tests guard determinism."""
+    return SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
+
+
 def sandbox_runner() -> SandboxedWorkflowRunner:
-    """The workflow sandbox, with the pure engine, the workflow package and their libraries
-    passed through: loaded once per worker instead of once per customer, which cut worker
-    CPU per event by a fifth and memory per cached customer by a fifth (``make bench``).
-    It is safe because none of them keeps mutable module state; the sandbox still guards
-    what workflow code may call, and the replay tests guard determinism."""
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSTHROUGH)
-    )
-
-
-def workflow_runner(settings: Settings) -> WorkflowRunner:
-    """The runner the worker uses: sandboxed unless ``JOURNEYS_WORKFLOW_SANDBOX=false``."""
-    return sandbox_runner() if settings.workflow_sandbox else UnsandboxedWorkflowRunner()
+    """The workflow sandbox as the worker configures it (``sandbox_restrictions``)."""
+    return SandboxedWorkflowRunner(restrictions=sandbox_restrictions())

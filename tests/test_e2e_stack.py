@@ -132,6 +132,15 @@ def test_events_in_states_visible_in_cli_and_search(stack: Stack):
     missing = cli(stack, "show", "nobody", check=False)
     assert missing.returncode == 1 and "no customer 'nobody'" in missing.stderr
     assert worker.poll() is None
+    assert_every_customer_replays(stack, 3)
+    bad = cli(stack, "replay", "--query", "NoSuchField = 1", check=False)
+    assert bad.returncode == 1 and "Temporal refused the query" in bad.stderr
+
+
+def assert_every_customer_replays(stack: Stack, customers: int) -> None:
+    """``journeys replay`` over every customer after a load: the code replays them all."""
+    out = cli(stack, "replay").stdout
+    assert f"replayed {customers} history(ies) with the current code: 0 failure(s)" in out, out
 
 
 def test_worker_killed_and_temporal_restarted_nothing_lost(stack: Stack):
@@ -288,6 +297,7 @@ def test_worker_sigkill_mid_stream_nothing_lost_nothing_twice(tmp_path: Path, pg
                 "SELECT action, count(*) FROM action_log GROUP BY action"
             ).fetchall()
         assert dict(rows) == {"send": 1}
+        assert_every_customer_replays(s, 1)  # its history, split by the kill, replays
 
 
 def test_postgres_restart_refuses_then_accepts_and_delivers(tmp_path: Path):
