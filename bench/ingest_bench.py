@@ -330,6 +330,16 @@ async def measure(
         )
         rows.append(("unlistened events accepted/s", f"{args.events / took:,.0f}"))
         rows.append(("unlistened / ceiling", f"{args.events / took / top:.0f}x"))
+
+        # speed must never come from breaking determinism: every customer's history, as
+        # this load split its tasks, replays with the current code (journeys replay)
+        from runtime.replay import replay_all
+
+        report = await replay_all(client)
+        rows.append(("customer histories replayed (journeys replay)", f"{report.replayed:,}"))
+        rows.append(("  replay failures", f"{len(report.failures):,}"))
+        for failure in report.failures[:5]:
+            print(f"replay failure {failure.workflow_id}: {failure.reason[:300]}", file=sys.stderr)
     return rows
 
 
