@@ -11,13 +11,14 @@ import os
 import sys
 
 from .commands import OFFLINE, UserError
+from .dead_letters import DEAD_LETTERS
 from .live import LIVE
 from .managers import MANAGERS
 from .render import RENDER
 from .report import REPORT
 from .segments import SEGMENTS
 
-COMMANDS = {**OFFLINE, **LIVE, **MANAGERS, **RENDER, **SEGMENTS, **REPORT}
+COMMANDS = {**OFFLINE, **LIVE, **MANAGERS, **RENDER, **SEGMENTS, **REPORT, **DEAD_LETTERS}
 
 __all__ = ["main", "run"]
 
