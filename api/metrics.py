@@ -33,6 +33,6 @@ class Metrics:
             registry=r,
         )
         self.dead_letters_waiting = Gauge(
-            "journeys_dead_letters", "Dead letters waiting for an admin", registry=r
+            "journeys_dead_letters_waiting", "Dead letters waiting for an admin", registry=r
         )
         self.outbox = Gauge("journeys_outbox_events", "Events waiting for delivery", registry=r)

@@ -42,6 +42,8 @@ class Plan:
 
 def reason(exc: BaseException) -> str:
     """Why a conversion failed, without the input (pydantic puts the data in its message)."""
+    if isinstance(exc, Unsendable):
+        return str(exc)
     if isinstance(exc, pydantic.ValidationError):
         first = exc.errors(include_url=False, include_input=False, include_context=False)
         text = first[0]["msg"] if first else "invalid"
