@@ -290,7 +290,11 @@ class Dispatcher:
                 )
                 rpc.append(time.monotonic() - t0)
             except Exception as exc:
-                if not _for_good(exc):
+                if not _for_good(exc) or (
+                    len(chunk) == 1
+                    and isinstance(exc, RPCError)
+                    and not await self._takes_empty(client, customer_id, seq)
+                ):
                     out.error = f"{type(exc).__name__}: {exc}"[:500]
                     out.failed = [eid for c in (chunk, *queue) for eid, _ in c]
                     return out
@@ -302,6 +306,18 @@ class Dispatcher:
                 continue
             out.delivered += [eid for eid, _ in chunk]
         return out
+
+    async def _takes_empty(self, client: Client, customer_id: str, seq: int) -> bool:
+        """Whether Temporal takes a signal without events for this customer: if it refuses
+        that too (a search attribute not registered, a namespace setting), the event is not
+        at fault and must not become a dead letter; the customer backs off instead."""
+        try:
+            await customers.send_events(
+                client, customer_id, [], task_queue=self.task_queue, catalog_seq=seq
+            )
+        except Exception:
+            return False
+        return True
 
     def _resting(self) -> list[str]:
         """Customers whose last delivery failed, until their backoff is over."""

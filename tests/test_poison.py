@@ -12,9 +12,11 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 from temporalio.api.enums.v1 import EventType
+from temporalio.service import RPCError, RPCStatusCode
 
 from cli import run as cli_run
 from engine.identity import workflow_id
+from engine.model import Event
 from ingest import _bounds
 from ingest.dispatcher import Dispatcher
 from tests import test_api
@@ -253,3 +255,43 @@ async def test_poison_rows_become_dead_letters_and_can_be_retried_or_dropped(
         assert await asyncio.to_thread(cli_run, ["dead-letters", *argv]) == code
     assert await api.count("SELECT count(*) FROM dead_letters") == 0
     assert await api.count("SELECT count(*) FROM events WHERE customer_id = %s", victim) == 6
+
+
+def _event(n: int, **properties: Any) -> tuple[int, Event]:
+    at = datetime.now(UTC)
+    return n, Event(name="order_completed", id=f"event-{n}", timestamp=at, properties=properties)
+
+
+async def test_a_refused_signal_is_halved_until_the_poison_is_alone(time_env, task_queue):
+    d = Dispatcher(None, "", None, task_queue=task_queue)  # type: ignore[arg-type]
+    items = [_event(1), _event(2), _event(3, x=nest(230)), _event(4)]
+    rpc: list[float] = []
+    out = await d._deliver(time_env.client, "halves", items, None, 0, rpc)
+    assert out.delivered == [1, 2, 4] and list(out.dead) == [3] and not out.failed
+    assert "recursion limit" in out.dead[3]
+    assert len(rpc) == 2  # [1, 2] and [4]: the poison never reached Temporal
+    history = await time_env.client.get_workflow_handle(workflow_id("halves")).fetch_history()
+    signalled = [
+        e.workflow_execution_signaled_event_attributes
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED
+    ]
+    assert len(signalled) == 2
+
+
+async def test_a_passing_failure_stops_the_customer_there_keeping_order(time_env, task_queue):
+    # the test server refuses a 4.5 MB signal with UNKNOWN: not "for good", so retried later
+    mb = 1024 * 1024
+    budget = int(4.8 * mb)  # signals [1] and [2, 3]
+    d = Dispatcher(None, "", None, task_queue=task_queue, signal_budget=budget)  # type: ignore[arg-type]
+    items = [_event(1, x="z" * (mb // 2)), _event(2, x="z" * int(4.5 * mb)), _event(3)]
+    out = await d._deliver(time_env.client, "stops", items, None, 0, [])
+    assert out.delivered == [1] and out.failed == [2, 3] and not out.dead and out.error
+
+
+def test_only_invalid_argument_is_for_good():
+    from ingest.dispatcher import _for_good
+
+    assert _for_good(RPCError("Blob data size exceeds limit.", RPCStatusCode.INVALID_ARGUMENT, b""))
+    assert not _for_good(RPCError("unreachable", RPCStatusCode.UNAVAILABLE, b""))
+    assert not _for_good(TimeoutError())
