@@ -14,7 +14,7 @@ that can never be delivered (it does not survive that round trip, is over the bu
 alone, or Temporal refuses it as invalid) moves to the dead letters
 (``ingest.dead_letters``) with the reason, and the customer's later events go on. Any other
 failure (Temporal unreachable, a timeout) backs off that customer alone, doubling from 1 s
-to 60 s: the others are delivered meanwhile.
+to 30 s: the others are delivered meanwhile.
 
 Rows are deleted only after Temporal accepted their signal; if it did and
 we crashed before deleting, the event is delivered again and the workflow, which
@@ -74,7 +74,7 @@ class Dispatcher:
         on_delivered: Callable[[Delivery, float], None] | None = None,
         signal_budget: int = _signals.SIGNAL_BUDGET,
         min_backoff: float = 1.0,
-        max_backoff: float = 60.0,
+        max_backoff: float = 30.0,
     ) -> None:
         self.pool = pool
         self.conninfo = conninfo
