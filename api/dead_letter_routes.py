@@ -36,6 +36,10 @@ async def get_dead_letters(
 ) -> dict[str, Any]:
     """Dead letters, newest first: the event (id, name, size), the reason, when it was
     queued and buried. The event's data: ``GET /v1/customers/{id}/events``."""
+    if customer_id is not None and "\x00" in customer_id:
+        raise HTTPException(
+            400, {"error": "bad_field", "message": "customer_id cannot contain NUL characters"}
+        )
     async with state.pool.connection() as conn:
         found = await dead_letters.listing(
             conn, customer_id=customer_id, before=before, limit=limit

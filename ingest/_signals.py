@@ -73,8 +73,8 @@ async def plan(
 ) -> Plan:
     """Signals for ``items`` (in order), each under ``budget`` bytes by estimate; the
     sender still checks each one (``check``) before sending it."""
-    out = Plan(patch=await _fit_patch(converter, patch, catalog_seq, budget))
-    base = await check(converter, EventsSignal(catalog_seq=catalog_seq, customer=out.patch))
+    fitted, base = await _fit_patch(converter, patch, catalog_seq, budget)
+    out = Plan(patch=fitted)
     chunk: list[Item] = []
     used = base
     for event_id, event in items:
@@ -101,16 +101,16 @@ async def plan(
 
 async def _fit_patch(
     converter: DataConverter, patch: CustomerPatch | None, catalog_seq: int, budget: int
-) -> CustomerPatch | None:
+) -> tuple[CustomerPatch | None, int]:
     """The patch, without its traits if they cannot travel (a profile stored by an older
     version, before traits were bounded): the workflow keeps the traits it had, and the
-    events still go."""
-    if patch is None or patch.traits is None:
-        return patch
-    try:
-        size = await check(converter, EventsSignal(catalog_seq=catalog_seq, customer=patch))
-        if size <= budget // _PATCH_SHARE:
-            return patch
-    except Unsendable:
-        pass
-    return patch.model_copy(update={"traits": None})
+    events still go. And the size of a signal with that patch and no events."""
+    if patch is not None and patch.traits is not None:
+        try:
+            size = await check(converter, EventsSignal(catalog_seq=catalog_seq, customer=patch))
+            if size <= budget // _PATCH_SHARE:
+                return patch, size
+        except Unsendable:
+            pass
+        patch = patch.model_copy(update={"traits": None})
+    return patch, await check(converter, EventsSignal(catalog_seq=catalog_seq, customer=patch))

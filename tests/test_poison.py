@@ -175,7 +175,7 @@ async def _poison(api: Api, cid: str, n: int, properties: dict[str, Any]) -> int
 async def test_poison_rows_become_dead_letters_and_can_be_retried_or_dropped(
     api: Api, db_url, monkeypatch, capsys
 ):
-    from reports import build_report, render_text
+    from reports import build_report, render_html, render_text
 
     victim, other = f"psn-{uuid.uuid4().hex[:6]}", f"ok-{uuid.uuid4().hex[:6]}"
     undecodable = await _poison(api, victim, 1, {"revenue": 10, "x": nest(230)})
@@ -212,8 +212,11 @@ async def test_poison_rows_become_dead_letters_and_can_be_retried_or_dropped(
         )
         assert await api.count("SELECT count(*) FROM outbox") == 0
         async with api.db.connection() as conn:
-            text = render_text(await build_report(conn))
-        assert "dead letters: 3" in text
+            report = await build_report(conn)
+        assert "dead letters: 3" in render_text(report)
+        assert "Dead letters: 3" in render_html(report)
+        r = await http.get("/v1/dead-letters?customer_id=a%00b", headers=api.admin())
+        assert r.status_code == 400 and r.json()["error"] == "bad_field"
 
         # an admin repairs the event and retries it: it applies
         async with api.db.connection() as conn:
