@@ -14,6 +14,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from engine import CustomerState
+from ingest import dead_letters
 from ingest.segment import IngestError
 from runtime import customers
 
@@ -293,11 +294,13 @@ async def readyz(request: Request) -> JSONResponse:
 
 @router.get("/metrics", tags=["health"], response_class=PlainTextResponse)
 async def metrics(request: Request) -> PlainTextResponse:
-    """Prometheus metrics: events accepted, deduplicated, rejected by reason, latency."""
+    """Prometheus metrics: events accepted, deduplicated, rejected by reason, latency,
+    delivered, dead letters."""
     state = _state(request)
     try:
         async with state.pool.connection(timeout=2) as conn:
             await state.outbox_depth(conn)
+            state.metrics.dead_letters_waiting.set(await dead_letters.count(conn))
     except Exception:
         pass
     return PlainTextResponse(

@@ -107,6 +107,7 @@ class AppState:
     def delivered(self, result: Delivery, seconds: float) -> None:
         self.metrics.delivered.inc(result.events)
         self.metrics.delivery_failures.inc(result.failed)
+        self.metrics.dead_letters.inc(result.dead)
 
 
 def create_app(settings: Settings | None = None, *, temporal: Client | None = None) -> FastAPI:
@@ -150,6 +151,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     )
     from .action_routes import router as actions
     from .admin_routes import router as admin
+    from .dead_letter_routes import router as dead_letters
     from .dev_routes import router as dev
     from .ingest_routes import router as ingest
     from .report_routes import router as reports
@@ -157,6 +159,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     app.include_router(ingest)
     app.include_router(admin)
     app.include_router(actions)
+    app.include_router(dead_letters)
     app.include_router(dev)
     app.include_router(reports)
 

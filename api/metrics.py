@@ -27,4 +27,12 @@ class Metrics:
         self.delivery_failures = Counter(
             "journeys_delivery_failures_total", "Events whose delivery failed (retried)", registry=r
         )
+        self.dead_letters = Counter(
+            "journeys_dead_letters_total",
+            "Events whose delivery failed for good, moved to dead letters",
+            registry=r,
+        )
+        self.dead_letters_waiting = Gauge(
+            "journeys_dead_letters_waiting", "Dead letters waiting for an admin", registry=r
+        )
         self.outbox = Gauge("journeys_outbox_events", "Events waiting for delivery", registry=r)

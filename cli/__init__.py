@@ -11,6 +11,7 @@ import os
 import sys
 
 from .commands import OFFLINE, UserError
+from .dead_letters import DEAD_LETTERS
 from .live import LIVE
 from .managers import MANAGERS
 from .render import RENDER
@@ -18,7 +19,16 @@ from .replay import REPLAY
 from .report import REPORT
 from .segments import SEGMENTS
 
-COMMANDS = {**OFFLINE, **LIVE, **MANAGERS, **RENDER, **SEGMENTS, **REPORT, **REPLAY}
+COMMANDS = {
+    **OFFLINE,
+    **LIVE,
+    **MANAGERS,
+    **RENDER,
+    **SEGMENTS,
+    **REPORT,
+    **REPLAY,
+    **DEAD_LETTERS,
+}
 
 __all__ = ["main", "run"]
 

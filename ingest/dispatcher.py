@@ -1,13 +1,22 @@
 """Delivering the outbox to customer workflows.
 
 One dispatcher at a time (a PostgreSQL advisory lock elects it among API replicas) takes the
-customers whose oldest waiting event is oldest, and sends each of them one
-signal-with-start with all of their waiting events (up to ``per_customer``) in order, with
-the customer's current traits (contact details removed). A backlog therefore coalesces:
-the slower Temporal is, the more events each signal carries, so the cost per event falls
-exactly when it matters, and no customer waits behind another's flood.
+customers whose oldest waiting event is oldest, and sends each of them signal-with-starts
+with their waiting events (up to ``per_customer`` a round) in order, with the customer's
+current traits (contact details removed). A backlog therefore coalesces: the slower
+Temporal is, the more events each signal carries, so the cost per event falls exactly when
+it matters, and no customer waits behind another's flood.
 
-Rows are deleted only after Temporal accepted the signal; if it did and
+Each signal stays under a byte budget (``ingest._signals``, 512 KB; Temporal refuses 2 MB),
+so a customer's backlog may take several signals, sent one after the other in event order;
+each is encoded and decoded with the workflow's data converter before it is sent. An event
+that can never be delivered (it does not survive that round trip, is over the budget even
+alone, or Temporal refuses it as invalid) moves to the dead letters
+(``ingest.dead_letters``) with the reason, and the customer's later events go on. Any other
+failure (Temporal unreachable, a timeout) backs off that customer alone, doubling from 1 s
+to 30 s: the others are delivered meanwhile.
+
+Rows are deleted only after Temporal accepted their signal; if it did and
 we crashed before deleting, the event is delivered again and the workflow, which
 remembers event ids, ignores it. While Temporal is down rows wait, and ingestion goes on.
 """
@@ -18,20 +27,24 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
 
 from engine.identity import redact_traits
 from engine.model import Event
 from runtime import customers
 from store import catalog as catalog_store
-from workflows.io import CustomerPatch
+from workflows.io import CustomerPatch, EventsSignal
+
+from . import _signals, dead_letters
+from ._signals import Item
 
 log = logging.getLogger(__name__)
 _LEADER_LOCK = 0x4A6F7579
@@ -42,7 +55,9 @@ class Delivery:
     customers: int = 0
     events: int = 0
     failed: int = 0
-    capped: bool = False  # some customer had more waiting than one signal takes
+    capped: bool = False  # some customer had more waiting than one round takes
+    dead: int = 0  # events moved to dead letters
+    signals: int = 0
 
 
 class Dispatcher:
@@ -57,6 +72,9 @@ class Dispatcher:
         per_customer: int = 100,
         concurrency: int = 64,
         on_delivered: Callable[[Delivery, float], None] | None = None,
+        signal_budget: int = _signals.SIGNAL_BUDGET,
+        min_backoff: float = 1.0,
+        max_backoff: float = 30.0,
     ) -> None:
         self.pool = pool
         self.conninfo = conninfo
@@ -66,6 +84,10 @@ class Dispatcher:
         self.per_customer = per_customer
         self.concurrency = concurrency
         self.on_delivered = on_delivered
+        self.signal_budget = signal_budget
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self._backoff: dict[str, tuple[float, float]] = {}  # customer -> (until, delay)
         self.is_leader = False
         self._seq = (0, 0.0)
 
@@ -104,10 +126,6 @@ class Dispatcher:
                     await _sleep(stop, backoff)
                     backoff = min(backoff * 2, 30.0)
                     continue
-                if done.failed:
-                    await _sleep(stop, backoff)
-                    backoff = min(backoff * 2, 30.0)
-                    continue
                 backoff = 0.5
                 if done.customers < self.batch_size and not done.capped:
                     try:
@@ -128,14 +146,16 @@ class Dispatcher:
         return seq
 
     async def deliver_once(self) -> Delivery:
-        """One round: up to ``batch_size`` customers, oldest waiting first, one signal each
-        with their waiting events in order."""
+        """One round: up to ``batch_size`` customers, oldest waiting first (but not those
+        backing off), their waiting events in order, in as many signals as the byte budget
+        needs."""
         started = time.monotonic()
+        resting = self._resting()
         async with self.pool.connection() as conn:
             cur = await conn.execute(
                 "WITH next AS ("
-                "   SELECT customer_id FROM outbox GROUP BY customer_id"
-                "   ORDER BY min(event_id) LIMIT %s),"
+                "   SELECT customer_id FROM outbox WHERE NOT (customer_id = ANY(%s::text[]))"
+                "   GROUP BY customer_id ORDER BY min(event_id) LIMIT %s),"
                 " waiting AS ("
                 "   SELECT o.event_id, o.customer_id, row_number() OVER ("
                 "     PARTITION BY o.customer_id ORDER BY o.event_id) AS n"
@@ -143,7 +163,7 @@ class Dispatcher:
                 " SELECT w.event_id, w.customer_id, e.name, e.event_time, e.properties, w.n"
                 " FROM waiting w JOIN events e ON e.id = w.event_id"
                 " WHERE w.n <= %s ORDER BY w.event_id",
-                (self.batch_size, self.per_customer + 1),
+                (resting, self.batch_size, self.per_customer + 1),
             )
             rows = await cur.fetchall()
             if not rows:
@@ -161,64 +181,62 @@ class Dispatcher:
                 (ids,),
             )
             patches = {r[0]: _patch(*r[1:]) for r in await cur.fetchall()}
-        grouped: OrderedDict[str, list[tuple[int, Event]]] = OrderedDict()
+        grouped: OrderedDict[str, list[Item]] = OrderedDict()
         for event_id, customer_id, name, at, props in rows:
             event = Event(name=name, id=f"event-{event_id}", timestamp=at, properties=props)
             grouped.setdefault(customer_id, []).append((event_id, event))
         seq = await self._catalog_seq()
         client = await self.client()
         gate = asyncio.Semaphore(self.concurrency)
-
         rpc: list[float] = []
+        outcomes: dict[str, _Outcome] = {}
 
-        async def send(customer_id: str, items: list[tuple[int, Event]]) -> str | None:
-            patch = patches.get(customer_id)
+        async def send(customer_id: str, items: list[Item]) -> None:
             async with gate:
-                t0 = time.monotonic()
-                try:
-                    await customers.send_events(
-                        client,
-                        customer_id,
-                        [e for _, e in items],
-                        task_queue=self.task_queue,
-                        catalog_seq=seq,
-                        customer=patch,
-                    )
-                except Exception as exc:
-                    return f"{type(exc).__name__}: {exc}"[:500]
-                rpc.append(time.monotonic() - t0)
-            return None
+                outcomes[customer_id] = await self._deliver(
+                    client, customer_id, items, patches.get(customer_id), seq, rpc
+                )
 
-        results = await asyncio.gather(*(send(c, items) for c, items in grouped.items()))
-        delivered = [
-            eid
-            for (c, items), err in zip(grouped.items(), results, strict=True)
-            if err is None
-            for eid, _ in items
-        ]
-        failed = [
-            (eid, err)
-            for (c, items), err in zip(grouped.items(), results, strict=True)
-            if err is not None
-            for eid, _ in items
-        ]
+        await asyncio.gather(*(send(c, items) for c, items in grouped.items()))
+        delivered = [e for o in outcomes.values() for e in o.delivered]
+        failed = {e: o.error for o in outcomes.values() for e in o.failed}
+        dead = {e: why for o in outcomes.values() for e, why in o.dead.items()}
         async with self.pool.connection() as conn:
             if delivered:
                 await conn.execute("DELETE FROM outbox WHERE event_id = ANY(%s)", (delivered,))
+            buried = await dead_letters.bury(conn, dead)
             if failed:
+                ids_failed = list(failed)
                 await conn.execute(
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = %s"
-                    " WHERE event_id = ANY(%s)",
-                    (failed[0][1], [f[0] for f in failed]),
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = w.error"
+                    " FROM unnest(%s::bigint[], %s::text[]) AS w(event_id, error)"
+                    " WHERE outbox.event_id = w.event_id",
+                    (ids_failed, [failed[i] for i in ids_failed]),
                 )
-                log.warning("%d event(s) not delivered yet: %s", len(failed), failed[0][1])
+        for customer_id, o in outcomes.items():
+            self._rest(customer_id, failed=bool(o.failed))
+        if failed:
+            log.warning(
+                "%d event(s) of %d customer(s) not delivered yet: %s",
+                len(failed),
+                sum(1 for o in outcomes.values() if o.failed),
+                next(iter(failed.values())),
+            )
+        if dead:
+            log.error("%d event(s) moved to dead letters: %s", buried, next(iter(dead.values())))
         result = Delivery(
-            customers=len(grouped), events=len(delivered), failed=len(failed), capped=capped
+            customers=len(grouped),
+            events=len(delivered),
+            failed=len(failed),
+            capped=capped,
+            dead=buried,
+            signals=len(rpc),
         )
         took = time.monotonic() - started
         log.debug(
-            "round: %d events to %d customers in %.2fs, signal p50 %.0f ms",
+            "round: %d events in %d signals to %d customers in %.2fs, signal p50 %.0f ms",
             result.events,
+            result.signals,
             result.customers,
             took,
             1000 * sorted(rpc)[len(rpc) // 2] if rpc else 0.0,
@@ -226,6 +244,111 @@ class Dispatcher:
         if self.on_delivered:
             self.on_delivered(result, took)
         return result
+
+    async def _deliver(
+        self,
+        client: Client,
+        customer_id: str,
+        items: list[Item],
+        patch: CustomerPatch | None,
+        seq: int,
+        rpc: list[float],
+    ) -> _Outcome:
+        """Send one customer's signals in order. A signal refused for good is halved until
+        the event at fault is alone, and that event is a dead letter; any other failure
+        stops this customer here (its later events wait, keeping their order)."""
+        out = _Outcome()
+        converter = client.data_converter
+        try:
+            plan = await _signals.plan(
+                converter, items, patch, catalog_seq=seq, budget=self.signal_budget
+            )
+        except _signals.Unsendable as exc:  # not even an empty signal: nothing can go
+            out.dead = {eid: str(exc) for eid, _ in items}
+            return out
+        out.dead = dict(plan.dead)
+        queue = deque(plan.chunks)
+        while queue:
+            chunk = queue.popleft()
+            events = [e for _, e in chunk]
+            try:
+                signal = EventsSignal(events=events, catalog_seq=seq, customer=plan.patch)
+                size = await _signals.check(converter, signal)
+                if size > self.signal_budget:
+                    raise _signals.Unsendable(
+                        f"the signal is {size // 1024} KB, over the budget of "
+                        f"{self.signal_budget // 1024} KB"
+                    )
+                t0 = time.monotonic()
+                await customers.send_events(
+                    client,
+                    customer_id,
+                    events,
+                    task_queue=self.task_queue,
+                    catalog_seq=seq,
+                    customer=plan.patch,
+                )
+                rpc.append(time.monotonic() - t0)
+            except Exception as exc:
+                if not _for_good(exc) or (
+                    len(chunk) == 1
+                    and isinstance(exc, RPCError)
+                    and not await self._takes_empty(client, customer_id, seq)
+                ):
+                    out.error = f"{type(exc).__name__}: {exc}"[:500]
+                    out.failed = [eid for c in (chunk, *queue) for eid, _ in c]
+                    return out
+                if len(chunk) > 1:
+                    half = len(chunk) // 2
+                    queue.extendleft([chunk[half:], chunk[:half]])
+                else:
+                    out.dead[chunk[0][0]] = _signals.reason(exc)
+                continue
+            out.delivered += [eid for eid, _ in chunk]
+        return out
+
+    async def _takes_empty(self, client: Client, customer_id: str, seq: int) -> bool:
+        """Whether Temporal takes a signal without events for this customer: if it refuses
+        that too (a search attribute not registered, a namespace setting), the event is not
+        at fault and must not become a dead letter; the customer backs off instead."""
+        try:
+            await customers.send_events(
+                client, customer_id, [], task_queue=self.task_queue, catalog_seq=seq
+            )
+        except Exception:
+            return False
+        return True
+
+    def _resting(self) -> list[str]:
+        """Customers whose last delivery failed, until their backoff is over."""
+        now = time.monotonic()
+        return [c for c, (until, _) in self._backoff.items() if until > now]
+
+    def _rest(self, customer_id: str, *, failed: bool) -> None:
+        """Back off one customer (doubling, up to ``max_backoff``) or forget their backoff:
+        a failing customer neither delays the others nor comes first again every round."""
+        if not failed:
+            self._backoff.pop(customer_id, None)
+            return
+        _, delay = self._backoff.get(customer_id, (0.0, self.min_backoff / 2))
+        delay = min(delay * 2, self.max_backoff)
+        self._backoff[customer_id] = (time.monotonic() + delay, delay)
+
+
+@dataclass
+class _Outcome:
+    delivered: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)  # to retry: Temporal unreachable, ...
+    error: str = ""
+    dead: dict[int, str] = field(default_factory=dict)
+
+
+def _for_good(exc: BaseException) -> bool:
+    """Whether sending again can never work: the signal fails our round trip, or Temporal
+    refused it as invalid (``Blob data size exceeds limit``, ...)."""
+    if isinstance(exc, _signals.Unsendable):
+        return True
+    return isinstance(exc, RPCError) and exc.status == RPCStatusCode.INVALID_ARGUMENT
 
 
 def _patch(

@@ -16,6 +16,8 @@ from typing import Any
 
 from engine.names import normalize_event_name
 
+from . import _bounds
+
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
 TYPES = ("track", "identify", "page", "screen", "group", "alias")
@@ -157,6 +159,9 @@ def normalize(
     if not user_id and not anonymous_id:
         raise IngestError(400, "missing_user", f"{where} needs a userId or an anonymousId")
     context = {**(batch_context or {}), **_object(msg, "context", where)}
+    fields = {"properties": msg.get("properties"), "traits": msg.get("traits"), "context": context}
+    if refusal := _bounds.check_fields(where, fields):  # depth and list lengths
+        raise IngestError(400, refusal.reason, refusal.message)
     name: str | None = None
     if mtype == "track":
         event = msg.get("event")

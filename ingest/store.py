@@ -12,7 +12,8 @@ from psycopg.types.json import Jsonb
 
 from store import consent, offers
 
-from .segment import Message
+from ._bounds import MAX_TRAIT_KEYS, MAX_TRAITS_BYTES
+from .segment import IngestError, Message
 
 
 @dataclass
@@ -98,7 +99,7 @@ async def accept(
                 profiles[m.customer_id] = ({**traits, **m.traits}, m.anonymous_id or anon)
         if profiles:
             ids = sorted(profiles)  # a fixed order: concurrent upserts never deadlock
-            await conn.execute(
+            cur = await conn.execute(
                 """
                 INSERT INTO customers (customer_id, traits, anonymous_id)
                 SELECT * FROM unnest(%s::text[], %s::jsonb[], %s::text[])
@@ -106,12 +107,33 @@ async def accept(
                    SET traits = customers.traits || EXCLUDED.traits,
                        anonymous_id = coalesce(EXCLUDED.anonymous_id, customers.anonymous_id),
                        updated_at = now()
+                RETURNING customer_id, octet_length(traits::text),
+                          (SELECT count(*) FROM jsonb_object_keys(traits))
                 """,
                 (ids, [Jsonb(profiles[i][0]) for i in ids], [profiles[i][1] for i in ids]),
             )
+            _check_profiles(batch, await cur.fetchall())
             for i in ids:  # opt-outs carried by traits (unsubscribed, email_opt_out, ...)
                 await consent.sync_from_traits(conn, i, profiles[i][0])
     return Accepted(stored=len(fresh), duplicates=len(batch) - len(fresh), queued=len(wanted))
+
+
+def _check_profiles(batch: list[Message], sizes: list[tuple[str, int, int]]) -> None:
+    """Refuse the request (its transaction rolls back) when it grows a stored profile past
+    the caps: the profile travels with every signal to the customer's workflow and lives in
+    its state, so it must stay far below Temporal's payload limits."""
+    for customer_id, size, keys in sizes:
+        if size <= MAX_TRAITS_BYTES and keys <= MAX_TRAIT_KEYS:
+            continue
+        i = next(n for n, m in enumerate(batch) if m.customer_id == customer_id)
+        where = "message" if len(batch) == 1 else f"batch[{i}]"
+        raise IngestError(
+            413,
+            "traits_too_large",
+            f"{where}: the customer's stored traits would grow past "
+            f"{MAX_TRAITS_BYTES // 1024} KB or {MAX_TRAIT_KEYS} keys; "
+            "send fewer or smaller traits (nothing was stored)",
+        )
 
 
 def _properties(m: Message) -> dict[str, Any]:

@@ -189,3 +189,4 @@ class Report:
     churn: Rate
     surveys: Surveys
     managers: Managers
+    dead_letters: int = 0  # events whose delivery failed for good, waiting for an admin

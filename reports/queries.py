@@ -258,4 +258,13 @@ async def _report(
         churn=await churn_rate(conn, since=since),
         surveys=await survey_figures(conn, since=since),
         managers=await manager_load(conn),
+        dead_letters=await dead_letter_count(conn),
     )
+
+
+async def dead_letter_count(conn: AsyncConnection[Any]) -> int:
+    """Events whose delivery failed for good and wait for an admin (``journeys
+    dead-letters``); not bounded by ``since``: they are today's work."""
+    cur = await conn.execute("SELECT count(*) FROM dead_letters")
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0

@@ -23,6 +23,10 @@ def _rate(name: str, rate: Rate, of: str) -> list[str]:
     return [name, percent(rate.rate), f"{rate.numerator} of {rate.denominator} {of}"]
 
 
+def _dead_letters(n: int) -> str:
+    return f"dead letters: {n}" + (" (see 'journeys dead-letters list')" if n else "")
+
+
 def render_text(report: Report) -> str:
     """The whole report as text, sections in the order of the page."""
     t = tables(report)
@@ -83,4 +87,5 @@ def render_text(report: Report) -> str:
             f"{q.label} {q.count}" for q in mg.queues
         )
     out.append(_section("Manager load", _table(t["managers"]) if mg.managers else None, queues))
+    out.append(_section("Deliveries", _dead_letters(report.dead_letters)))
     return "\n".join(out)
