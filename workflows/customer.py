@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.common import RawValue, RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
@@ -78,7 +78,19 @@ class CustomerWorkflow:
     # --- messages -------------------------------------------------------------------------
 
     @workflow.signal(name=SIGNAL_EVENTS)
-    def events(self, signal: EventsSignal) -> None:
+    def events(self, raw: RawValue) -> None:
+        # decoded here, not by the SDK: a signal it cannot decode would be dropped with a
+        # log line only; here it becomes a problem the admin sees (no data, only its size)
+        try:
+            signal = workflow.payload_converter().from_payload(raw.payload, EventsSignal)
+        except Exception as exc:
+            self._problem(
+                "",
+                "",
+                f"an events signal of {raw.payload.ByteSize():,} bytes could not be decoded "
+                f"({type(exc).__name__}); its events are in PostgreSQL but were not applied",
+            )
+            return
         self._inbox.append(signal)
 
     @workflow.signal(name=SIGNAL_CATALOG)
@@ -334,16 +346,7 @@ class CustomerWorkflow:
             if is_cancelled_exception(exc):
                 raise  # the workflow is being cancelled: not a problem of the journey
             cause = exc.cause or exc
-            self._state.problems.append(
-                Problem(
-                    at=workflow.now(),
-                    journey=command.journey,
-                    state=command.state,
-                    message=f"{command.summary} failed: {cause}",
-                )
-            )
-            del self._state.problems[:-20]
-            workflow.logger.error("action failed for good: %s: %s", command.summary, cause)
+            self._problem(command.journey, command.state, f"{command.summary} failed: {cause}")
             return
         if result.status == "deferred" and result.retry_at is not None:
             run = self._state.runs.get(command.journey)
@@ -356,6 +359,14 @@ class CustomerWorkflow:
                     visit=run.visit if run else 0,
                 )
             )
+
+    def _problem(self, journey: str, state: str, message: str) -> None:
+        """Record what went wrong where the admin looks (state, UI details), bounded."""
+        self._state.problems.append(
+            Problem(at=workflow.now(), journey=journey, state=state, message=message)
+        )
+        del self._state.problems[: -machine.MAX_PROBLEMS]
+        workflow.logger.error("customer problem: %s", message)
 
     def _publish(self) -> None:
         """Search attributes and UI details, when they changed."""
