@@ -28,7 +28,7 @@ from engine.policy import load_policy
 from engine.segments import load_segments
 from runtime.schedules import ensure_segment_schedule
 from runtime.temporal import connect_with_retry
-from settings import Settings, get_settings
+from settings import Settings, check_settings, get_settings
 from store import catalog as catalog_store
 from store.db import migrate, pool
 from workflows.customer import CustomerWorkflow
@@ -140,6 +140,7 @@ def main() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = get_settings()
+    check_settings(settings)  # before anything signs a link with a public secret
     stop = asyncio.Event()
 
     async def runner() -> None:
