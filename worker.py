@@ -9,6 +9,7 @@ Temporal is down or restarts, it reconnects with backoff.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -21,6 +22,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.actions import ActionActivities
+from activities.assignment import ManagerNotes
 from activities.journeys import JourneyActivities
 from activities.segments import SegmentActivities
 from engine import JourneyValidationError, load_rules
@@ -100,9 +102,13 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     assert settings.database_url
     db = pool(settings.database_url)
     await db.open()
+    notes: asyncio.Task[None] | None = None
     try:
         policy = load_policy(settings.rules_dir)  # checked before anything runs
-        activities = ActionActivities(db, settings, policy=policy).all()
+        actions = ActionActivities(db, settings, policy=policy)
+        activities = actions.all()
+        # customers assigned from a pool's queue: their managers' notes (activities/assignment)
+        notes = asyncio.create_task(ManagerNotes(db, actions.messenger).run(stop))
         journeys = JourneyActivities(db)
         activities += [journeys.load_catalog, journeys.record_transitions]
         tiering = SegmentActivities(db, load_segments(settings.rules_dir))
@@ -123,6 +129,10 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
     finally:
+        if notes is not None:
+            notes.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await notes
         await db.close()
 
 
