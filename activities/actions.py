@@ -254,6 +254,8 @@ class ActionActivities:
                     {k: v for k, v in base.items() if k != "manager"},
                 )  # fmt: skip
                 await waitlist.enqueue(conn, waiting)
+            else:
+                await waitlist.leave(conn, data.customer_id, pool)  # if it waited before
         if unknown is not None:
             raise config_error(
                 f"{unknown}; the customer waits in the pool's queue and gets a manager "

@@ -88,6 +88,14 @@ async def enqueue(conn: AsyncConnection[Any], waiting: Waiting) -> None:
     )
 
 
+async def leave(conn: AsyncConnection[Any], customer_id: str, pool: str) -> None:
+    """The customer got a manager directly (a retried or later action): no longer waiting."""
+    await conn.execute(
+        "DELETE FROM manager_waitlist WHERE customer_id = %s AND pool = %s AND manager_id IS NULL",
+        (customer_id, pool),
+    )
+
+
 _COLUMNS = "customer_id, pool, idempotency_key, journey, state, context"
 
 
