@@ -282,14 +282,6 @@ def _column(code: str, name: str) -> int:
 
 def _check_size(source: str) -> list[tuple[int, str]]:
     found = comprehensions(source)
-    if len(found) > MAX_COMPREHENSIONS:
-        return [
-            (
-                found[MAX_COMPREHENSIONS].start + 1,
-                f"at most {MAX_COMPREHENSIONS} comprehensions (all/exists/map/filter) "
-                "per expression; split it into several rules",
-            )
-        ]
     for c in found:
         if c.depth > 0:
             return [
@@ -299,6 +291,14 @@ def _check_size(source: str) -> list[tuple[int, str]]:
                     "grows with the square of the input); use two rules",
                 )
             ]
+    if len(found) > MAX_COMPREHENSIONS:
+        return [
+            (
+                found[MAX_COMPREHENSIONS].start + 1,
+                f"at most {MAX_COMPREHENSIONS} comprehensions (all/exists/map/filter) "
+                "per expression; split it into several rules",
+            )
+        ]
     return []
 
 

@@ -107,6 +107,7 @@ POINTS_AT = {
     "bad_context_name": ["Total-Spent:"],
     "shape_and_semantic_errors": ["welcom}", "gotoo:", "actve"],
     "yaml_anchor": ["&greet", "*greet"],
+    "cel_hidden_nesting": ["(x, x.all("],
 }
 
 
