@@ -21,7 +21,7 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _NUMBER = re.compile(r"0[xX][0-9a-fA-F]+[uU]?|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?[uU]?")
 _SPACE = re.compile(r"\s+")
 _PREFIXES = frozenset({"r", "R", "b", "B", "br", "bR", "Br", "BR"})
-_OPEN = {"(": ")", "[": "]", "{": "}"}
+_OPEN = frozenset("([{")
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def comprehensions(source: str) -> list[Comprehension]:
     """Every comprehension macro (``LIST.all(x, ...)``), in source order, with its depth."""
     toks = tokens(source)
     found: list[Comprehension] = []
-    stack: list[tuple[str, int | None]] = []  # (closing bracket, index into found)
+    stack: list[int | None] = []  # per open bracket: the comprehension it opened, if any
     open_comprehensions = 0
     for n, tok in enumerate(toks):
         if tok.kind == "punct" and tok.text in _OPEN:
@@ -121,9 +121,9 @@ def comprehensions(source: str) -> list[Comprehension]:
                                   open_comprehensions)
                 )  # fmt: skip
                 open_comprehensions += 1
-            stack.append((_OPEN[tok.text], index))
+            stack.append(index)
         elif tok.kind == "punct" and tok.text in (")", "]", "}") and stack:
-            _, index = stack.pop()
+            index = stack.pop()
             if index is not None:
                 c = found[index]
                 found[index] = Comprehension(c.macro, c.var, c.start, tok.start, c.depth)
