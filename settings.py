@@ -1,6 +1,11 @@
 """Configuration, read once from the environment (and ``.data/stack.env`` written by
 ``make run``, so CLI commands find the running development stack).
 
+Every entry point (the worker, the API, the CLI commands that talk to a running system,
+``make run``) calls :func:`check_settings` before it does anything: in production
+(``JOURNEYS_ENV``'s default) a secret left at its development value, which is public in
+this repository, is refused with a sentence saying what to set.
+
 Workflows never import this module: they receive everything they need as input."""
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DATA_DIR = Path(".data")
 STACK_ENV = DATA_DIR / "stack.env"
+DEV_LINK_SECRET = "dev-link-secret"  # public: anyone could sign unsubscribe links with it
+MIN_SECRET_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -48,7 +55,7 @@ class Settings(BaseSettings):
     # links in messages (surveys, unsubscribe) point here: the API as customers reach it
     public_url: str = Field("http://127.0.0.1:8000", alias="JOURNEYS_PUBLIC_URL")
     # signs unsubscribe links; must be set outside development
-    link_secret: str = Field("dev-link-secret", alias="JOURNEYS_LINK_SECRET")
+    link_secret: str = Field(DEV_LINK_SECRET, alias="JOURNEYS_LINK_SECRET")
     # email over SMTP (make run points it at its development mail catcher)
     smtp_host: str = Field("127.0.0.1", alias="SMTP_HOST")
     smtp_port: int = Field(1025, alias="SMTP_PORT")
@@ -74,3 +81,46 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process's settings; tests call ``get_settings.cache_clear()`` after patching env."""
     return Settings()
+
+
+class UnsafeSettings(SystemExit):
+    """Production settings that hold a development or public default; the message says
+    what to set. A ``SystemExit``, so an entry point that does not catch it exits 1 with
+    the sentence."""
+
+
+def unsafe_defaults(settings: Settings) -> list[str]:
+    """One sentence per setting that production must not run with; none in development."""
+    if settings.env == "development":
+        return []
+    found = []
+    if settings.dev_write_key or settings.dev_admin_token:
+        found.append(
+            "JOURNEYS_DEV_WRITE_KEY / JOURNEYS_DEV_ADMIN_TOKEN are set but JOURNEYS_ENV is "
+            "not 'development': refusing to run on development secrets. Unset them and "
+            "create keys with 'journeys keys create'."
+        )
+    if settings.link_secret == DEV_LINK_SECRET or len(settings.link_secret) < MIN_SECRET_LENGTH:
+        found.append(
+            "JOURNEYS_LINK_SECRET is the development default (or shorter than "
+            f"{MIN_SECRET_LENGTH} characters): set it to a long random value, the same for "
+            "the worker and the API (it signs unsubscribe links), e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    return found
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse to start in production on development or public secrets
+    (:class:`UnsafeSettings`); a development stack says so with ``JOURNEYS_ENV=development``."""
+    found = unsafe_defaults(settings)
+    if found:
+        raise UnsafeSettings(
+            "\n".join(
+                [
+                    *found,
+                    "(JOURNEYS_ENV is 'production' unless set; a development stack sets "
+                    "JOURNEYS_ENV=development.)",
+                ]
+            )
+        )

@@ -9,6 +9,7 @@ Temporal is down or restarts, it reconnects with backoff.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -20,6 +21,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.actions import ActionActivities
+from activities.assignment import ManagerNotes
 from activities.journeys import JourneyActivities
 from activities.segments import SegmentActivities
 from engine import JourneyValidationError, load_rules
@@ -28,7 +30,7 @@ from engine.segments import load_segments
 from runtime.replay import repair_runner
 from runtime.schedules import ensure_segment_schedule
 from runtime.temporal import connect_with_retry, sandbox_runner
-from settings import Settings, get_settings
+from settings import Settings, check_settings, get_settings
 from store import catalog as catalog_store
 from store.db import migrate, pool
 from workflows.customer import CustomerWorkflow
@@ -91,9 +93,13 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     assert settings.database_url
     db = pool(settings.database_url)
     await db.open()
+    notes: asyncio.Task[None] | None = None
     try:
         policy = load_policy(settings.rules_dir)  # checked before anything runs
-        activities = ActionActivities(db, settings, policy=policy).all()
+        actions = ActionActivities(db, settings, policy=policy)
+        activities = actions.all()
+        # customers assigned from a pool's queue: their managers' notes (activities/assignment)
+        notes = asyncio.create_task(ManagerNotes(db, actions.messenger).run(stop))
         journeys = JourneyActivities(db)
         activities += [journeys.load_catalog, journeys.record_transitions]
         tiering = SegmentActivities(db, load_segments(settings.rules_dir))
@@ -114,6 +120,10 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
     finally:
+        if notes is not None:
+            notes.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await notes
         await db.close()
 
 
@@ -131,6 +141,7 @@ def main() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = get_settings()
+    check_settings(settings)  # before anything signs a link with a public secret
     stop = asyncio.Event()
 
     async def runner() -> None:

@@ -26,13 +26,13 @@ from engine.actions import ACTIONS, Offer, Send, Survey, Task
 from engine.policy import Policy
 from messaging.render import Renderer
 from settings import Settings
-from store import managers, offers, surveys, tasks
+from store import managers, offers, surveys, tasks, waitlist
 from workflows.io import ActionInput, ActionResult
 
 from ._faults import crash_point
+from .assignment import manager_note
 from .messaging import CONFIG_ERROR, Messenger, Outgoing, Sent, config_error
 
-INTRO_DUE = timedelta(days=2)
 UNEXPECTED_ATTEMPTS = 5
 
 
@@ -237,40 +237,55 @@ class ActionActivities:
 
     async def _assign_account_manager(self, data: ActionInput) -> ActionResult:
         pool = str(data.command.args["pool"])
+        cmd = data.command
         now = now_of(data)
-        try:
-            async with self.pool.connection() as conn, conn.transaction():
-                got = await managers.assign(conn, customer_id=data.customer_id, pool=pool)
-        except managers.UnknownPool as exc:
-            raise config_error(str(exc)) from None
-        if got is None:
-            reason = f"every active manager of pool '{pool}' is at capacity"
-            return await self._log(data, ActionResult(status="skipped", reason=reason))
-        manager, _new = got
-        who = {"name": manager.name, "email": manager.email}
-        # the introduction task and the note to the manager: each once, by its own key
+        base = await self._base(data)
+        unknown: managers.UnknownPool | None = None
         async with self.pool.connection() as conn, conn.transaction():
-            await tasks.create(
-                conn,
-                idempotency_key=data.command.idempotency_key + "/intro",
-                customer_id=data.customer_id,
-                journey=data.command.journey,
-                title=f"Introduce yourself to customer {data.customer_id}",
-                note=f"You are now their {pool} account manager.",
-                assignee="manager",
-                due_at=now + INTRO_DUE,
+            await managers.lock_pool(conn, pool)  # held until the customer is queued
+            try:
+                got = await managers.assign(conn, customer_id=data.customer_id, pool=pool)
+            except managers.UnknownPool as exc:
+                got, unknown = None, exc
+            if got is None:
+                # nobody has room: wait in the pool's queue, assigned when a manager is added
+                waiting = waitlist.Waiting(
+                    data.customer_id, pool, cmd.idempotency_key, cmd.journey, cmd.state,
+                    {k: v for k, v in base.items() if k != "manager"},
+                )  # fmt: skip
+                await waitlist.enqueue(conn, waiting)
+            else:
+                await waitlist.leave(conn, data.customer_id, pool)  # if it waited before
+        if unknown is not None:
+            raise config_error(
+                f"{unknown}; the customer waits in the pool's queue and gets a manager "
+                "when one is added"
             )
-        base = {**await self._base(data), "manager": who}
-        out = self._outgoing(
-            data,
-            "/notify",
-            template="manager_assigned",
-            channel="email",
-            marketing=False,
-            to=manager.email,
-            context={"manager": who},
+        if got is None:
+            reason = (
+                f"every active manager of pool '{pool}' is at capacity; the customer waits "
+                "in the pool's queue and gets a manager when one is added"
+            )
+            return await self._log(data, ActionResult(status="queued", reason=reason))
+        manager, _new = got
+        # the introduction task and the note to the manager: each once, by its own key
+        async with self.pool.connection() as conn:
+            await waitlist.create_intro_task(
+                conn,
+                idempotency_key=cmd.idempotency_key,
+                customer_id=data.customer_id,
+                journey=cmd.journey,
+                pool=pool,
+                now=now,
+            )
+        out = manager_note(
+            key=cmd.idempotency_key,
+            customer_id=data.customer_id,
+            journey=cmd.journey,
+            state=cmd.state,
+            manager=manager,
         )
-        await self._message(data, base, out)
+        await self._message(data, {**base, "manager": out.context["manager"]}, out)
         result = ActionResult(status="done", detail={"manager": manager.id})
         return await self._log(data, result)
 

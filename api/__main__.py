@@ -10,7 +10,7 @@ import psycopg
 import uvicorn
 
 from ingest.bootstrap import check_secrets
-from settings import get_settings
+from settings import check_settings, get_settings
 
 from .app import create_app
 
@@ -22,6 +22,7 @@ def main() -> None:
     # JOURNEYS_LOG_LEVEL=DEBUG shows each delivery round of the outbox
     logging.getLogger("ingest").setLevel(os.environ.get("JOURNEYS_LOG_LEVEL", "INFO").upper())
     settings = get_settings()
+    check_settings(settings)  # before anything else, like the worker
     if not settings.database_url:
         raise SystemExit("DATABASE_URL is not set: start the stack with 'make run'")
 

@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from store import consent, managers, offers, surveys, tasks
+from store import consent, managers, offers, surveys, tasks, waitlist
 
 from . import survey_page as pages
 from .admin_routes import Admin, _state
@@ -101,13 +101,17 @@ async def get_managers(state: Admin, pool: str | None = None) -> dict[str, Any]:
 
 @router.post("/v1/managers", tags=["managers"], status_code=201)
 async def post_manager(body: ManagerBody, state: Admin) -> dict[str, Any]:
-    """Add an account manager to a pool (bringing a deactivated one back)."""
+    """Add an account manager to a pool (bringing a deactivated one back). Customers
+    waiting in the pool's queue get a manager at once (``assigned_from_queue``: how many);
+    the worker sends their managers' notes."""
     async with state.pool.connection() as conn:
         try:
             manager = await managers.add(conn, **body.model_dump())
         except managers.DuplicateManager as exc:
             raise _error(409, "duplicate_manager", str(exc)) from None
-    return asdict(manager)
+        assigned = await waitlist.assign_waiting(conn, manager.pool, now=datetime.now(UTC))
+        manager = await managers.get(conn, manager.id) or manager  # its load now
+    return {**asdict(manager), "assigned_from_queue": len(assigned)}
 
 
 @router.post("/v1/managers/{manager_id}/deactivate", tags=["managers"])

@@ -60,11 +60,72 @@ class AllowList:
         return any(ip in net for net in self.networks if net.version == ip.version)
 
 
+# IANA's special-purpose address registries (iana.org/assignments/iana-ipv4-special-registry
+# and iana-ipv6-special-registry), the entries that are not globally reachable, listed by
+# hand: Python's ``is_global`` changes between versions and missed 192.0.0.0/24 on ours.
+# Addresses that wrap an IPv4 address (IPv4-mapped, 6to4, Teredo) are unwrapped first.
+SPECIAL_PURPOSE: tuple[tuple[IPNetwork, str], ...] = tuple(
+    (ipaddress.ip_network(net), name)
+    for net, name in (
+        ("0.0.0.0/8", "'this network'"),
+        ("10.0.0.0/8", "private-use"),
+        ("100.64.0.0/10", "shared address space"),
+        ("127.0.0.0/8", "loopback"),
+        ("169.254.0.0/16", "link-local"),
+        ("172.16.0.0/12", "private-use"),
+        ("192.0.0.0/24", "IETF protocol assignments"),
+        ("192.0.2.0/24", "documentation (TEST-NET-1)"),
+        ("192.88.99.0/24", "deprecated 6to4 relay anycast"),
+        ("192.168.0.0/16", "private-use"),
+        ("198.18.0.0/15", "benchmarking"),
+        ("198.51.100.0/24", "documentation (TEST-NET-2)"),
+        ("203.0.113.0/24", "documentation (TEST-NET-3)"),
+        ("224.0.0.0/4", "multicast"),
+        ("240.0.0.0/4", "reserved"),
+        ("255.255.255.255/32", "limited broadcast"),
+        ("::/96", "IPv4-compatible (deprecated)"),
+        ("::ffff:0:0:0/96", "IPv4-translated"),
+        ("64:ff9b::/96", "IPv4-IPv6 translation"),
+        ("64:ff9b:1::/48", "local-use IPv4-IPv6 translation"),
+        ("100::/64", "discard-only"),
+        ("100:0:0:1::/64", "dummy IPv6 prefix"),
+        ("2001:2::/48", "benchmarking"),
+        ("2001:10::/28", "deprecated ORCHID"),
+        ("2001:db8::/32", "documentation"),
+        ("3fff::/20", "documentation"),
+        ("5f00::/16", "segment routing SIDs"),
+        ("fc00::/7", "unique-local"),
+        ("fe80::/10", "link-local"),
+        ("fec0::/10", "deprecated site-local"),
+        ("ff00::/8", "multicast"),
+    )
+)
+_6TO4 = ipaddress.ip_network("2002::/16")
+_TEREDO = ipaddress.ip_network("2001::/32")
+
+
+def _wrapped(ip: ipaddress.IPv6Address) -> list[tuple[str, ipaddress.IPv4Address]]:
+    """The IPv4 addresses an IPv6 address carries, with what carries them: a connection to
+    it may end at them (a 6to4 relay, a Teredo relay, the host's own IPv4 stack)."""
+    if ip.ipv4_mapped is not None:
+        return [("IPv4-mapped", ip.ipv4_mapped)]
+    if ip in _6TO4 and ip.sixtofour is not None:
+        return [("6to4", ip.sixtofour)]
+    if ip in _TEREDO and ip.teredo is not None:
+        server, client = ip.teredo
+        return [("Teredo", client), ("Teredo", server)]
+    return []
+
+
 def why_blocked(ip: IPAddress) -> str | None:
     """Why ``ip`` is not a public address (``"a private address"``), or None if it is."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        inner = why_blocked(ip.ipv4_mapped)
-        return f"an IPv4-mapped {inner.removeprefix('a ').removeprefix('an ')}" if inner else None
+    if isinstance(ip, ipaddress.IPv6Address):
+        for how, inner in _wrapped(ip):
+            reason = why_blocked(inner)
+            if reason and how == "IPv4-mapped" and not reason.startswith("not "):
+                return f"an IPv4-mapped {_bare(reason)}"
+            if reason:
+                return f"{'an' if how[0] in 'AEIOU' else 'a'} {how} address of {inner}, {reason}"
     if ip in METADATA:
         return "the cloud metadata address"
     if ip.is_unspecified:
@@ -77,11 +138,22 @@ def why_blocked(ip: IPAddress) -> str | None:
         return "a multicast address"
     if ip.is_private:
         return "a private address"
+    for net, name in SPECIAL_PURPOSE:
+        if ip.version == net.version and ip in net:
+            return f"not a public address ({name}, {net})"
     if ip.is_reserved:
         return "a reserved address"
-    if not ip.is_global:  # shared address space (100.64/10), documentation ranges, ...
+    if not ip.is_global:  # whatever this Python knows beyond the list above
         return "not a public address"
     return None
+
+
+def _bare(reason: str) -> str:
+    """``"a private address"`` -> ``"private address"``, to prefix with how it is wrapped."""
+    for article in ("an ", "a ", "the "):
+        if reason.startswith(article):
+            return reason.removeprefix(article)
+    return reason
 
 
 def _ip(text: str) -> IPAddress | None:

@@ -246,9 +246,13 @@ def manage_keys(args: argparse.Namespace) -> int:
 
 async def _connect(*, need_db: bool = True) -> tuple[Any, Any, int]:
     from runtime.temporal import connect
-    from settings import get_settings
+    from settings import UnsafeSettings, check_settings, get_settings
 
     settings = get_settings()
+    try:
+        check_settings(settings)  # the same refusal as the worker and the API
+    except UnsafeSettings as exc:
+        raise UserError(str(exc.code)) from None
     try:
         client = await connect(settings)
     except Exception as exc:

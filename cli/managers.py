@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 from .commands import Command, UserError
@@ -35,7 +36,7 @@ def _table(found: list[Any]) -> None:
 async def _run(url: str, args: argparse.Namespace) -> None:
     import psycopg
 
-    from store import managers
+    from store import managers, waitlist
     from store.db import migrate
 
     await migrate(url)
@@ -50,6 +51,14 @@ async def _run(url: str, args: argparse.Namespace) -> None:
                     capacity=args.capacity,
                 )
                 print(f"added manager {m.id}: {m.name} <{m.email}> to pool {m.pool}")
+                assigned = await waitlist.assign_waiting(conn, m.pool, now=datetime.now(UTC))
+                if assigned:
+                    print(
+                        f"assigned {len(assigned)} customer(s) waiting in pool {m.pool}'s "
+                        "queue; the worker sends their managers' notes"
+                    )
+                    for a in assigned:
+                        print(f"  {a.waiting.customer_id} -> {a.manager.name} (id {a.manager.id})")
             elif args.action == "list":
                 found = await managers.list_managers(conn, args.pool)
                 if not found:

@@ -68,7 +68,9 @@ def main() -> int:
                 "".join(
                     f"{k}={v}\n"
                     for k, v in env.items()
-                    if k in ("TEMPORAL_ADDRESS", "DATABASE_URL", "JOURNEYS_TASK_QUEUE")
+                    # JOURNEYS_ENV: the CLI's live commands run the settings check too
+                    if k
+                    in ("TEMPORAL_ADDRESS", "DATABASE_URL", "JOURNEYS_TASK_QUEUE", "JOURNEYS_ENV")
                 )
             )
             stack.prepare_database()

@@ -278,6 +278,10 @@ class Stack:
 
     @contextlib.contextmanager
     def running(self) -> Iterator[Stack]:
+        from settings import Settings, check_settings
+
+        # the worker and the API check again; this says it before anything starts
+        check_settings(Settings.model_validate({**os.environ, **self.env()}))
         self.data_dir.mkdir(parents=True, exist_ok=True)
         try:
             self.start_temporal()

@@ -6,9 +6,11 @@ programs evaluate in ~1-20 µs against ~290 µs for the interpreted ``cel-python
 so this module adds both, conservatively:
 
 * size: at most ``MAX_SOURCE`` characters and ``MAX_COMPREHENSIONS`` comprehension macros
-  (``all``, ``exists``, ``exists_one``, ``map``, ``filter``), never nested, so the cost of
-  one evaluation is linear in the size of its inputs (events are capped at 32 KB by
-  ingestion and journey contexts at ``MAX_CONTEXT_BYTES`` by the interpreter);
+  (``all``, ``exists``, ``exists_one``, ``map``, ``filter``), never nested (found by a
+  tokenizer, ``engine._cel_tokens``, so comments and strings cannot hide them);
+* cost: an expression with a comprehension is evaluated only when the data it reads holds
+  at most ``MAX_COMPREHENSION_VALUES`` values (its cost can grow with their square), so no
+  condition holds a workflow task near Temporal's 2 s deadlock detector;
 * names: root variables must be one of ``event ctx customer state now``; ``ctx.x`` must be
   a declared context variable; functions must exist in the CEL runtime;
 * types: a trial evaluation against the journey's initial context and an empty event
@@ -28,16 +30,18 @@ from typing import Any
 
 import cel
 
+from ._cel_tokens import code_only, comprehensions
 from .names import did_you_mean
 
 ROOTS = ("event", "ctx", "customer", "state", "now")
 MAX_SOURCE = 1000
 MAX_COMPREHENSIONS = 2
-_MACROS = re.compile(r"\.\s*(all|exists_one|exists|map|filter)\s*\(\s*([A-Za-z_]\w*)\s*,")
+# list items and map entries an expression with a comprehension may read: at most ~0.05 s
+# of the worst case (a map/filter, or a lookup in a list of the data, per element)
+MAX_COMPREHENSION_VALUES = 1000
 _CTX_FIELD = re.compile(r"(?<![\w.])ctx\s*\.\s*([A-Za-z_]\w*)")
 _SYNTAX_POS = re.compile(r"<input>:(\d+):(\d+): (?:Syntax error: )?(.*)")
 _UNDEFINED = re.compile(r"Undefined variable or function: '([^']+)'")
-_STRING = re.compile(r"'(?:[^'\\]|\\.)*'" + r'|"(?:[^"\\]|\\.)*"')
 _CANDIDATE_FUNCTIONS = [
     "size",
     "int",
@@ -99,8 +103,60 @@ def known_functions() -> frozenset[str]:
     return frozenset(found)
 
 
+@functools.lru_cache(maxsize=4096)
+def _iterated_roots(source: str) -> tuple[str, ...]:
+    """The roots an expression with a comprehension reads (none without one)."""
+    if not comprehensions(source):
+        return ()
+    return tuple(sorted(set(program(source).variables()) & set(ROOTS)))
+
+
+def _values_over(values: list[Any], limit: int) -> bool:
+    """Whether ``values`` hold more than ``limit`` list items and map entries in all; stops
+    counting past the limit, so the check costs at most ``limit`` steps."""
+    count, todo = 0, list(values)
+    while todo:
+        item = todo.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        count += len(children)
+        if count > limit:
+            return True
+        todo.extend(c for c in children if isinstance(c, Mapping | list | tuple))
+    return False
+
+
+def _check_cost(source: str, env: Mapping[str, Any]) -> None:
+    """Refuse an expression whose comprehensions would run over too much data.
+
+    The library has no cost limit, and a comprehension over n values costs up to n²: each
+    ``map``/``filter`` step copies the list built so far, and each reference to a list of
+    the data inside the body (``x in event.properties.items``) converts that list again.
+    16,000 values took 10.5 s, past the 2 s a workflow task may run before Temporal's
+    deadlock detector fails it (and then fails it again on every retry). Over
+    ``MAX_COMPREHENSION_VALUES`` the expression is not evaluated: the customer gets a
+    problem, the rule does not apply, and the workflow goes on."""
+    roots = _iterated_roots(source)
+    if roots and _values_over([env.get(r) for r in roots], MAX_COMPREHENSION_VALUES):
+        raise ExpressionError(
+            f"'{source}': not evaluated: its comprehension would run over more than "
+            f"{MAX_COMPREHENSION_VALUES} values of {', '.join(roots)} (list items and map "
+            "entries), which could hold up the customer's workflow; keep the lists it "
+            "reads shorter or test them without all/exists/map/filter"
+        )
+
+
 def evaluate(source: str, env: Mapping[str, Any] | cel.Context) -> Any:
-    """Evaluate ``source``; every failure becomes :class:`ExpressionError` with a sentence."""
+    """Evaluate ``source``; every failure becomes :class:`ExpressionError` with a sentence.
+
+    An expression with a comprehension is refused (an :class:`ExpressionError` too) when
+    the data it reads holds more than ``MAX_COMPREHENSION_VALUES`` values."""
+    if isinstance(env, Mapping):
+        _check_cost(source, env)
     try:
         return program(source).execute(env)  # type: ignore[arg-type]
     except KeyError as exc:
@@ -178,8 +234,8 @@ def check(
             return [(int(m.group(2)), f"CEL syntax error: {m.group(3).strip()}")]
         return [(1, f"CEL syntax error: {_first_sentence(exc)}")]
     problems = _check_size(source)
-    code = _blank_strings(source)  # names inside string literals are not names
-    bound = {m.group(2) for m in _MACROS.finditer(code)}
+    code = code_only(source)  # names inside strings and comments are not names
+    bound = {c.var for c in comprehensions(source)}
     for var in prog.variables():
         if var not in ROOTS and var not in bound:
             problems.append(
@@ -216,13 +272,6 @@ def check(
     )
 
 
-def _blank_strings(source: str) -> str:
-    """``source`` with the inside of string literals blanked, positions kept."""
-    return _STRING.sub(
-        lambda m: m.group(0)[0] + " " * (len(m.group(0)) - 2) + m.group(0)[-1], source
-    )
-
-
 def _column(code: str, name: str) -> int:
     """1-based column of ``name`` as a whole identifier in ``code``."""
     m = re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", code) or re.search(
@@ -232,49 +281,25 @@ def _column(code: str, name: str) -> int:
 
 
 def _check_size(source: str) -> list[tuple[int, str]]:
-    spans = []
-    source = _blank_strings(source)
-    for m in _MACROS.finditer(source):
-        open_at = source.index("(", m.start())
-        spans.append((open_at, _matching_paren(source, open_at)))
-    if len(spans) > MAX_COMPREHENSIONS:
+    found = comprehensions(source)
+    for c in found:
+        if c.depth > 0:
+            return [
+                (
+                    c.start + 1,
+                    "nested comprehensions are not allowed (their cost "
+                    "grows with the square of the input); use two rules",
+                )
+            ]
+    if len(found) > MAX_COMPREHENSIONS:
         return [
             (
-                spans[MAX_COMPREHENSIONS][0] + 1,
+                found[MAX_COMPREHENSIONS].start + 1,
                 f"at most {MAX_COMPREHENSIONS} comprehensions (all/exists/map/filter) "
                 "per expression; split it into several rules",
             )
         ]
-    for a_start, a_end in spans:
-        for b_start, _ in spans:
-            if a_start < b_start < a_end:
-                return [
-                    (
-                        b_start + 1,
-                        "nested comprehensions are not allowed (their cost "
-                        "grows with the square of the input); use two rules",
-                    )
-                ]
     return []
-
-
-def _matching_paren(source: str, open_at: int) -> int:
-    depth = 0
-    quote = ""
-    for i in range(open_at, len(source)):
-        ch = source[i]
-        if quote:
-            if ch == quote and source[i - 1] != "\\":
-                quote = ""
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                return i
-    return len(source)
 
 
 def _trial(

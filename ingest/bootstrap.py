@@ -7,7 +7,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from settings import Settings
+from settings import Settings, check_settings
 
 from . import keys
 
@@ -43,21 +43,11 @@ def _save(path: Path, text: str) -> None:
 
 
 async def check_secrets(conn: AsyncConnection[Any], settings: Settings) -> None:
-    """Outside development mode, refuse development secrets and a stack with no admin."""
+    """Outside development mode, refuse development secrets (:func:`settings.check_settings`)
+    and a stack with no admin."""
     if settings.env == "development":
         return
-    if settings.dev_write_key or settings.dev_admin_token:
-        raise SystemExit(
-            "JOURNEYS_DEV_WRITE_KEY / JOURNEYS_DEV_ADMIN_TOKEN are set but "
-            "JOURNEYS_ENV is not 'development': refusing to run on development "
-            "secrets. Unset them and create keys with 'journeys keys create'."
-        )
-    if settings.link_secret == "dev-link-secret" or len(settings.link_secret) < 16:
-        raise SystemExit(
-            "JOURNEYS_LINK_SECRET is the development default (or shorter than 16 "
-            "characters): set it to a long random value (it signs unsubscribe links), e.g. "
-            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
-        )
+    check_settings(settings)
     cur = await conn.execute(
         "SELECT count(*) FROM api_keys WHERE kind = 'admin' AND revoked_at IS NULL"
     )

@@ -64,7 +64,8 @@ _SELECT = (
 )
 
 
-async def _lock(conn: AsyncConnection[Any], pool: str) -> None:
+async def lock_pool(conn: AsyncConnection[Any], pool: str) -> None:
+    """Take the pool's advisory lock until the end of the transaction (see the module)."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('pool:' || %s))", (pool,))
 
 
@@ -130,7 +131,7 @@ async def assign(
     the least-loaded active manager with room, ties by id (True). None when every active
     manager of the pool is at capacity. Raises UnknownPool."""
     async with conn.transaction():
-        await _lock(conn, pool)
+        await lock_pool(conn, pool)
         cur = await conn.execute(
             "SELECT manager_id FROM manager_assignments WHERE customer_id = %s AND pool = %s",
             (customer_id, pool),
@@ -182,7 +183,7 @@ async def deactivate(
         if row is None:
             raise UnknownManager(manager_id)
         pool = str(row[0])
-        await _lock(conn, pool)
+        await lock_pool(conn, pool)
         await conn.execute("UPDATE managers SET active = false WHERE id = %s", (manager_id,))
         cur = await conn.execute(
             "SELECT customer_id FROM manager_assignments WHERE manager_id = %s"
