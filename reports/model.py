@@ -174,6 +174,12 @@ class Managers:
 
 
 @dataclass(frozen=True)
+class Messages:
+    by_status: list[Count]  # sent, suppressed, deferred, failed, unknown, sending
+    unknown: int  # at_most_once messages whose outcome no attempt could record
+
+
+@dataclass(frozen=True)
 class Report:
     """Every figure of one report; ``since`` bounds the time-based ones."""
 
@@ -189,3 +195,4 @@ class Report:
     churn: Rate
     surveys: Surveys
     managers: Managers
+    messages: Messages | None = None

@@ -103,6 +103,15 @@ async def test_at_most_once_records_unknown_instead_of_sending_again(db, db_url)
     assert later.status == "skipped" and later.reason.startswith("unknown before:")
     assert smtp.mail == []
     assert await rows(db, "SELECT status FROM messages") == [("unknown",)]
+    # the report shows it
+    from reports import build_report, render_html, render_text
+
+    async with db.connection() as conn:
+        report = await build_report(conn)
+    assert report.messages is not None and report.messages.unknown == 1
+    text = render_text(report)
+    assert "Messages\n========" in text and "1 message(s) with an unknown outcome" in text
+    assert '<section id="messages"' in render_html(report)
 
 
 async def test_at_least_once_sends_again_what_an_earlier_attempt_left_unrecorded(db, db_url):
