@@ -84,6 +84,8 @@ async def test_a_journey_gone_from_the_snapshot_is_gone_from_the_read_model(db):
     assert await stored(db) == (1, [("lifecycle", "new", 0), ("nps", "asked", 0)])
     await record(db, snapshot(2))
     assert await stored(db) == (2, [("lifecycle", "new", 0)])
+    await record(db, CustomerSnapshot(seq=3, at=T0))  # in no journey any more
+    assert await stored(db) == (3, [])
 
 
 def test_recorded_inputs_without_a_snapshot_still_decode():
