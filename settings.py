@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     # worker may take it: long keeps throughput under a backlog, short recovers faster
     # from a crashed worker (shared/TEMPORAL-PERF.md).
     sticky_timeout_seconds: float = Field(120.0, alias="JOURNEYS_STICKY_TIMEOUT_SECONDS", gt=0)
+    # On SIGTERM the worker stops polling and lets in-flight activities finish for this
+    # long before cancelling them: past an action's timeout (60 s), a send under way is
+    # finished and recorded, never cut off between the relay's answer and its record.
+    graceful_shutdown_seconds: float = Field(75.0, alias="JOURNEYS_GRACEFUL_SHUTDOWN_SECONDS", ge=0)
     # Temporal's workflow sandbox (determinism guard); tests always run with it
     workflow_sandbox: bool = Field(True, alias="JOURNEYS_WORKFLOW_SANDBOX")
     env: Literal["development", "production"] = Field("production", alias="JOURNEYS_ENV")

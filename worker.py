@@ -3,7 +3,9 @@
 Start it with ``python worker.py`` (``make run`` does). It applies the database schema,
 publishes the journeys in ``rules/`` (a changed journey becomes a new version; customers in
 flight keep theirs), then polls Temporal. It never exits on a transient outage: when
-Temporal is down or restarts, it reconnects with backoff.
+PostgreSQL or Temporal is down at start or restarts later, it retries with backoff.
+SIGTERM (or Ctrl-C) stops it gracefully: it stops polling and lets in-flight activities
+finish (``JOURNEYS_GRACEFUL_SHUTDOWN_SECONDS``), so no send is cut off half-recorded.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ def build_worker(
         max_concurrent_workflow_task_polls=20,
         sticky_queue_schedule_to_start_timeout=sticky_timeout
         or timedelta(seconds=settings.sticky_timeout_seconds),
+        graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_seconds),
     )
 
 
@@ -88,8 +91,31 @@ async def prepare_database(settings: Settings) -> int:
     return seq
 
 
+async def prepare_with_retry(settings: Settings, stop: asyncio.Event) -> int | None:
+    """:func:`prepare_database`, retried with backoff (1 s doubling to 30 s) while
+    PostgreSQL is unreachable, as the Temporal connection is; None if stopped meanwhile.
+    Bad rules or settings are not retried: they fail at once."""
+    import psycopg
+
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            return await prepare_database(settings)
+        except (psycopg.OperationalError, OSError) as exc:
+            log.warning(
+                "PostgreSQL is not reachable (%s); retrying in %.0fs",
+                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                delay,
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, 30.0)
+    return None
+
+
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    await prepare_database(settings)
+    if await prepare_with_retry(settings, stop) is None:
+        return
     assert settings.database_url
     db = pool(settings.database_url)
     await db.open()

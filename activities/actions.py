@@ -29,9 +29,11 @@ from settings import Settings
 from store import managers, offers, surveys, tasks, waitlist
 from workflows.io import ActionInput, ActionResult
 
+from ._bookkeeping import with_retries
+from ._delivery import Outgoing
 from ._faults import crash_point
 from .assignment import manager_note
-from .messaging import CONFIG_ERROR, Messenger, Outgoing, Sent, config_error
+from .messaging import CONFIG_ERROR, Messenger, Sent, config_error
 
 UNEXPECTED_ATTEMPTS = 5
 
@@ -126,23 +128,28 @@ class ActionActivities:
     async def _log(self, data: ActionInput, result: ActionResult) -> ActionResult:
         """Every action, once, in ``action_log`` (with how it ended), for audits."""
         cmd = data.command
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO action_log (idempotency_key, customer_id, journey, version, state,"
-                " action, args, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (idempotency_key) DO UPDATE SET status = EXCLUDED.status"
-                " WHERE action_log.status <> 'done'",
-                (
-                    cmd.idempotency_key,
-                    data.customer_id,
-                    cmd.journey,
-                    cmd.version,
-                    cmd.state,
-                    cmd.kind,
-                    Jsonb(cmd.args),
-                    result.status if result.status != "already_done" else "done",
-                ),
-            )
+
+        async def write() -> None:
+            async with self.pool.connection() as conn:
+                await conn.execute(
+                    "INSERT INTO action_log (idempotency_key, customer_id, journey, version,"
+                    " state, action, args, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                    " ON CONFLICT (idempotency_key) DO UPDATE SET status = EXCLUDED.status"
+                    " WHERE action_log.status <> 'done'",
+                    (
+                        cmd.idempotency_key,
+                        data.customer_id,
+                        cmd.journey,
+                        cmd.version,
+                        cmd.state,
+                        cmd.kind,
+                        Jsonb(cmd.args),
+                        result.status if result.status != "already_done" else "done",
+                    ),
+                )
+
+        # retried in place: failing here would make a retry act (send) again
+        await with_retries(write, what=f"logging {cmd.summary}")
         activity.logger.info("%s: %s %s", cmd.summary, result.status, result.reason)
         crash_point(f"{cmd.kind}_done")  # tests: a crash before Temporal hears of it
         return result

@@ -10,7 +10,8 @@ from temporalio import activity
 
 from engine import Catalog, Journey
 from store import catalog as catalog_store
-from workflows.io import LoadCatalogInput, RecordTransitionsInput
+from store import read_model
+from workflows.io import CustomerSnapshot, LoadCatalogInput, RecordTransitionsInput
 
 
 class JourneyActivities:
@@ -40,26 +41,42 @@ class JourneyActivities:
 
     @activity.defn(name="record_transitions")
     async def record_transitions(self, data: RecordTransitionsInput) -> int:
-        """Append state changes to ``journey_transitions`` once (keyed), for reports."""
-        if not data.transitions:
-            return 0
-        async with self.pool.connection() as conn, conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO journey_transitions (key, customer_id, journey, version,"
-                " from_state, to_state, cause, at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (key) DO NOTHING",
-                [
-                    (
-                        t.key,
-                        data.customer_id,
-                        t.journey,
-                        t.version,
-                        t.from_state,
-                        t.to_state,
-                        t.cause,
-                        t.at,
+        """Append state changes to ``journey_transitions`` once (keyed), for reports, and
+        store the customer's snapshot for admin reads (an older one never overwrites a
+        newer one: see ``store.read_model``)."""
+        async with self.pool.connection() as conn:
+            if data.transitions:
+                async with conn.cursor() as cur:
+                    await cur.executemany(
+                        "INSERT INTO journey_transitions (key, customer_id, journey, version,"
+                        " from_state, to_state, cause, at)"
+                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                        " ON CONFLICT (key) DO NOTHING",
+                        [
+                            (
+                                t.key,
+                                data.customer_id,
+                                t.journey,
+                                t.version,
+                                t.from_state,
+                                t.to_state,
+                                t.cause,
+                                t.at,
+                            )
+                            for t in data.transitions
+                        ],
                     )
-                    for t in data.transitions
-                ],
-            )
+            if data.snapshot is not None:
+                await read_model.write(conn, data.customer_id, _stored(data.snapshot))
         return len(data.transitions)
+
+
+def _stored(snap: CustomerSnapshot) -> read_model.Snapshot:
+    return read_model.Snapshot(
+        seq=snap.seq,
+        at=snap.at,
+        tier=snap.tier,
+        segment=snap.segment,
+        problems=[p.model_dump(mode="json") for p in snap.problems],
+        journeys=[read_model.JourneyRow(**j.model_dump()) for j in snap.journeys],
+    )

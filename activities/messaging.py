@@ -4,17 +4,23 @@ Every message has a row in ``messages`` under the action's idempotency key, and 
 through it::
 
     (new) -> deferred -> ... -> sending -> sent
-                  \\-> suppressed        \\-> failed
+                  \\-> suppressed        |-> failed
+                                        \\-> unknown   (delivery: at_most_once)
 
 1. In one transaction the row is created (or found), and the policy decides: a message
-   already sent, suppressed or failed is not touched again (a retried activity after a
-   crash ends here); a suppressed one records why; a deferred one records until when, and
-   the workflow holds it as a timer.
-2. The message is rendered (a template error fails for good, with a sentence for ops) and
-   handed to the channel with the idempotency key: the SMTP Message-ID and the HTTP
-   ``Idempotency-Key`` derive from it, so even a crash between the provider's answer and
-   step 3 leaves the provider able to drop the resend.
-3. The row becomes ``sent`` with the provider's id.
+   already sent, suppressed, failed or unknown is not touched again (a retried activity
+   after a crash ends here); a suppressed one records why; a deferred one records until
+   when, and the workflow holds it as a timer. A customer without the channel's address
+   is waited for (``await_contact``) before the message is suppressed.
+2. The row is marked as handed over (``delivering_until``), the message is rendered (a
+   template error fails for good, with a sentence for ops) and handed to the channel with
+   the idempotency key: the SMTP Message-ID and the HTTP ``Idempotency-Key`` derive from
+   it, so even a crash between the provider's answer and step 3 leaves the provider able
+   to drop the resend. Under ``delivery: at_most_once`` an attempt that finds an earlier
+   one handed over without an outcome records ``unknown`` instead of sending.
+3. The row becomes ``sent`` with the provider's id; that write is retried while
+   PostgreSQL recovers, and a stopping worker lets it finish: the delivery itself is never
+   redone once the provider accepted it.
 
 Contact details are read from PostgreSQL here, never from workflow history.
 """
@@ -23,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -31,41 +37,21 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from temporalio.exceptions import ApplicationError
 
-from channels import (
-    Email,
-    PermanentDeliveryError,
-    TransientDeliveryError,
-    post_webhook,
-    send_email,
-    send_sms,
-)
-from engine.policy import Policy, decide
+from channels import PermanentDeliveryError, TransientDeliveryError
+from engine.policy import DeliveryMode, Policy, decide
 from messaging.render import Renderer, TemplateError
 from settings import Settings
 from store import consent
 
+from ._bookkeeping import RETRYABLE, finish_despite_cancel, with_retries
+from ._delivery import MIN_DELIVERY_SECONDS, Outgoing, budget_left, deliver, next_check
 from ._faults import crash_point
 
+__all__ = ["CONFIG_ERROR", "Messenger", "Outgoing", "Sent", "config_error", "profile"]
 log = logging.getLogger(__name__)
 CONFIG_ERROR = "ActionConfigError"
 Channel = Literal["email", "sms", "webhook"]
 _ADDRESS = {"email": "email", "sms": "phone"}
-
-
-@dataclass
-class Outgoing:
-    """One message to send: to the customer (policy applies) or to staff about them."""
-
-    key: str
-    customer_id: str
-    journey: str
-    state: str
-    template: str
-    channel: Channel
-    marketing: bool
-    context: dict[str, Any] = field(default_factory=dict)  # offer, survey, manager, ...
-    to: str | None = None  # staff address; None: the customer's, read from their profile
-    url: str | None = None  # webhook target
 
 
 @dataclass
@@ -106,10 +92,12 @@ class Messenger:
         """Send ``out`` once; ``base`` is the template context shared by all actions
         (customer, journey, state, ctx, event). ``drop``: a deferred message no longer
         wanted, recorded as suppressed with that reason."""
+        mode = self.policy.delivery.mode(out.template, out.channel)
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO messages (idempotency_key, customer_id, journey, state, template,"
-                " channel, marketing, status) VALUES (%s, %s, %s, %s, %s, %s, %s, 'sending')"
+                " channel, marketing, status, first_attempt_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, 'sending', %s)"
                 " ON CONFLICT (idempotency_key) DO NOTHING",
                 (
                     out.key,
@@ -119,19 +107,21 @@ class Messenger:
                     out.template,
                     out.channel,
                     out.marketing,
+                    now,
                 ),
             )
             cur = await conn.execute(
-                "SELECT status, reason, provider_id, delivering_until > now() FROM messages"
-                " WHERE idempotency_key = %s FOR UPDATE",
+                "SELECT status, reason, provider_id, delivering_until > now(),"
+                " delivering_until IS NOT NULL, coalesce(first_attempt_at, created_at)"
+                " FROM messages WHERE idempotency_key = %s FOR UPDATE",
                 (out.key,),
             )
             row = await cur.fetchone()
             assert row is not None
-            status, reason, provider_id, in_flight = row
+            status, reason, provider_id, in_flight, handed_over, first_attempt = row
             if status == "sent":
                 return Sent("already_done", provider_id=provider_id)
-            if status in ("suppressed", "failed"):
+            if status in ("suppressed", "failed", "unknown"):
                 return Sent("skipped", reason=f"{status} before: {reason}")
             if in_flight:
                 # an earlier attempt may still be delivering (a local activity that timed
@@ -139,6 +129,11 @@ class Messenger:
                 raise TransientDeliveryError(
                     "an earlier attempt may still be delivering this message; retrying"
                 )
+            if handed_over and mode == "at_most_once":
+                # an earlier attempt gave it to the provider and never wrote down how that
+                # ended (its worker was killed): at most once means not sending it again
+                await self._mark(conn, out.key, "unknown", UNKNOWN_OUTCOME)
+                return Sent("skipped", reason=UNKNOWN_OUTCOME)
             if drop is not None:
                 await self._mark(conn, out.key, "suppressed", drop)
                 return Sent("skipped", reason=drop)
@@ -150,15 +145,14 @@ class Messenger:
                 raise config_error(f"{out.template} by webhook has no url to post to")
             recipient = out.to or out.url or traits.get(_ADDRESS.get(out.channel, ""))
             if not recipient:
-                why = f"the customer's profile has no {_ADDRESS.get(out.channel, 'address')}"
-                await self._mark(conn, out.key, "suppressed", why)
-                return Sent("skipped", reason=why)
-            budget = _budget()
+                return await self._no_address(conn, out, now, first_attempt)
+            budget = budget_left()
             deadline = asyncio.get_running_loop().time() + budget
             if budget < MIN_DELIVERY_SECONDS:
                 raise TransientDeliveryError(
                     "too little of this attempt's time is left to deliver; retrying"
                 )
+            # from here the message counts as handed over until its outcome is written
             await conn.execute(
                 "UPDATE messages SET status = 'sending', attempts = attempts + 1, reason = NULL,"
                 " deferred_until = NULL, updated_at = now(),"
@@ -183,12 +177,30 @@ class Messenger:
         except TemplateError as exc:
             await self._finish(out.key, "failed", reason=str(exc))
             raise config_error(f"template {out.template}: {exc}") from None
+        # a stopping worker lets this finish: cut off, its retry would send it again
+        return await finish_despite_cancel(
+            self._deliver_and_record(out, str(recipient), rendered, context, now, deadline, mode)
+        )
+
+    async def _deliver_and_record(
+        self,
+        out: Outgoing,
+        recipient: str,
+        rendered: Any,
+        context: dict[str, Any],
+        now: datetime,
+        deadline: float,
+        mode: DeliveryMode,
+    ) -> Sent:
         try:
             # end this attempt before Temporal gives up on it, so a retry never runs
             # while this one is still talking to the provider
             async with asyncio.timeout_at(deadline):
-                provider_id = await self._deliver(out, str(recipient), rendered, context)
+                provider_id = await deliver(self.settings, out, recipient, rendered, context)
         except TimeoutError:
+            if mode == "at_most_once":  # it may have arrived: not sent again
+                await self._finish(out.key, "unknown", reason=f"{UNKNOWN_OUTCOME} (timed out)")
+                return Sent("skipped", reason=UNKNOWN_OUTCOME)
             await self._finish(out.key, "sending", reason="retrying: the provider was too slow")
             raise TransientDeliveryError(
                 f"{out.channel} delivery took longer than this attempt may; retrying"
@@ -197,13 +209,50 @@ class Messenger:
             await self._finish(out.key, "failed", reason=str(exc))
             raise config_error(f"{out.channel} to customer {out.customer_id}: {exc}") from None
         except TransientDeliveryError as exc:
+            if mode == "at_most_once" and exc.maybe_delivered:
+                await self._finish(out.key, "unknown", reason=f"{UNKNOWN_OUTCOME} ({exc})")
+                return Sent("skipped", reason=UNKNOWN_OUTCOME)
             await self._finish(out.key, "sending", reason=f"retrying: {exc}")
             raise
         crash_point("message_delivered")  # tests: a crash before the row says 'sent'
-        await self._finish(
-            out.key, "sent", provider_id=provider_id, subject=rendered.subject, sent_at=now
-        )
+        try:
+            await self._finish(
+                out.key, "sent", provider_id=provider_id, subject=rendered.subject, sent_at=now
+            )
+        except RETRYABLE as exc:
+            # delivered, and PostgreSQL stayed away for the rest of the attempt: report it
+            # delivered anyway, since failing would make the retry send it a second time
+            log.error(
+                "message %s was delivered but could not be recorded as sent: %s",
+                out.key,
+                type(exc).__name__,
+            )
+            return Sent("done", reason="delivered; its record could not be written")
         return Sent("done", provider_id=provider_id)
+
+    async def _no_address(
+        self, conn: AsyncConnection[Any], out: Outgoing, now: datetime, first: datetime
+    ) -> Sent:
+        """A customer without the channel's address: wait for it (``await_contact``, from
+        the message's first attempt: an identify often comes after the sign-up), checking
+        again at growing intervals, then suppress it."""
+        what = _ADDRESS.get(out.channel, "address")
+        wait = self.policy.await_contact if out.to is None else 0
+        give_up = first + timedelta(seconds=wait)
+        if now < give_up:
+            again = min(give_up, now + next_check(now - first))
+            reason = f"waiting up to {_human(wait)} for the customer's {what}"
+            await conn.execute(
+                "UPDATE messages SET status = 'deferred', reason = %s, deferred_until = %s,"
+                " updated_at = now() WHERE idempotency_key = %s",
+                (reason, again, out.key),
+            )
+            return Sent("deferred", reason=reason, retry_at=again)
+        why = f"the customer's profile has no {what}"
+        if wait:
+            why += f" (waited {_human(wait)} for it)"
+        await self._mark(conn, out.key, "suppressed", why)
+        return Sent("skipped", reason=why)
 
     async def _decide(
         self, conn: AsyncConnection[Any], out: Outgoing, traits: dict[str, Any], now: datetime
@@ -249,29 +298,6 @@ class Messenger:
         )
         return Sent("deferred", reason=decision.reason, retry_at=decision.until)
 
-    async def _deliver(
-        self, out: Outgoing, recipient: str, rendered: Any, context: dict[str, Any]
-    ) -> str:
-        if out.channel == "email":
-            return await send_email(
-                self.settings,
-                Email(
-                    to=recipient,
-                    subject=rendered.subject or "",
-                    text=rendered.text,
-                    html=rendered.html,
-                    idempotency_key=out.key,
-                    unsubscribe_url=context.get("unsubscribe_url"),
-                ),
-            )
-        if out.channel == "sms":
-            body = rendered.sms or rendered.text or ""
-            return await send_sms(self.settings, to=recipient, body=body, idempotency_key=out.key)
-        payload = rendered.webhook or {"text": rendered.text}
-        return await post_webhook(
-            self.settings, url=recipient, payload=payload, idempotency_key=out.key
-        )
-
     async def _mark(self, conn: AsyncConnection[Any], key: str, status: str, reason: str) -> None:
         await conn.execute(
             "UPDATE messages SET status = %s, reason = %s, updated_at = now()"
@@ -289,36 +315,32 @@ class Messenger:
         subject: str | None = None,
         sent_at: datetime | None = None,
     ) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "UPDATE messages SET status = %s, reason = %s,"
-                " provider_id = coalesce(%s, provider_id), subject = coalesce(%s, subject),"
-                " sent_at = %s, updated_at = now(), delivering_until = NULL"
-                " WHERE idempotency_key = %s",
-                (status, reason, provider_id, subject, sent_at, key),
-            )
+        """Write how the attempt ended, retried while PostgreSQL recovers (never the
+        delivery: see ``activities._bookkeeping``)."""
+
+        async def write() -> None:
+            async with self.pool.connection() as conn:
+                await conn.execute(
+                    "UPDATE messages SET status = %s, reason = %s,"
+                    " provider_id = coalesce(%s, provider_id), subject = coalesce(%s, subject),"
+                    " sent_at = %s, updated_at = now(), delivering_until = NULL"
+                    " WHERE idempotency_key = %s",
+                    (status, reason, provider_id, subject, sent_at, key),
+                )
+
+        await with_retries(write, what=f"recording message {key} as {status}")
 
 
-MIN_DELIVERY_SECONDS = 1.0
+UNKNOWN_OUTCOME = (
+    "an earlier attempt handed it to the provider and its outcome is unknown;"
+    " delivery: at_most_once, so it is not sent again"
+)
 
 
-def _budget() -> float:
-    """Seconds this attempt may still spend delivering: its start-to-close timeout from
-    when this attempt started, less a margin for recording the result (3 s, or a quarter
-    of a short timeout). Below
-    ``MIN_DELIVERY_SECONDS`` the attempt does not start delivering at all."""
-    from temporalio import activity
+def _human(seconds: int) -> str:
+    from engine.durations import format_duration
 
-    try:
-        info = activity.info()
-    except RuntimeError:  # called outside an activity (tests of the messenger alone)
-        return 60.0
-    timeout = info.start_to_close_timeout
-    if timeout is None:
-        return 60.0
-    elapsed = (datetime.now(UTC) - info.started_time).total_seconds()
-    margin = min(3.0, timeout.total_seconds() / 4)
-    return timeout.total_seconds() - max(elapsed, 0.0) - margin
+    return format_duration(seconds)
 
 
 def _truthy(value: Any) -> bool:

@@ -17,6 +17,7 @@ from engine import CustomerState
 from ingest import dead_letters
 from ingest.segment import IngestError
 from runtime import customers
+from store import read_model
 
 from .app import AppState
 from .auth import credential
@@ -115,9 +116,39 @@ _METRIC_NAMES = (
 _METRICS = f"SELECT {', '.join(_METRIC_NAMES)} FROM customer_metrics WHERE customer_id = %s"
 
 
+def _journeys_stored(snap: read_model.Snapshot, history: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for j in snap.journeys:
+        nxt = (
+            {"after": j.next_timer_label, "due_at": j.next_timer_due, "to": j.next_timer_target}
+            if j.next_timer_due
+            else None
+        )
+        out[j.journey] = {
+            "state": j.state,
+            "status": j.status,
+            "version": j.version,
+            "context": j.context,
+            "entered_at": j.since,
+            "enrolled_at": j.enrolled_at,
+            "next_timer": nxt,
+            "history": history.get(j.journey, []),
+        }
+    return out
+
+
 @router.get("/v1/customers/{customer_id}", tags=["admin"])
-async def get_customer(customer_id: str, state: Admin) -> dict[str, Any]:
-    """A customer's profile and every journey they are in."""
+async def get_customer(
+    customer_id: str,
+    state: Admin,
+    live: Annotated[
+        bool, Query(description="ask the customer's workflow instead of the read model")
+    ] = False,
+) -> dict[str, Any]:
+    """A customer's profile and every journey they are in: from PostgreSQL's read model
+    (fast, and available while Temporal or a worker is down), or with ``live=true`` from
+    the customer's workflow itself. A customer whose workflow has not written the read
+    model yet is asked live."""
     async with state.pool.connection() as conn:
         cur = await conn.execute(
             "SELECT traits, anonymous_id, first_seen, updated_at FROM customers"
@@ -132,25 +163,17 @@ async def get_customer(customer_id: str, state: Admin) -> dict[str, Any]:
         cur = await conn.execute(_METRICS, (customer_id,))
         metrics_row = await cur.fetchone()
         metrics = dict(zip(_METRIC_NAMES, metrics_row, strict=True)) if metrics_row else None
+        snap = None if live else await read_model.read(conn, customer_id)
+        history = await read_model.history(conn, customer_id) if snap else {}
     events = int(count_row[0]) if count_row else 0
-    client = await _temporal(state)
     journeys: dict[str, Any] = {}
     problems: list[Any] = []
-    try:
-        st = await customers.state(client, customer_id)
-        journeys = _journeys(st)
-        problems = [p.model_dump(mode="json") for p in st.problems]
-        tier, segment = st.customer.tier, st.customer.segment
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise HTTPException(
-                503,
-                {
-                    "error": "temporal_unavailable",
-                    "message": "could not query the customer's workflow",
-                },
-            ) from None
-        tier = segment = None
+    if snap is not None:
+        journeys = _journeys_stored(snap, history)
+        problems = snap.problems
+        tier, segment = snap.tier, snap.segment
+    else:
+        journeys, problems, tier, segment = await _live(state, customer_id)
     if metrics:  # the latest refresh is the truth; the workflow learns it on its next event
         tier, segment = metrics["tier"], metrics["segment"]
     if profile is None and not journeys and not events:
@@ -168,7 +191,30 @@ async def get_customer(customer_id: str, state: Admin) -> dict[str, Any]:
         "events": events,
         "journeys": journeys,
         "problems": problems,
+        "read_from": "read_model" if snap is not None else "workflow",
+        "as_of": snap.at if snap is not None else None,
     }
+
+
+async def _live(
+    state: AppState, customer_id: str
+) -> tuple[dict[str, Any], list[Any], str | None, str | None]:
+    """Journeys, problems, tier and segment from the customer's workflow (a query)."""
+    client = await _temporal(state)
+    try:
+        st = await customers.state(client, customer_id)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise HTTPException(
+                503,
+                {
+                    "error": "temporal_unavailable",
+                    "message": "could not query the customer's workflow",
+                },
+            ) from None
+        return {}, [], None, None
+    problems = [p.model_dump(mode="json") for p in st.problems]
+    return _journeys(st), problems, st.customer.tier, st.customer.segment
 
 
 @router.get("/v1/customers/{customer_id}/events", tags=["admin"])

@@ -21,7 +21,14 @@ class PermanentDeliveryError(DeliveryError):
 
 
 class TransientDeliveryError(DeliveryError):
-    """The receiver or the network failed for now; the same delivery may succeed later."""
+    """The receiver or the network failed for now; the same delivery may succeed later.
+    ``maybe_delivered``: the failure came after the message was handed over (a connection
+    lost before the answer), so it may have arrived: ``delivery: at_most_once`` does not
+    retry those."""
+
+    def __init__(self, message: str, *, maybe_delivered: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_delivered = maybe_delivered
 
 
 _PRINTABLE = set(range(0x21, 0x7F))

@@ -133,7 +133,10 @@ async def send_email(settings: Settings, email: Email) -> str:
             ) from None
         raise PermanentDeliveryError(f"{said} for the email to {recipient}") from None
     except (aiosmtplib.SMTPException, OSError) as exc:  # timeouts, refused, disconnected, TLS
+        # a refused connection never handed the message over; anything else may have
+        never_sent = isinstance(exc, (ConnectionRefusedError, aiosmtplib.SMTPConnectError))
         raise TransientDeliveryError(
-            f"could not send the email to {recipient} through {server}: {exc}"
+            f"could not send the email to {recipient} through {server}: {exc}",
+            maybe_delivered=not never_sent,
         ) from None
     return str(msg["Message-ID"])

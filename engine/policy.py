@@ -15,6 +15,10 @@ message becomes a timer in the customer's workflow, so it survives restarts.
       {from: "21:00", until: "09:00", channels: [sms, email], when_quiet: defer,
        time_zone_trait: timezone, default_time_zone: Europe/Berlin}
 
+    await_contact: 15m          # a message to a customer without the address waits for it
+    delivery:                   # at_least_once (default) or at_most_once
+      {default: at_least_once, channels: {sms: at_most_once}, templates: {welcome: at_most_once}}
+
 Transactional messages (``send: {transactional: true}``) ignore consent and caps; quiet
 hours apply to them only when ``quiet_hours.transactional: true``.
 """
@@ -44,6 +48,12 @@ def _default_opt_outs() -> dict[ChannelName, list[str]]:
 
 def _people_channels() -> list[ChannelName]:
     return ["email", "sms"]
+
+
+def _await_seconds(value: Any, info: Any) -> int:
+    if value in (0, "0", None):
+        return 0
+    return _seconds(value, info)
 
 
 class Consent(Spec):
@@ -114,10 +124,39 @@ class QuietHours(Spec):
         return end if end > local else end + timedelta(days=1)
 
 
+DeliveryMode = Literal["at_least_once", "at_most_once"]
+
+
+class Delivery(Spec):
+    """What a crash between the provider's acceptance and its record may cost: a second
+    send (``at_least_once``, the default) or a missed one (``at_most_once``: an attempt
+    that finds an earlier one's outcome unknown records ``unknown`` instead of sending).
+    A template's choice wins over its channel's, which wins over the default."""
+
+    default: DeliveryMode = "at_least_once"
+    channels: dict[ChannelName, DeliveryMode] = Field(default_factory=dict)
+    templates: dict[str, DeliveryMode] = Field(default_factory=dict)
+
+    def mode(self, template: str, channel: str) -> DeliveryMode:
+        if template in self.templates:
+            return self.templates[template]
+        for name, mode in self.channels.items():
+            if name == channel:
+                return mode
+        return self.default
+
+
 class Policy(Spec):
     consent: Consent = Field(default_factory=Consent)
     frequency_caps: list[FrequencyCap] = Field(default_factory=list)
     quiet_hours: QuietHours | None = None
+    # seconds a message to a customer without the channel's address (an identify that
+    # comes after the sign-up) waits for it, from its first attempt, before it is
+    # suppressed; 0: suppressed at once
+    await_contact: Annotated[int, Field(ge=0)] = 0
+    delivery: Delivery = Field(default_factory=Delivery)
+
+    _wait = field_validator("await_contact", mode="before")(_await_seconds)
 
     def longest_window(self) -> int:
         """Seconds of send history the caps need to look at."""
@@ -199,7 +238,7 @@ def load_policy(rules_dir: Path | str = "rules", *, display_root: Path | None = 
     doc = read_mapping(
         Path(rules_dir) / POLICY_FILE,
         display_root,
-        shape="a mapping of consent, frequency_caps and quiet_hours",
+        shape="a mapping of consent, frequency_caps, quiet_hours, await_contact and delivery",
     )
     if doc is None:
         return Policy()
@@ -216,6 +255,7 @@ def _allowed_keys(loc: list[int | str]) -> list[str]:
         "consent": Consent,
         "frequency_caps": FrequencyCap,
         "quiet_hours": QuietHours,
+        "delivery": Delivery,
     }
     model = models.get(parent[0] if parent else "", Policy)
     return [f.alias or n for n, f in model.model_fields.items()]

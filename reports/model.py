@@ -174,6 +174,12 @@ class Managers:
 
 
 @dataclass(frozen=True)
+class Messages:
+    by_status: list[Count]  # sent, suppressed, deferred, failed, unknown, sending
+    unknown: int  # at_most_once messages whose outcome no attempt could record
+
+
+@dataclass(frozen=True)
 class Report:
     """Every figure of one report; ``since`` bounds the time-based ones."""
 
@@ -190,3 +196,4 @@ class Report:
     surveys: Surveys
     managers: Managers
     dead_letters: int = 0  # events whose delivery failed for good, waiting for an admin
+    messages: Messages | None = None

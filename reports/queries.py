@@ -14,6 +14,7 @@ from .model import (
     Count,
     ManagerLoad,
     Managers,
+    Messages,
     Migration,
     NpsWeek,
     OfferRow,
@@ -226,6 +227,18 @@ async def manager_load(conn: AsyncConnection[Any]) -> Managers:
     return Managers([ManagerLoad(*r) for r in rows], [Count(p, n) for p, n in queues])
 
 
+async def message_figures(conn: AsyncConnection[Any], *, since: datetime | None = None) -> Messages:
+    """Messages of the period (by ``created_at``) per status, most first."""
+    rows = await _rows(
+        conn,
+        "SELECT status, count(*) FROM messages WHERE %(since)s::timestamptz IS NULL"
+        " OR created_at >= %(since)s GROUP BY 1 ORDER BY 2 DESC, 1",
+        {"since": since},
+    )
+    counts = [Count(s, n) for s, n in rows]
+    return Messages(counts, sum(c.count for c in counts if c.label == "unknown"))
+
+
 async def build_report(
     conn: AsyncConnection[Any],
     *,
@@ -259,6 +272,7 @@ async def _report(
         surveys=await survey_figures(conn, since=since),
         managers=await manager_load(conn),
         dead_letters=await dead_letter_count(conn),
+        messages=await message_figures(conn, since=since),
     )
 
 

@@ -52,6 +52,10 @@ def tables(report: Report) -> dict[str, Any]:
             ],
         ),
         "journeys": {j.journey: journey_tables(j) for j in report.journeys},
+        "messages": (
+            ["status", "messages"],
+            [[c.label, str(c.count)] for c in report.messages.by_status] if report.messages else [],
+        ),
     }
 
 

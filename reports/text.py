@@ -88,4 +88,14 @@ def render_text(report: Report) -> str:
         )
     out.append(_section("Manager load", _table(t["managers"]) if mg.managers else None, queues))
     out.append(_section("Deliveries", _dead_letters(report.dead_letters)))
+    ms = report.messages
+    if ms and ms.by_status:  # shown once there are messages
+        unknown = UNKNOWN_NOTE.format(n=ms.unknown) if ms.unknown else None
+        out.append(_section("Messages", _table(t["messages"]), unknown))
     return "\n".join(out)
+
+
+UNKNOWN_NOTE = (
+    "{n} message(s) with an unknown outcome: sent under delivery: at_most_once, the worker"
+    " stopped before it could record the provider's answer; they were not sent again"
+)

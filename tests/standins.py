@@ -30,6 +30,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from email import policy
 from email.message import EmailMessage
@@ -221,7 +222,9 @@ class RecordingSMTPServer:
     before MAIL FROM (530 otherwise, 535 for wrong credentials). ``replies``: SMTP replies
     to answer DATA with, in order, instead of accepting (e.g. ``"451 4.7.1 try later"``,
     ``"554 5.7.1 rejected"``); those messages go to ``rejected``. ``refuse``: recipients
-    refused at RCPT TO with 550."""
+    refused at RCPT TO with 550. ``on_data``: called (in the server's thread) with each
+    message it accepts, before it answers: a test makes something happen right at the
+    moment the relay takes a message (stop a worker, cut PostgreSQL's connections)."""
 
     def __init__(
         self,
@@ -230,7 +233,9 @@ class RecordingSMTPServer:
         login: tuple[str, str] | None = None,
         replies: list[str] | None = None,
         refuse: set[str] | None = None,
+        on_data: Callable[[CaughtMail], Awaitable[None]] | None = None,
     ) -> None:
+        self.on_data = on_data
         self.starttls = starttls
         self.login = login
         self.replies = list(replies or [])
@@ -380,6 +385,8 @@ class _SMTPHandler:
         )
         with owner._lock:
             (owner.mail if reply.startswith("2") else owner.rejected).append(caught)
+        if owner.on_data is not None and reply.startswith("2"):
+            await owner.on_data(caught)
         return reply
 
 

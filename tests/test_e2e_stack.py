@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,6 +190,32 @@ def test_worker_waits_for_temporal_that_is_not_up_yet(tmp_path: Path, pg_server:
         )
     finally:
         s.stop()
+
+
+def test_worker_waits_for_postgres_that_is_not_up_yet(tmp_path: Path, pg_server: str):
+    from urllib.parse import parse_qs, urlparse
+
+    # PostgreSQL at a socket directory that has no socket yet: unreachable until the
+    # test links the real server's socket into it
+    real_dir = parse_qs(urlparse(pg_server).query)["host"][0]
+    (real,) = (p for p in Path(real_dir).glob(".s.PGSQL.*") if not p.name.endswith(".lock"))
+    late_dir = Path(tempfile.mkdtemp(prefix="pg-late-"))
+    url = _fresh_db(pg_server).replace(real_dir, str(late_dir))
+    assert url != pg_server
+    s = outage_stack(tmp_path, "pglate", url)
+    with s.running():
+        worker = s.start_worker()
+        worker_log = tmp_path / "logs" / "worker.log"
+
+        def log_says(*words: str) -> bool:
+            assert worker.poll() is None, worker_log.read_text()  # it must not give up
+            log = worker_log.read_text()
+            return all(w in log for w in words)
+
+        eventually(lambda: log_says("PostgreSQL is not reachable", "retrying"), timeout=60)
+        (late_dir / real.name).symlink_to(real)  # PostgreSQL comes up
+        eventually(lambda: log_says("published", "worker polling task queue"), timeout=90)
+        assert worker.poll() is None
 
 
 def _post(stack: Stack, path: str, body: dict, key: str) -> int:

@@ -8,8 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from engine.catalog import Catalog
 from engine.machine import TransitionRecord
-from engine.model import ActionCommand, CustomerState, Event
+from engine.model import ActionCommand, CustomerState, Event, Problem
 
 SIGNAL_EVENTS = "events"
 SIGNAL_CATALOG = "catalog_changed"
@@ -110,6 +111,76 @@ class LoadCatalogInput(BaseModel):
     min_seq: int = 0  # a notice said this catalog exists: do not answer from an older cache
 
 
+class JourneySnapshot(BaseModel):
+    """One journey run as the customer's workflow last saw it (the admin read model)."""
+
+    journey: str
+    version: int
+    state: str
+    status: str  # active | completed | exited
+    context: dict[str, Any] = Field(default_factory=dict)
+    since: datetime  # when the run entered its state
+    enrolled_at: datetime | None = None
+    next_timer_due: datetime | None = None  # the run's earliest pending timer
+    next_timer_label: str | None = None  # its `after:` label, e.g. "14d"
+    next_timer_target: str | None = None  # the state its rules go to, when they name one
+
+
+class CustomerSnapshot(BaseModel):
+    """What admin reads show of a customer, written to PostgreSQL with the transitions.
+    ``seq`` must grow with every snapshot over the customer's whole life (continue-as-new
+    included): the store keeps the highest and ignores older or repeated ones."""
+
+    seq: int
+    at: datetime  # workflow time of the snapshot
+    journeys: list[JourneySnapshot] = Field(default_factory=list)
+    problems: list[Problem] = Field(default_factory=list)
+    tier: str | None = None
+    segment: str | None = None
+
+    @classmethod
+    def of(
+        cls, state: CustomerState, catalog: Catalog | None, *, seq: int, at: datetime
+    ) -> CustomerSnapshot:
+        """The snapshot of ``state`` (pure: safe in workflow code). ``catalog`` names the
+        state each next timer goes to; without it (or the run's version) that is None."""
+        journeys = []
+        for name, run in sorted(state.runs.items()):
+            nxt = min(run.timers, key=lambda t: t.due_at) if run.timers else None
+            target = None
+            if nxt is not None and catalog is not None:
+                journey = catalog.versions.get(Catalog.key(name, run.version))
+                spec = journey.states.get(run.state) if journey else None
+                if spec is not None and nxt.index < len(spec.after):
+                    gotos = sorted({r.goto for r in spec.after[nxt.index].rules if r.goto})
+                    target = " or ".join(gotos) or None
+            journeys.append(
+                JourneySnapshot(
+                    journey=name,
+                    version=run.version,
+                    state=run.state,
+                    status=run.status,
+                    context=dict(run.context),
+                    since=run.entered_at,
+                    enrolled_at=run.enrolled_at,
+                    next_timer_due=nxt.due_at if nxt else None,
+                    next_timer_label=nxt.label if nxt else None,
+                    next_timer_target=target,
+                )
+            )
+        customer = state.customer
+        return cls(
+            seq=seq,
+            at=at,
+            journeys=journeys,
+            problems=list(state.problems),
+            tier=customer.tier,
+            segment=customer.segment,
+        )
+
+
 class RecordTransitionsInput(BaseModel):
     customer_id: str
-    transitions: list[TransitionRecord]
+    transitions: list[TransitionRecord] = Field(default_factory=list)
+    # optional, so histories recorded before it decode; None: the read model is untouched
+    snapshot: CustomerSnapshot | None = None

@@ -161,3 +161,27 @@ def test_caps_skip_or_defer_until_the_window_frees(tmp_path: Path) -> None:
         recent=one_sms,
     )
     assert deferred.verdict == "defer" and deferred.until == at(10, day=11)
+
+
+def test_await_contact_and_delivery_load_and_their_mistakes_point_at_file_line_col(
+    tmp_path: Path,
+) -> None:
+    p = policy(
+        tmp_path,
+        "await_contact: 15m\n"
+        "delivery: {channels: {sms: at_most_once}, templates: {welcome: at_most_once}}\n",
+    )
+    assert p.await_contact == 900
+    assert p.delivery.mode("welcome", "email") == "at_most_once"  # the template's choice
+    assert p.delivery.mode("lead_care", "sms") == "at_most_once"  # the channel's
+    assert p.delivery.mode("lead_care", "email") == "at_least_once"  # the default
+    assert load_policy(ROOT / "rules").await_contact == 900
+    with pytest.raises(JourneyValidationError) as err:
+        policy(
+            tmp_path,
+            "await_contact: soon\ndelivery:\n  channels: {email: maybe}\n  tempaltes: {}\n",
+        )
+    text = str(err.value)
+    assert "policy.yaml:1:16 await_contact: 'soon' is not a duration" in text
+    assert "policy.yaml:3:21 delivery.channels.email: input should be" in text
+    assert "policy.yaml:4:3 delivery.tempaltes: unknown key 'tempaltes'" in text

@@ -1,0 +1,79 @@
+"""Handing one rendered message to its channel, and how long an attempt may take."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from channels import Email, post_webhook, send_email, send_sms
+from settings import Settings
+
+Channel = Literal["email", "sms", "webhook"]
+MIN_DELIVERY_SECONDS = 1.0
+CHECK_MIN, CHECK_MAX = timedelta(seconds=15), timedelta(minutes=2)
+
+
+@dataclass
+class Outgoing:
+    """One message to send: to the customer (policy applies) or to staff about them."""
+
+    key: str
+    customer_id: str
+    journey: str
+    state: str
+    template: str
+    channel: Channel
+    marketing: bool
+    context: dict[str, Any] = field(default_factory=dict)  # offer, survey, manager, ...
+    to: str | None = None  # staff address; None: the customer's, read from their profile
+    url: str | None = None  # webhook target
+
+
+async def deliver(
+    settings: Settings, out: Outgoing, recipient: str, rendered: Any, context: dict[str, Any]
+) -> str:
+    """Hand ``out`` to its channel; returns the provider's id for it."""
+    if out.channel == "email":
+        return await send_email(
+            settings,
+            Email(
+                to=recipient,
+                subject=rendered.subject or "",
+                text=rendered.text,
+                html=rendered.html,
+                idempotency_key=out.key,
+                unsubscribe_url=context.get("unsubscribe_url"),
+            ),
+        )
+    if out.channel == "sms":
+        body = rendered.sms or rendered.text or ""
+        return await send_sms(settings, to=recipient, body=body, idempotency_key=out.key)
+    payload = rendered.webhook or {"text": rendered.text}
+    return await post_webhook(settings, url=recipient, payload=payload, idempotency_key=out.key)
+
+
+def budget_left() -> float:
+    """Seconds this attempt may still spend delivering: its start-to-close timeout from
+    when this attempt started, less a margin for recording the result (3 s, or a quarter
+    of a short timeout). Below
+    ``MIN_DELIVERY_SECONDS`` the attempt does not start delivering at all."""
+    from temporalio import activity
+
+    try:
+        info = activity.info()
+    except RuntimeError:  # called outside an activity (tests of the messenger alone)
+        return 60.0
+    timeout = info.start_to_close_timeout
+    if timeout is None:
+        return 60.0
+    elapsed = (datetime.now(UTC) - info.started_time).total_seconds()
+    margin = min(3.0, timeout.total_seconds() / 4)
+    return timeout.total_seconds() - max(elapsed, 0.0) - margin
+
+
+def next_check(waited: timedelta) -> timedelta:
+    """How long until a message waiting for an address looks again: as long as it has
+    waited so far, between 15 s and 2 min, so a late identify is seen soon and a customer
+    who never gives one costs a handful of checks."""
+    return min(max(waited, CHECK_MIN), CHECK_MAX)

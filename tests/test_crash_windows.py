@@ -1,0 +1,196 @@
+"""Crash windows a chaos run found in sending messages (#10, section 7): a PostgreSQL drop
+right after the relay took a message, ``delivery: at_most_once``, and a welcome whose
+customer gives their email only after signing up (``await_contact``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from activities.messaging import Messenger, Outgoing
+from engine.policy import Delivery, Policy
+from messaging.render import Renderer
+from tests.conftest import running_worker
+from tests.helpers import ROOT, publish_shipped
+from tests.standins import CaughtMail, RecordingSMTPServer
+from tests.test_actions_workflow import Shop, rows, settings_for
+
+BASE = {
+    "customer": {"id": "c1", "tier": None, "segment": None},
+    "journey": {"name": "lifecycle", "version": 1},
+    "state": "new",
+    "ctx": {},
+    "event": None,
+    "manager": None,
+}
+WELCOME = Outgoing(
+    key="k1",
+    customer_id="c1",
+    journey="lifecycle",
+    state="new",
+    template="welcome",
+    channel="email",
+    marketing=False,
+)
+UNKNOWN = "outcome is unknown; delivery: at_most_once, so it is not sent again"
+
+
+async def _customer(db: Any, email: str | None = "c1@example.com") -> None:
+    async with db.connection() as conn:
+        await conn.execute(
+            "INSERT INTO customers (customer_id, traits) VALUES ('c1', %s)",
+            (Jsonb({"email": email} if email else {}),),
+        )
+
+
+def _cut_connections(db_url: str) -> None:
+    """What a PostgreSQL restart does to the worker's pool: every connection is dropped
+    (the next statement on each fails with AdminShutdown or a lost connection)."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+async def test_postgres_dropping_after_the_relay_accepted_is_retried_never_resent(
+    db, db_url, caplog
+):
+    await _customer(db)
+
+    async def drop_postgres(_: CaughtMail) -> None:
+        await asyncio.to_thread(_cut_connections, db_url)
+
+    caplog.set_level(logging.WARNING, logger="activities._bookkeeping")
+    with RecordingSMTPServer(on_data=drop_postgres) as smtp:
+        messenger = Messenger(
+            db, settings_for(smtp, db_url), Renderer(ROOT / "templates"), Policy()
+        )
+        sent = await messenger.send(WELCOME, BASE, datetime.now(UTC))
+        again = await messenger.send(WELCOME, BASE, datetime.now(UTC))  # a retry finds it
+    assert (sent.status, again.status) == ("done", "already_done")
+    assert len(smtp.mail) == 1
+    assert await rows(db, "SELECT status, delivering_until FROM messages") == [("sent", None)]
+    assert "recording message k1 as sent failed" in caplog.text  # and then it worked
+
+
+async def _handed_over_then_killed(db: Any) -> None:
+    """The row a worker SIGKILLed between the relay's answer and its record leaves."""
+    async with db.connection() as conn:
+        await conn.execute(
+            "INSERT INTO messages (idempotency_key, customer_id, journey, state, template,"
+            " channel, marketing, status, attempts, delivering_until) VALUES ('k1', 'c1',"
+            " 'lifecycle', 'new', 'welcome', 'email', false, 'sending', 1,"
+            " now() - interval '1 second')"
+        )
+
+
+async def test_at_most_once_records_unknown_instead_of_sending_again(db, db_url):
+    await _customer(db)
+    await _handed_over_then_killed(db)
+    policy = Policy(delivery=Delivery(templates={"welcome": "at_most_once"}))
+    with RecordingSMTPServer() as smtp:
+        messenger = Messenger(db, settings_for(smtp, db_url), Renderer(ROOT / "templates"), policy)
+        first = await messenger.send(WELCOME, BASE, datetime.now(UTC))
+        later = await messenger.send(WELCOME, BASE, datetime.now(UTC))
+    assert first.status == "skipped" and UNKNOWN in first.reason
+    assert later.status == "skipped" and later.reason.startswith("unknown before:")
+    assert smtp.mail == []
+    assert await rows(db, "SELECT status FROM messages") == [("unknown",)]
+    # the report shows it
+    from reports import build_report, render_html, render_text
+
+    async with db.connection() as conn:
+        report = await build_report(conn)
+    assert report.messages is not None and report.messages.unknown == 1
+    text = render_text(report)
+    assert "Messages\n========" in text and "1 message(s) with an unknown outcome" in text
+    assert '<section id="messages"' in render_html(report)
+
+
+async def test_at_least_once_sends_again_what_an_earlier_attempt_left_unrecorded(db, db_url):
+    await _customer(db)
+    await _handed_over_then_killed(db)
+    policy = Policy(delivery=Delivery(channels={"sms": "at_most_once"}))  # not email
+    with RecordingSMTPServer() as smtp:
+        messenger = Messenger(db, settings_for(smtp, db_url), Renderer(ROOT / "templates"), policy)
+        assert (await messenger.send(WELCOME, BASE, datetime.now(UTC))).status == "done"
+    assert len(smtp.mail) == 1  # the same Message-ID as the first time: receivers drop it
+    assert await rows(db, "SELECT status FROM messages") == [("sent",)]
+
+
+async def _until(check: Any, timeout: float = 15.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = await check()
+        if got:
+            return got
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not true within {timeout}s: {await check()}")
+
+
+async def _welcome(db: Any) -> list[tuple[Any, ...]]:
+    return await rows(db, "SELECT status, reason FROM messages WHERE template = 'welcome'")
+
+
+async def test_a_welcome_waits_for_the_email_of_a_later_identify_and_goes_out_once(
+    time_env, db, db_url, task_queue
+):
+    await publish_shipped(db_url)
+    with RecordingSMTPServer() as smtp:
+        settings = settings_for(smtp, db_url)
+        policy = Policy(await_contact=15 * 60)
+        async with running_worker(
+            time_env.client, db, task_queue, settings=settings, policy=policy
+        ):
+            shop = Shop(time_env, db, db_url, task_queue)
+            await shop.send("track", "c1", "Signed Up")  # no email known yet
+            await _until(lambda: _welcome_is(db, "deferred"))
+            await time_env.sleep(5 * 60)
+            await shop.send("identify", "c1", traits={"email": "c1@example.com"})
+
+            async def sent() -> bool:
+                await time_env.sleep(30)
+                return await _welcome_is(db, "sent")
+
+            await _until(sent)
+            await time_env.sleep(20 * 60)  # past the wait: nothing more happens
+    assert [m.rcpt_tos for m in smtp.mail] == [["c1@example.com"]]
+    assert [s for s, _ in await _welcome(db)] == ["sent"]
+
+
+async def test_a_welcome_without_an_email_is_suppressed_after_the_wait_with_its_reason(
+    time_env, db, db_url, task_queue
+):
+    await publish_shipped(db_url)
+    with RecordingSMTPServer() as smtp:
+        settings = settings_for(smtp, db_url)
+        policy = Policy(await_contact=15 * 60)
+        async with running_worker(
+            time_env.client, db, task_queue, settings=settings, policy=policy
+        ):
+            shop = Shop(time_env, db, db_url, task_queue)
+            await shop.send("track", "c2", "Signed Up")
+            await _until(lambda: _welcome_is(db, "deferred"))
+            reason = (await _welcome(db))[0][1]
+            assert reason == "waiting up to 15m for the customer's email"
+
+            async def suppressed() -> bool:
+                await time_env.sleep(60)
+                return await _welcome_is(db, "suppressed")
+
+            await _until(suppressed)
+    assert smtp.mail == []
+    assert await _welcome(db) == [
+        ("suppressed", "the customer's profile has no email (waited 15m for it)")
+    ]
+
+
+async def _welcome_is(db: Any, status: str) -> bool:
+    return [s for s, _ in await _welcome(db)] == [status]
