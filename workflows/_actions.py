@@ -16,8 +16,9 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
 
+from engine import CustomerState
 from engine.actions import ACTIONS
-from workflows.io import ActionInput, ActionResult
+from workflows.io import ActionInput, ActionResult, DeferredAction
 
 # histories recorded before this ran every action as a regular activity
 PATCH_LOCAL_FIRST = "actions-local-first"
@@ -78,3 +79,13 @@ def for_good(exc: FailureError) -> bool:
     return isinstance(cause, ApplicationError) and (
         cause.non_retryable or cause.type in (LOCAL_FIRST_RETRY.non_retryable_error_types or [])
     )
+
+
+def is_stale(state: CustomerState, item: DeferredAction) -> bool:
+    """A deferred message whose journey run ended is dropped; an offer or a survey also
+    when the customer left the state it was made for. A plain message (a welcome, say)
+    still goes out while the run goes on."""
+    run = state.runs.get(item.input.command.journey)
+    if run is None or run.status != "active" or run.enrollment != item.enrollment:
+        return True
+    return item.input.command.kind in ("offer", "survey") and run.visit != item.visit

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RawValue, RetryPolicy, SearchAttributeKey
+from temporalio.common import RawValue, SearchAttributeKey
 from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
@@ -22,8 +22,10 @@ with workflow.unsafe.imports_passed_through():
     from engine.catalog import shared
     from engine.details import markdown
     from engine.identity import customer_key
+    from engine.machine import TransitionRecord
     from engine.model import Customer, Problem
-    from workflows._actions import PATCH_LOCAL_FIRST, execute_action
+    from workflows._actions import PATCH_LOCAL_FIRST, execute_action, is_stale
+    from workflows._records import STORE_RETRY, record, snapshot_key
     from workflows.io import (
         CODE_VERSION,
         QUERY_STATE,
@@ -38,7 +40,6 @@ with workflow.unsafe.imports_passed_through():
         LoadCatalogInput,
         MoveRequest,
         MoveResult,
-        RecordTransitionsInput,
     )
 
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
@@ -50,9 +51,8 @@ PATCH_ARM_AFTER_MOVE = "arm-timer-after-move"
 # runs started at this code version or later (workflows.io.CODE_VERSION) have the patched
 # behaviours above from their first task, without asking workflow.patched
 CODE_VERSION_DECIDED = 4
-STORE_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1)
-)
+# runs from this version on also write the admin read model when only the context changed
+CODE_VERSION_SNAPSHOTS = 5
 
 
 @workflow.defn(name="CustomerWorkflow")
@@ -74,6 +74,8 @@ class CustomerWorkflow:
         self._timer_due: datetime | None = None
         self._details = ""
         self._code_version = input.code_version
+        self._snapshot_seq = input.snapshot_seq
+        self._snapshot_shown = ""  # what the last snapshot written holds (without seq, at)
 
     # --- messages -------------------------------------------------------------------------
 
@@ -156,6 +158,8 @@ class CustomerWorkflow:
                 while self._inbox:
                     await self._apply(self._inbox.popleft())
                     await self._fire_timers()
+                if self._code_version >= CODE_VERSION_SNAPSHOTS:
+                    await self._record_snapshot()
                 self._publish()
             if self._should_continue_as_new():
                 break
@@ -180,6 +184,7 @@ class CustomerWorkflow:
                 max_steps_per_run=self._max_steps,
                 action_timeout_seconds=input.action_timeout_seconds,
                 code_version=CODE_VERSION,  # a new run starts with today's behaviours
+                snapshot_seq=self._snapshot_seq,
             )
         )
 
@@ -228,20 +233,11 @@ class CustomerWorkflow:
         self._deferred = [d for d in self._deferred if d.due > now]
         for item in due:
             update: dict[str, Any] = {"now": now}
-            if self._stale(item):
+            if is_stale(self._state, item):
                 # the customer moved on meanwhile: a win-back offer after they came back,
                 # say, would be wrong; the message is recorded as dropped, not sent
                 update["drop_reason"] = "the journey moved on before the message could go out"
             await self._run_action(item.input.model_copy(update=update))
-
-    def _stale(self, item: DeferredAction) -> bool:
-        """A deferred message whose journey run ended is dropped; an offer or a survey also
-        when the customer left the state it was made for. A plain message (a welcome, say)
-        still goes out while the run goes on."""
-        run = self._state.runs.get(item.input.command.journey)
-        if run is None or run.status != "active" or run.enrollment != item.enrollment:
-            return True
-        return item.input.command.kind in ("offer", "survey") and run.visit != item.visit
 
     async def _ensure_catalog(self) -> None:
         if self._catalog is not None and not self._catalog_stale():
@@ -318,23 +314,24 @@ class CustomerWorkflow:
                 )
             )
         if step.transitions:
-            rows = step.transitions
-            log = RecordTransitionsInput(customer_id=self._state.customer.id, transitions=rows)
-            # bookkeeping, idempotent by key: as a local activity it costs the server far
-            # less; histories recorded before the patch used a regular activity
-            run_log = (
-                workflow.execute_local_activity
-                if self._has(PATCH_LOCAL_TRANSITIONS)
-                else workflow.execute_activity
-            )
-            await run_log(
-                "record_transitions",
-                log,
-                result_type=int,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=STORE_RETRY,
-                summary=f"log {len(rows)} transition(s)",
-            )
+            await self._record(step.transitions)
+
+    async def _record_snapshot(self) -> None:
+        """Keep the admin read model (PostgreSQL) up to date when the customer changed
+        without a transition (an order counted in ``active``, a problem): one local activity,
+        only when what it shows changed."""
+        if self._snapshot_shown != snapshot_key(self._state, self._catalog):
+            await self._record([])
+
+    async def _record(self, rows: list[TransitionRecord]) -> None:
+        self._snapshot_seq += 1
+        self._snapshot_shown = await record(
+            self._state,
+            self._catalog,
+            rows,
+            seq=self._snapshot_seq,
+            local=self._has(PATCH_LOCAL_TRANSITIONS),
+        )
 
     async def _run_action(self, data: ActionInput) -> None:
         command = data.command

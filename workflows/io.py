@@ -69,13 +69,14 @@ class DeferredAction(BaseModel):
     visit: int = 0
 
 
-# Behaviours a run started at this version has from its first task: actions local first,
-# transitions logged by a local activity, a move's timers armed at once. Deciding them from
-# the input, not with ``workflow.patched``, costs new customers no marker and no search
-# attribute upsert, and cannot be broken by where a loaded worker splits workflow tasks
+# Behaviours a run started at this version has from its first task. 4: actions local
+# first, transitions logged by a local activity, a move's timers armed at once. 5: the admin
+# read model is also written when only the context changed. Deciding them from the input,
+# not with ``workflow.patched``, costs new customers no marker and no search attribute
+# upsert, and cannot be broken by where a loaded worker splits workflow tasks
 # (docs/operations.md, "Replay"). Raise it for the next change that must not reach runs in
 # flight, and branch on ``input.code_version`` in the workflow.
-CODE_VERSION = 4
+CODE_VERSION = 5
 
 
 class CustomerInput(BaseModel):
@@ -92,6 +93,8 @@ class CustomerInput(BaseModel):
     # which behaviours this run has (see ``CODE_VERSION``); 0 for runs started before it
     # existed, which decide them with ``workflow.patched`` as they always did
     code_version: int = 0
+    # the last admin snapshot's number (``CustomerSnapshot.seq``), carried across runs
+    snapshot_seq: int = 0
 
 
 class MoveRequest(BaseModel):
