@@ -14,6 +14,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DATA_DIR = Path(".data")
 STACK_ENV = DATA_DIR / "stack.env"
+# development defaults, public on purpose: outside development they are refused
+# (ingest.bootstrap.check_secrets). The key is base64(sha256("journeys-dev-payload-key")).
+DEV_PAYLOAD_KEYS = "dev:DHuizFFh0hLaSqjAxB1W37CtaUaONe5q8hReP2MtIvI="
+DEV_ID_SECRET = "dev-id-secret"
 
 
 class Settings(BaseSettings):
@@ -49,6 +53,16 @@ class Settings(BaseSettings):
     public_url: str = Field("http://127.0.0.1:8000", alias="JOURNEYS_PUBLIC_URL")
     # signs unsubscribe links; must be set outside development
     link_secret: str = Field("dev-link-secret", alias="JOURNEYS_LINK_SECRET")
+    # encrypt every Temporal payload (runtime.codec): "id:base64key,..."; the first key
+    # encrypts, all decrypt (rotation); must be set outside development
+    payload_keys: str = Field(DEV_PAYLOAD_KEYS, alias="JOURNEYS_PAYLOAD_KEYS")
+    # keys the hash of contact-like customer ids in workflow ids and search attributes;
+    # must be set outside development, and never changed afterwards (docs/operations.md)
+    id_secret: str = Field(DEV_ID_SECRET, alias="JOURNEYS_ID_SECRET")
+    # browser origins allowed to call the codec endpoint (the Temporal UI), comma-separated
+    codec_cors_origins: str = Field(
+        "http://localhost:8233,http://127.0.0.1:8233", alias="JOURNEYS_CODEC_CORS_ORIGINS"
+    )
     # email over SMTP (make run points it at its development mail catcher)
     smtp_host: str = Field("127.0.0.1", alias="SMTP_HOST")
     smtp_port: int = Field(1025, alias="SMTP_PORT")

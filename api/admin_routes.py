@@ -136,7 +136,7 @@ async def get_customer(customer_id: str, state: Admin) -> dict[str, Any]:
     journeys: dict[str, Any] = {}
     problems: list[Any] = []
     try:
-        st = await customers.state(client, customer_id)
+        st = await customers.state(client, customer_id, ids=state.ids)
         journeys = _journeys(st)
         problems = [p.model_dump(mode="json") for p in st.problems]
         tier, segment = st.customer.tier, st.customer.segment
@@ -244,7 +244,9 @@ async def move_customer(
     """Move a customer to a state (validated; the reason is recorded in the history)."""
     client = await _temporal(state)
     try:
-        result = await customers.move(client, customer_id, journey, body.state, body.reason)
+        result = await customers.move(
+            client, customer_id, journey, body.state, body.reason, ids=state.ids
+        )
     except WorkflowUpdateFailedError as exc:
         raise HTTPException(
             400, {"error": "invalid_move", "message": str(exc.cause or exc)}

@@ -27,7 +27,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 
-from engine.identity import redact_traits
+from engine.identity import redact_properties, redact_traits
 from engine.model import Event
 from runtime import customers
 from store import catalog as catalog_store
@@ -57,6 +57,7 @@ class Dispatcher:
         per_customer: int = 100,
         concurrency: int = 64,
         on_delivered: Callable[[Delivery, float], None] | None = None,
+        ids: customers.CustomerIds | None = None,
     ) -> None:
         self.pool = pool
         self.conninfo = conninfo
@@ -66,6 +67,7 @@ class Dispatcher:
         self.per_customer = per_customer
         self.concurrency = concurrency
         self.on_delivered = on_delivered
+        self.ids = ids or customers.default_ids()
         self.is_leader = False
         self._seq = (0, 0.0)
 
@@ -163,6 +165,8 @@ class Dispatcher:
             patches = {r[0]: _patch(*r[1:]) for r in await cur.fetchall()}
         grouped: OrderedDict[str, list[tuple[int, Event]]] = OrderedDict()
         for event_id, customer_id, name, at, props in rows:
+            # contact details and free text stay in PostgreSQL (engine.identity)
+            props = redact_properties(name, props or {})
             event = Event(name=name, id=f"event-{event_id}", timestamp=at, properties=props)
             grouped.setdefault(customer_id, []).append((event_id, event))
         seq = await self._catalog_seq()
@@ -183,6 +187,7 @@ class Dispatcher:
                         task_queue=self.task_queue,
                         catalog_seq=seq,
                         customer=patch,
+                        ids=self.ids,
                     )
                 except Exception as exc:
                     return f"{type(exc).__name__}: {exc}"[:500]
