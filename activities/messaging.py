@@ -39,6 +39,7 @@ from channels import (
     send_email,
     send_sms,
 )
+from engine.identity import contact_values, is_hashed, scrub_text
 from engine.policy import Policy, decide
 from messaging.render import Renderer, TemplateError
 from settings import Settings
@@ -76,9 +77,10 @@ class Sent:
     provider_id: str | None = None
 
 
-def config_error(message: str) -> ApplicationError:
-    """A failure retrying cannot fix: shown in the Temporal UI for an admin to act on."""
-    return ApplicationError(message, type=CONFIG_ERROR, non_retryable=True)
+def config_error(message: str, known: list[str] | None = None) -> ApplicationError:
+    """A failure retrying cannot fix: shown in the Temporal UI for an admin to act on,
+    without contact details (``known``: the customer's, which a text may quote)."""
+    return ApplicationError(scrub_text(message, known or []), type=CONFIG_ERROR, non_retryable=True)
 
 
 async def profile(conn: AsyncConnection[Any], customer_id: str) -> dict[str, Any]:
@@ -166,6 +168,10 @@ class Messenger:
                 " WHERE idempotency_key = %s",
                 (budget + 1.0, out.key),
             )
+        # what a provider's or a template's error text may quote back: scrubbed from it
+        known = [*contact_values(traits), *([str(recipient)] if out.channel != "webhook" else [])]
+        if is_hashed(out.customer_id):
+            known.append(out.customer_id)
         context = {**base, "customer": {**base.get("customer", {}), "traits": traits}}
         if out.marketing:
             token = consent.unsubscribe_token(
@@ -181,8 +187,9 @@ class Messenger:
                 self.renderer.render, out.template, out.channel, context
             )
         except TemplateError as exc:
-            await self._finish(out.key, "failed", reason=str(exc))
-            raise config_error(f"template {out.template}: {exc}") from None
+            why = scrub_text(str(exc), known)
+            await self._finish(out.key, "failed", reason=why)
+            raise config_error(f"template {out.template}: {why}") from None
         try:
             # end this attempt before Temporal gives up on it, so a retry never runs
             # while this one is still talking to the provider
@@ -194,11 +201,16 @@ class Messenger:
                 f"{out.channel} delivery took longer than this attempt may; retrying"
             ) from None
         except PermanentDeliveryError as exc:
-            await self._finish(out.key, "failed", reason=str(exc))
-            raise config_error(f"{out.channel} to customer {out.customer_id}: {exc}") from None
+            why = scrub_text(str(exc), known)
+            await self._finish(out.key, "failed", reason=why)
+            raise config_error(
+                f"{out.channel} to customer {out.customer_id}: {why}", known
+            ) from None
         except TransientDeliveryError as exc:
-            await self._finish(out.key, "sending", reason=f"retrying: {exc}")
-            raise
+            # a provider may quote the customer's name back: retried under a scrubbed text
+            why = scrub_text(str(exc), known)
+            await self._finish(out.key, "sending", reason=f"retrying: {why}")
+            raise TransientDeliveryError(why) from None
         crash_point("message_delivered")  # tests: a crash before the row says 'sent'
         await self._finish(
             out.key, "sent", provider_id=provider_id, subject=rendered.subject, sent_at=now

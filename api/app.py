@@ -153,6 +153,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     )
     from .action_routes import router as actions
     from .admin_routes import router as admin
+    from .codec_routes import router as codec
     from .dev_routes import router as dev
     from .ingest_routes import router as ingest
     from .report_routes import router as reports
@@ -162,6 +163,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     app.include_router(actions)
     app.include_router(dev)
     app.include_router(reports)
+    app.include_router(codec)
 
     @app.exception_handler(HTTPException)
     async def flat_errors(request: Request, exc: HTTPException) -> JSONResponse:

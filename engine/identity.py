@@ -198,15 +198,16 @@ def contact_values(traits: dict[str, Any]) -> list[str]:
     return found
 
 
-_PHONE_IN_TEXT = re.compile(r"(?<![\w.])\+?\(?\d[\d\s().-]{5,}\d(?![\w])")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?)?$")
+_PHONE_IN_TEXT = re.compile(r"(?<![\w./-])\+?\(?\d[\d().-]*(?: [\d().-]+)*\d(?![\w])")
+# dates, times and IPv4 addresses have the digits of a phone number but are none
+_NOT_PHONE = re.compile(r"\d{4}-\d{2}-\d{2}|\d\d:\d\d|^\d{1,3}(\.\d{1,3}){3}$")
 _NAMED_EMAIL = re.compile(r"(\"[^\"]*\"\s*)?<?" + _EMAIL.pattern + r">?")
 
 
 def _phone_or_not(match: re.Match[str]) -> str:
     text = match.group(0)
     digits = sum(c.isdigit() for c in text)
-    if digits < 7 or _DATE.match(text.strip()):
+    if digits < 7 or _NOT_PHONE.search(text.strip()):
         return text
     return "<phone>"
 
