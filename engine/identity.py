@@ -116,7 +116,8 @@ def _is_contact_key(key: str) -> bool:
 
 def _is_contact_value(value: Any) -> bool:
     """A string holding an email address anywhere (``"Ann <ann@x.org>"`` too), a phone
-    number, or a ``tel:``/``mailto:`` URI."""
+    number (alone, or in international form ``+49 ...`` anywhere), or a ``tel:`` or
+    ``mailto:`` URI."""
     if not isinstance(value, str):
         return False
     text = value.strip()
@@ -125,6 +126,7 @@ def _is_contact_value(value: Any) -> bool:
         bool(_EMAIL.search(text))
         or bool(_URI.match(text))
         or (bool(_PHONE.match(text)) and digits >= 7)
+        or any(_phone_or_not(m) != m.group(0) for m in _INTL_PHONE.finditer(text))
     )
 
 
@@ -200,6 +202,7 @@ def contact_values(traits: dict[str, Any]) -> list[str]:
 
 _PHONE_IN_TEXT = re.compile(r"(?<![\w./-])\+?\(?\d[\d().-]*(?: [\d().-]+)*\d(?![\w])")
 # dates, times and IPv4 addresses have the digits of a phone number but are none
+_INTL_PHONE = re.compile(r"\+\(?\d[\d().-]*(?: [\d().-]+)*\d")
 _NOT_PHONE = re.compile(r"\d{4}-\d{2}-\d{2}|\d\d:\d\d|^\d{1,3}(\.\d{1,3}){3}$")
 _NAMED_EMAIL = re.compile(r"(\"[^\"]*\"\s*)?<?" + _EMAIL.pattern + r">?")
 
