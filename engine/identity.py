@@ -37,6 +37,12 @@ def is_hashed(customer_id: str) -> bool:
     return not (_SAFE_ID.match(customer_id) and not is_contact_like(customer_id))
 
 
+def shown_id(customer_id: str) -> str:
+    """The customer id in texts that may reach a log (action summaries): itself when it
+    is safe to show, else ``[hidden]``."""
+    return "[hidden]" if is_hashed(customer_id) else customer_id
+
+
 def customer_key(customer_id: str, secret: str | None = None) -> str:
     """The id used in Temporal: the customer id itself when it is safe to show, else a
     keyed hash (``k-``) with ``secret``; without one, the legacy unsalted hash (``h-``)."""
