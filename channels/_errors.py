@@ -7,20 +7,13 @@
                                  SMTP 4xx
 
 The message of each is a sentence an admin can act on; activities turn permanent errors into
-non-retryable ``ApplicationError`` and let Temporal retry transient ones. It never holds
-an email address or a phone number (the recipient's, or one a provider quotes back): they
-are scrubbed here, so they reach neither Temporal, the customer's problems nor a log."""
+non-retryable ``ApplicationError`` and let Temporal retry transient ones."""
 
 from __future__ import annotations
-
-from engine.identity import scrub_text
 
 
 class DeliveryError(Exception):
     """A message could not be delivered."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(scrub_text(message))
 
 
 class PermanentDeliveryError(DeliveryError):
