@@ -21,6 +21,10 @@ DATA_DIR = Path(".data")
 STACK_ENV = DATA_DIR / "stack.env"
 DEV_LINK_SECRET = "dev-link-secret"  # public: anyone could sign unsubscribe links with it
 MIN_SECRET_LENGTH = 16
+# development defaults, public on purpose: outside development they are refused
+# (settings.check_settings). The key is base64(sha256("journeys-dev-payload-key")).
+DEV_PAYLOAD_KEYS = "dev:DHuizFFh0hLaSqjAxB1W37CtaUaONe5q8hReP2MtIvI="
+DEV_ID_SECRET = "dev-id-secret"
 
 
 class Settings(BaseSettings):
@@ -60,6 +64,16 @@ class Settings(BaseSettings):
     public_url: str = Field("http://127.0.0.1:8000", alias="JOURNEYS_PUBLIC_URL")
     # signs unsubscribe links; must be set outside development
     link_secret: str = Field(DEV_LINK_SECRET, alias="JOURNEYS_LINK_SECRET")
+    # encrypt every Temporal payload (runtime.codec): "id:base64key,..."; the first key
+    # encrypts, all decrypt (rotation); must be set outside development
+    payload_keys: str = Field(DEV_PAYLOAD_KEYS, alias="JOURNEYS_PAYLOAD_KEYS")
+    # keys the hash of contact-like customer ids in workflow ids and search attributes;
+    # must be set outside development, and never changed afterwards (docs/operations.md)
+    id_secret: str = Field(DEV_ID_SECRET, alias="JOURNEYS_ID_SECRET")
+    # browser origins allowed to call the codec endpoint (the Temporal UI), comma-separated
+    codec_cors_origins: str = Field(
+        "http://localhost:8233,http://127.0.0.1:8233", alias="JOURNEYS_CODEC_CORS_ORIGINS"
+    )
     # email over SMTP (make run points it at its development mail catcher)
     smtp_host: str = Field("127.0.0.1", alias="SMTP_HOST")
     smtp_port: int = Field(1025, alias="SMTP_PORT")
@@ -109,6 +123,21 @@ def unsafe_defaults(settings: Settings) -> list[str]:
             "JOURNEYS_LINK_SECRET is the development default (or shorter than "
             f"{MIN_SECRET_LENGTH} characters): set it to a long random value, the same for "
             "the worker and the API (it signs unsubscribe links), e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
+    dev_id, dev_key = DEV_PAYLOAD_KEYS.split(":", 1)
+    specs = [part.strip().split(":", 1) for part in settings.payload_keys.split(",")]
+    if any(spec[0] == dev_id or spec[-1] == dev_key for spec in specs):
+        found.append(
+            "JOURNEYS_PAYLOAD_KEYS holds the development key: set it to keys of your own"
+            " (they encrypt everything Temporal stores), e.g. "
+            "python -c 'from runtime.codec import new_key_spec; print(new_key_spec(\"k1\"))'"
+        )
+    if settings.id_secret == DEV_ID_SECRET or len(settings.id_secret) < MIN_SECRET_LENGTH:
+        found.append(
+            "JOURNEYS_ID_SECRET is the development default (or shorter than "
+            f"{MIN_SECRET_LENGTH} characters): set it to a long random value once (it keys "
+            "the hashed customer ids in workflow ids), e.g. "
             "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
         )
     return found

@@ -163,9 +163,9 @@ async def _schedule(client: Client, settings: Settings) -> None:
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from runtime.logs import configure
+
+    configure()
     settings = get_settings()
     check_settings(settings)  # before anything signs a link with a public secret
     stop = asyncio.Event()

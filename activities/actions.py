@@ -23,6 +23,7 @@ from temporalio.exceptions import ApplicationError
 
 from channels import TransientDeliveryError
 from engine.actions import ACTIONS, Offer, Send, Survey, Task
+from engine.identity import scrub_text
 from engine.policy import Policy
 from messaging.render import Renderer
 from settings import Settings
@@ -106,7 +107,7 @@ class ActionActivities:
             # later event of this customer, so after a few tries it fails for good
             if activity.info().attempt < UNEXPECTED_ATTEMPTS:
                 raise
-            message = f"{data.command.summary}: {type(exc).__name__}: {exc}"
+            message = scrub_text(f"{data.command.summary}: {type(exc).__name__}: {exc}")
             await self._log(data, ActionResult(status="failed", reason=message))
             raise ApplicationError(message, type="ActionError", non_retryable=True) from exc
 

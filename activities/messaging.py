@@ -38,6 +38,7 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.exceptions import ApplicationError
 
 from channels import PermanentDeliveryError, TransientDeliveryError
+from engine.identity import contact_values, is_hashed, scrub_text
 from engine.policy import DeliveryMode, Policy, decide
 from messaging.render import Renderer, TemplateError
 from settings import Settings
@@ -62,9 +63,10 @@ class Sent:
     provider_id: str | None = None
 
 
-def config_error(message: str) -> ApplicationError:
-    """A failure retrying cannot fix: shown in the Temporal UI for an admin to act on."""
-    return ApplicationError(message, type=CONFIG_ERROR, non_retryable=True)
+def config_error(message: str, known: list[str] | None = None) -> ApplicationError:
+    """A failure retrying cannot fix: shown in the Temporal UI for an admin to act on,
+    without contact details (``known``: the customer's, which a text may quote)."""
+    return ApplicationError(scrub_text(message, known or []), type=CONFIG_ERROR, non_retryable=True)
 
 
 async def profile(conn: AsyncConnection[Any], customer_id: str) -> dict[str, Any]:
@@ -160,6 +162,10 @@ class Messenger:
                 " WHERE idempotency_key = %s",
                 (budget + 1.0, out.key),
             )
+        # what a provider's or a template's error text may quote back: scrubbed from it
+        known = [*contact_values(traits), *([str(recipient)] if out.channel != "webhook" else [])]
+        if is_hashed(out.customer_id):
+            known.append(out.customer_id)
         context = {**base, "customer": {**base.get("customer", {}), "traits": traits}}
         if out.marketing:
             token = consent.unsubscribe_token(
@@ -175,11 +181,14 @@ class Messenger:
                 self.renderer.render, out.template, out.channel, context
             )
         except TemplateError as exc:
-            await self._finish(out.key, "failed", reason=str(exc))
-            raise config_error(f"template {out.template}: {exc}") from None
+            why = scrub_text(str(exc), known)
+            await self._finish(out.key, "failed", reason=why)
+            raise config_error(f"template {out.template}: {why}") from None
         # a stopping worker lets this finish: cut off, its retry would send it again
         return await finish_despite_cancel(
-            self._deliver_and_record(out, str(recipient), rendered, context, now, deadline, mode)
+            self._deliver_and_record(
+                out, str(recipient), rendered, context, now, deadline, mode, known
+            )
         )
 
     async def _deliver_and_record(
@@ -191,6 +200,7 @@ class Messenger:
         now: datetime,
         deadline: float,
         mode: DeliveryMode,
+        known: list[str],
     ) -> Sent:
         try:
             # end this attempt before Temporal gives up on it, so a retry never runs
@@ -206,14 +216,19 @@ class Messenger:
                 f"{out.channel} delivery took longer than this attempt may; retrying"
             ) from None
         except PermanentDeliveryError as exc:
-            await self._finish(out.key, "failed", reason=str(exc))
-            raise config_error(f"{out.channel} to customer {out.customer_id}: {exc}") from None
+            why = scrub_text(str(exc), known)
+            await self._finish(out.key, "failed", reason=why)
+            raise config_error(
+                f"{out.channel} to customer {out.customer_id}: {why}", known
+            ) from None
         except TransientDeliveryError as exc:
+            # a provider may quote the customer's name back: retried under a scrubbed text
+            why = scrub_text(str(exc), known)
             if mode == "at_most_once" and exc.maybe_delivered:
-                await self._finish(out.key, "unknown", reason=f"{UNKNOWN_OUTCOME} ({exc})")
+                await self._finish(out.key, "unknown", reason=f"{UNKNOWN_OUTCOME} ({why})")
                 return Sent("skipped", reason=UNKNOWN_OUTCOME)
-            await self._finish(out.key, "sending", reason=f"retrying: {exc}")
-            raise
+            await self._finish(out.key, "sending", reason=f"retrying: {why}")
+            raise TransientDeliveryError(why, maybe_delivered=exc.maybe_delivered) from None
         crash_point("message_delivered")  # tests: a crash before the row says 'sent'
         try:
             await self._finish(

@@ -16,9 +16,9 @@ from .app import create_app
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from runtime.logs import configure
+
+    configure()
     # JOURNEYS_LOG_LEVEL=DEBUG shows each delivery round of the outbox
     logging.getLogger("ingest").setLevel(os.environ.get("JOURNEYS_LOG_LEVEL", "INFO").upper())
     settings = get_settings()
@@ -37,6 +37,7 @@ def main() -> None:
         host=settings.api_host,
         port=settings.api_port,
         log_level="warning",
+        log_config=None,  # uvicorn's lines go through our (scrubbing) root handler
         access_log=False,
     )
 

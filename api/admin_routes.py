@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from engine import CustomerState
+from engine.identity import is_hashed, scrub_text
 from ingest import dead_letters
 from ingest.segment import IngestError
 from runtime import customers
@@ -67,6 +69,11 @@ async def check_admin(
 
 
 Admin = Annotated[AppState, Depends(require_admin)]
+
+
+def _shown(customer_id: str) -> str:
+    """The id in an error sentence: itself when safe to show, never contact details."""
+    return "with this id" if is_hashed(customer_id) else f"'{customer_id}'"
 
 
 async def _temporal(state: AppState) -> Any:
@@ -178,7 +185,7 @@ async def get_customer(
         tier, segment = metrics["tier"], metrics["segment"]
     if profile is None and not journeys and not events:
         raise HTTPException(
-            404, {"error": "unknown_customer", "message": f"no customer '{customer_id}'"}
+            404, {"error": "unknown_customer", "message": f"no customer {_shown(customer_id)}"}
         )
     return {
         "customer_id": customer_id,
@@ -202,7 +209,7 @@ async def _live(
     """Journeys, problems, tier and segment from the customer's workflow (a query)."""
     client = await _temporal(state)
     try:
-        st = await customers.state(client, customer_id)
+        st = await customers.state(client, customer_id, ids=state.ids)
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise HTTPException(
@@ -291,18 +298,21 @@ async def move_customer(
     """Move a customer to a state (validated; the reason is recorded in the history)."""
     client = await _temporal(state)
     try:
-        result = await customers.move(client, customer_id, journey, body.state, body.reason)
+        result = await customers.move(
+            client, customer_id, journey, body.state, body.reason, ids=state.ids
+        )
     except WorkflowUpdateFailedError as exc:
-        raise HTTPException(
-            400, {"error": "invalid_move", "message": str(exc.cause or exc)}
-        ) from None
+        # the sentence names what was asked for: only identifiers are echoed
+        asked = [v for v in (body.state, journey) if not re.fullmatch(r"[a-z][a-z0-9_]*", v)]
+        message = scrub_text(str(exc.cause or exc), asked)
+        raise HTTPException(400, {"error": "invalid_move", "message": message}) from None
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise HTTPException(
                 404,
                 {
                     "error": "unknown_customer",
-                    "message": f"no workflow for customer '{customer_id}'",
+                    "message": f"no workflow for customer {_shown(customer_id)}",
                 },
             ) from None
         raise

@@ -24,6 +24,7 @@ from engine import Catalog, Journey
 from ingest.dispatcher import Delivery, Dispatcher
 from ingest.keys import KeyCache
 from ingest.store import Interest
+from runtime.customers import CustomerIds
 from runtime.temporal import connect
 from settings import Settings, get_settings
 from store.db import pool as make_pool
@@ -57,6 +58,7 @@ class AppState:
         self.settings = settings
         self.pool: AsyncConnectionPool[Any] = make_pool(settings.database_url, max_size=10)
         self.keys = KeyCache()
+        self.ids = CustomerIds(settings.id_secret)
         self.metrics = Metrics()
         self.limiter = RateLimiter(settings.rate_limit)
         self.interest = Interest(set(), everything=True)
@@ -130,6 +132,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
                 state.client,
                 task_queue=settings.task_queue,
                 on_delivered=state.delivered,
+                ids=state.ids,
             )
             state.dispatcher = dispatcher  # type: ignore[attr-defined]
             task = asyncio.create_task(dispatcher.run(stop))
@@ -151,6 +154,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     )
     from .action_routes import router as actions
     from .admin_routes import router as admin
+    from .codec_routes import router as codec
     from .dead_letter_routes import router as dead_letters
     from .dev_routes import router as dev
     from .ingest_routes import router as ingest
@@ -162,6 +166,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
     app.include_router(dead_letters)
     app.include_router(dev)
     app.include_router(reports)
+    app.include_router(codec)
 
     @app.exception_handler(HTTPException)
     async def flat_errors(request: Request, exc: HTTPException) -> JSONResponse:

@@ -200,9 +200,10 @@ async def latency(
         for ev in history.events:
             at = ev.event_time.ToDatetime(tzinfo=UTC).timestamp()
             if ev.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-                body = json.loads(
-                    ev.workflow_execution_signaled_event_attributes.input.payloads[0].data
-                )
+                sealed = ev.workflow_execution_signaled_event_attributes.input.payloads[0]
+                assert client.data_converter.payload_codec is not None
+                (plain,) = await client.data_converter.payload_codec.decode([sealed])
+                body = json.loads(plain.data)
                 pending += [(e["id"], at) for e in body.get("events", [])]
             elif ev.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED and pending:
                 for e, signaled in pending:

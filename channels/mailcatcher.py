@@ -105,7 +105,9 @@ def _accept_any_login(*args: Any) -> AuthResult:
 
 def main() -> None:
     """``python -m channels.mailcatcher``: serve until SIGINT or SIGTERM."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    from runtime.logs import configure  # the recipients it logs are scrubbed
+
+    configure(fmt="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
     if not settings.database_url:
         raise SystemExit("set DATABASE_URL: the mail catcher stores what it catches there")

@@ -55,7 +55,7 @@ def _send_args(p: argparse.ArgumentParser) -> None:
 
 
 def send(args: argparse.Namespace) -> int:
-    from engine.identity import redact_traits
+    from engine.identity import redact_properties, redact_traits
     from engine.model import Event
     from workflows.io import CustomerPatch
 
@@ -65,7 +65,7 @@ def send(args: argparse.Namespace) -> int:
         name=args.event,
         id=args.id or str(uuid.uuid4()),
         timestamp=datetime.now(UTC),
-        properties=props,
+        properties=redact_properties(args.event, props),
     )
 
     async def go() -> None:

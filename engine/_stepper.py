@@ -29,6 +29,7 @@ from ._step import (
 )
 from .actions import Emit, unwrap
 from .catalog import Catalog
+from .identity import shown_id
 from .model import (
     ActionCommand,
     CustomerState,
@@ -352,7 +353,7 @@ class _Stepper:
                     version=run.version,
                     state=run.state,
                     idempotency_key=key,
-                    summary=spec.summary(self.state.customer.id),
+                    summary=spec.summary(shown_id(self.state.customer.id)),
                     event=event if event and event.source != "timer" else None,
                 )
             )

@@ -37,7 +37,7 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from engine.identity import redact_traits
+from engine.identity import redact_properties, redact_traits
 from engine.model import Event
 from runtime import customers
 from store import catalog as catalog_store
@@ -75,6 +75,7 @@ class Dispatcher:
         signal_budget: int = _signals.SIGNAL_BUDGET,
         min_backoff: float = 1.0,
         max_backoff: float = 30.0,
+        ids: customers.CustomerIds | None = None,
     ) -> None:
         self.pool = pool
         self.conninfo = conninfo
@@ -88,6 +89,7 @@ class Dispatcher:
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
         self._backoff: dict[str, tuple[float, float]] = {}  # customer -> (until, delay)
+        self.ids = ids or customers.default_ids()
         self.is_leader = False
         self._seq = (0, 0.0)
 
@@ -183,6 +185,8 @@ class Dispatcher:
             patches = {r[0]: _patch(*r[1:]) for r in await cur.fetchall()}
         grouped: OrderedDict[str, list[Item]] = OrderedDict()
         for event_id, customer_id, name, at, props in rows:
+            # contact details and free text stay in PostgreSQL (engine.identity)
+            props = redact_properties(name, props or {})
             event = Event(name=name, id=f"event-{event_id}", timestamp=at, properties=props)
             grouped.setdefault(customer_id, []).append((event_id, event))
         seq = await self._catalog_seq()
@@ -287,6 +291,7 @@ class Dispatcher:
                     task_queue=self.task_queue,
                     catalog_seq=seq,
                     customer=plan.patch,
+                    ids=self.ids,
                 )
                 rpc.append(time.monotonic() - t0)
             except Exception as exc:
@@ -313,7 +318,12 @@ class Dispatcher:
         at fault and must not become a dead letter; the customer backs off instead."""
         try:
             await customers.send_events(
-                client, customer_id, [], task_queue=self.task_queue, catalog_seq=seq
+                client,
+                customer_id,
+                [],
+                task_queue=self.task_queue,
+                catalog_seq=seq,
+                ids=self.ids,
             )
         except Exception:
             return False

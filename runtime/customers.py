@@ -1,14 +1,23 @@
-"""Talking to customer workflows from outside: send events, read state, move, upgrade."""
+"""Talking to customer workflows from outside: send events, read state, move, upgrade.
+
+Which workflow is a customer's: the customer id itself for ids safe to show; for ids that
+look like contact details (or hold unsafe characters) a keyed hash of it
+(:class:`CustomerIds`). Workflows started before the hash was keyed run under the legacy
+unsalted hash; they keep being found, signalled and queried there (docs/api.md)."""
 
 from __future__ import annotations
 
+import functools
+from collections import OrderedDict
 from datetime import timedelta
 
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.service import RPCError, RPCStatusCode
 
 from engine import CustomerState
-from engine.identity import customer_key, workflow_id
+from engine.identity import customer_key, is_hashed, workflow_id
 from engine.model import Event
 from workflows.customer import CUSTOMER_ID, CustomerWorkflow
 from workflows.io import (
@@ -26,6 +35,59 @@ from workflows.io import (
 )
 
 
+class CustomerIds:
+    """The workflow id of each customer, keyed with ``secret`` (``JOURNEYS_ID_SECRET``).
+
+    For a hashed id, the legacy workflow (unsalted hash) is looked up once per process:
+    while it runs it stays the customer's workflow; otherwise the keyed id is. The answer
+    is remembered (nothing starts legacy workflows any more, so it cannot go stale the
+    wrong way)."""
+
+    def __init__(self, secret: str, *, remember: int = 100_000) -> None:
+        self.secret = secret
+        self._known: OrderedDict[str, str] = OrderedDict()
+        self._remember = remember
+
+    def key(self, customer_id: str) -> str:
+        """The ``CustomerId`` search attribute of the customer's (new) workflow."""
+        return customer_key(customer_id, self.secret)
+
+    async def workflow_id(self, client: Client, customer_id: str) -> str:
+        if not is_hashed(customer_id):
+            return workflow_id(customer_id)
+        known = self._known.get(customer_id)
+        if known is not None:
+            self._known.move_to_end(customer_id)
+            return known
+        legacy = workflow_id(customer_id)
+        found = workflow_id(customer_id, self.secret)
+        try:
+            info = await client.get_workflow_handle(legacy).describe()
+            if info.raw_description.workflow_execution_info.status == (
+                WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+            ):
+                found = legacy
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+        self._known[customer_id] = found
+        if len(self._known) > self._remember:
+            self._known.popitem(last=False)
+        return found
+
+
+@functools.cache
+def _ids_for(secret: str) -> CustomerIds:
+    return CustomerIds(secret)
+
+
+def default_ids() -> CustomerIds:
+    """The process's resolver, keyed with the settings' ``JOURNEYS_ID_SECRET``."""
+    from settings import get_settings
+
+    return _ids_for(get_settings().id_secret)
+
+
 async def send_events(
     client: Client,
     customer_id: str,
@@ -38,9 +100,12 @@ async def send_events(
     max_steps_per_run: int = 500,
     action_timeout_seconds: int = 60,
     code_version: int = CODE_VERSION,
+    ids: CustomerIds | None = None,
 ) -> WorkflowHandle[CustomerWorkflow, None]:
     """Signal-with-start: the customer's first event creates their workflow (at
     ``code_version``: today's unless a test records an older run's history)."""
+    ids = ids or default_ids()
+    key = ids.key(customer_id)
     return await client.start_workflow(
         CustomerWorkflow.run,
         CustomerInput(
@@ -51,14 +116,12 @@ async def send_events(
             action_timeout_seconds=action_timeout_seconds,
             code_version=code_version,
         ),
-        id=workflow_id(customer_id),
+        id=await ids.workflow_id(client, customer_id),
         task_queue=task_queue,
         start_signal=SIGNAL_EVENTS,
         start_signal_args=[EventsSignal(events=events, catalog_seq=catalog_seq, customer=customer)],
-        static_summary=f"customer {customer_key(customer_id)}",
-        search_attributes=TypedSearchAttributes(
-            [SearchAttributePair(CUSTOMER_ID, customer_key(customer_id))]
-        )
+        static_summary=f"customer {key}",
+        search_attributes=TypedSearchAttributes([SearchAttributePair(CUSTOMER_ID, key)])
         if search_attributes
         else None,
         run_timeout=None,
@@ -66,21 +129,33 @@ async def send_events(
     )
 
 
-def handle(client: Client, customer_id: str) -> WorkflowHandle[CustomerWorkflow, None]:
-    return client.get_workflow_handle_for(CustomerWorkflow.run, workflow_id(customer_id))
+async def handle(
+    client: Client, customer_id: str, *, ids: CustomerIds | None = None
+) -> WorkflowHandle[CustomerWorkflow, None]:
+    """The customer's workflow (legacy or keyed id, see :class:`CustomerIds`)."""
+    wid = await (ids or default_ids()).workflow_id(client, customer_id)
+    return client.get_workflow_handle_for(CustomerWorkflow.run, wid)
 
 
-async def state(client: Client, customer_id: str) -> CustomerState:
-    result: CustomerState = await handle(client, customer_id).query(
+async def state(
+    client: Client, customer_id: str, *, ids: CustomerIds | None = None
+) -> CustomerState:
+    result: CustomerState = await (await handle(client, customer_id, ids=ids)).query(
         QUERY_STATE, result_type=CustomerState
     )
     return result
 
 
 async def move(
-    client: Client, customer_id: str, journey: str, to_state: str, reason: str
+    client: Client,
+    customer_id: str,
+    journey: str,
+    to_state: str,
+    reason: str,
+    *,
+    ids: CustomerIds | None = None,
 ) -> MoveResult:
-    result: MoveResult = await handle(client, customer_id).execute_update(
+    result: MoveResult = await (await handle(client, customer_id, ids=ids)).execute_update(
         UPDATE_MOVE,
         MoveRequest(journey=journey, state=to_state, reason=reason),
         result_type=MoveResult,
@@ -88,5 +163,9 @@ async def move(
     return result
 
 
-async def notify_catalog(client: Client, customer_id: str, seq: int) -> None:
-    await handle(client, customer_id).signal(SIGNAL_CATALOG, CatalogChanged(seq=seq))
+async def notify_catalog(
+    client: Client, customer_id: str, seq: int, *, ids: CustomerIds | None = None
+) -> None:
+    await (await handle(client, customer_id, ids=ids)).signal(
+        SIGNAL_CATALOG, CatalogChanged(seq=seq)
+    )

@@ -1,4 +1,5 @@
-"""Connecting to Temporal, with the pydantic data converter and retries while it is down."""
+"""Connecting to Temporal, with the project's data converter (pydantic JSON, encrypted by
+``runtime.codec``) and retries while it is down."""
 
 from __future__ import annotations
 
@@ -6,11 +7,12 @@ import asyncio
 import logging
 
 from temporalio.client import Client, TLSConfig
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from settings import Settings
+
+from .codec import data_converter
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +28,7 @@ async def connect(settings: Settings) -> Client:
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings.payload_keys),
         tls=tls,
         api_key=settings.temporal_api_key,
     )

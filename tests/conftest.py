@@ -17,9 +17,10 @@ from pathlib import Path
 import psycopg
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from runtime.codec import data_converter
+from settings import DEV_PAYLOAD_KEYS
 from store.db import migrate, pool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,7 +96,7 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     the server skips time only while no workflow task is pending, and a previous test's
     workflows (their worker gone) would hold it still."""
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(DEV_PAYLOAD_KEYS),
         test_server_existing_path=tool("temporal-test-server"),
     )
     from runtime.temporal import register_search_attributes

@@ -11,14 +11,15 @@ from pathlib import Path
 import psycopg
 import pytest
 from temporalio.client import WorkflowHistory, WorkflowUpdateFailedError
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from engine.identity import workflow_id
 from engine.model import Event
 from engine.simulate import parse_messages, simulate
 from runtime import customers
+from runtime.codec import data_converter
 from runtime.replay import replay_history
+from settings import DEV_PAYLOAD_KEYS
 from store import catalog as catalog_store
 from tests.conftest import running_worker
 from tests.helpers import ROOT, journeys_from, publish, publish_shipped
@@ -265,7 +266,7 @@ def replayer() -> Replayer:
 
     return Replayer(
         workflows=[CustomerWorkflow],
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(DEV_PAYLOAD_KEYS),
         workflow_runner=sandbox_runner(),
     )
 
@@ -282,7 +283,7 @@ async def test_recorded_histories_still_replay(path: Path):
     failure = await replay_history(
         history,
         workflows=[CustomerWorkflow],
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(DEV_PAYLOAD_KEYS),
     )
     assert failure is None, failure
 

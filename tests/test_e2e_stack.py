@@ -105,7 +105,10 @@ def test_events_in_states_visible_in_cli_and_search(stack: Stack):
     news = eventually(lambda: temporal_list(stack, 'Journeys = "lifecycle:new"'))
     assert [w["execution"]["workflowId"] for w in news] == ["customer-e2e-2"]
 
-    # what the Temporal UI shows an admin: the workflow's current details
+    # what the Temporal UI shows an admin: the workflow's current details, decrypted by
+    # the API's codec endpoint with the admin token
+    _, admin = stack.dev_keys()
+    stack.start_api()
     details = subprocess.run(
         [
             binary("temporal"),
@@ -115,6 +118,10 @@ def test_events_in_states_visible_in_cli_and_search(stack: Stack):
             stack.env()["TEMPORAL_ADDRESS"],
             "-w",
             "customer-e2e-1",
+            "--codec-endpoint",
+            stack.codec_endpoint(),
+            "--codec-auth",
+            f"Bearer {admin}",
         ],
         capture_output=True,
         text=True,

@@ -8,6 +8,7 @@ import pytest
 from cli import run
 from ingest import keys
 from ingest.bootstrap import check_secrets, dev_keys
+from runtime.codec import new_key_spec
 from settings import Settings, get_settings
 
 
@@ -54,12 +55,23 @@ async def test_dev_keys_from_env_then_reused(db_url, tmp_path):
     assert sorted(k.kind for k in live) == ["admin", "write"]
 
 
+PRODUCTION_SECRETS = {
+    "link_secret": "a-long-random-production-secret",
+    "payload_keys": new_key_spec("k1"),
+    "id_secret": "another-long-random-production-secret",
+}
+
+
 async def test_production_refuses_default_secrets_and_missing_admin(db_url):
     async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
         prod = Settings.model_validate({"DATABASE_URL": db_url, "JOURNEYS_ENV": "production"})
         with pytest.raises(SystemExit, match="JOURNEYS_LINK_SECRET is the development default"):
             await check_secrets(conn, prod)
-        prod = prod.model_copy(update={"link_secret": "a-long-random-production-secret"})
+        with pytest.raises(SystemExit, match="JOURNEYS_PAYLOAD_KEYS holds the development key"):
+            await check_secrets(
+                conn, prod.model_copy(update={"link_secret": "a-long-random-production-secret"})
+            )
+        prod = prod.model_copy(update=PRODUCTION_SECRETS)
         with pytest.raises(SystemExit, match="no admin token exists"):
             await check_secrets(conn, prod)
         await keys.create(conn, "admin", "ops")

@@ -72,9 +72,10 @@ async def test_without_the_sandbox_the_same_workflow_runs_and_replays_sandboxed(
 ):
     """``JOURNEYS_WORKFLOW_SANDBOX=false`` (less CPU) runs the same code: a history made
     without the sandbox replays inside it, so the setting can change across restarts."""
-    from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
+    from runtime.codec import data_converter
+    from settings import DEV_PAYLOAD_KEYS
     from worker import build_worker, sandbox_runner
     from workflows.customer import CustomerWorkflow
 
@@ -88,7 +89,7 @@ async def test_without_the_sandbox_the_same_workflow_runs_and_replays_sandboxed(
         )
     await Replayer(
         workflows=[CustomerWorkflow],
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(DEV_PAYLOAD_KEYS),
         workflow_runner=sandbox_runner(),
     ).replay_workflow(history)
 

@@ -16,7 +16,6 @@ from typing import Any
 from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from activities.actions import ActionActivities
@@ -25,15 +24,17 @@ from engine import Catalog
 from engine.model import Event
 from engine.policy import Policy
 from runtime import customers
+from runtime.codec import data_converter
 from runtime.replay import repair_runner, replay_history, split_points
 from runtime.temporal import sandbox_runner
-from settings import Settings
+from settings import DEV_PAYLOAD_KEYS, Settings
 from tests.helpers import publish_shipped
 from worker import build_worker
 from workflows.customer import CustomerWorkflow
 from workflows.io import CODE_VERSION, SIGNAL_EVENTS, CustomerInput, EventsSignal, LoadCatalogInput
 
 HISTORIES = Path(__file__).parent / "histories"
+CONVERTER = data_converter(DEV_PAYLOAD_KEYS)  # as the tests' clients encrypt
 SPLIT = HISTORIES / "cdnow_first_task_split_under_backlog.json"
 
 
@@ -44,7 +45,7 @@ def _history(path: Path) -> WorkflowHistory:
 async def _plain(history: WorkflowHistory, runner: Any) -> str | None:
     replayer = Replayer(
         workflows=[CustomerWorkflow],
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         workflow_runner=runner,
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
@@ -64,7 +65,7 @@ async def test_the_split_is_found_in_the_history_and_replayed_as_recorded():
         await replay_history(
             history,
             workflows=[CustomerWorkflow],
-            data_converter=pydantic_data_converter,
+            data_converter=CONVERTER,
         )
         is None
     )
@@ -164,7 +165,7 @@ async def test_tasks_split_by_a_backlog_and_a_slow_local_activity_still_replay(
         for cid in ids.values():
             await _wait_for_state(client, cid, "lifecycle", "new")
     for version, cid in ids.items():
-        history = await customers.handle(client, cid).fetch_history()
+        history = await (await customers.handle(client, cid)).fetch_history()
         assert _heartbeats(history) >= 1, f"no task heartbeat in {cid}'s history"
         failure = await _plain(history, sandbox_runner())
         assert failure is None, f"code version {version}: {failure}"
