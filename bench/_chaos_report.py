@@ -30,6 +30,7 @@ class Outcome:
     total_seconds: float = 0.0
     data_dir: Path | None = None
     pii: dict[str, set[str]] = field(default_factory=dict)  # file -> emails found in it
+    pii_files: int = 0  # files scanned
 
 
 def _n(value: int) -> str:
@@ -70,7 +71,10 @@ def rows(o: Outcome) -> list[tuple[str, str]]:
         ("dead letters", dead),
         ("outbox rows left", _n(c.outbox_left)),
         ("replay failures (runs replayed)", f"{len(o.replay_failures)} ({_n(o.replayed)})"),
-        ("PII hits: emails in Temporal's db or logs (files)", f"{len(pii_emails)} ({len(o.pii)})"),
+        (
+            "PII hits: emails in Temporal's db or logs",
+            f"{len(pii_emails)} (in {len(o.pii)} of {o.pii_files} files)",
+        ),
         ("faults: worker kills / restarted", f"{kills} / {', '.join(servers) or 'none'}"),
         ("  exits on their own / failed restarts", f"{len(f.self_exits)} / {len(f.errors)}"),
         ("settled within the deadline", "yes" if o.settled else f"NO ({o.args.deadline:.0f} s)"),

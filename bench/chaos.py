@@ -65,7 +65,9 @@ def run(args: argparse.Namespace) -> Outcome:
         outcome.total_seconds = time.monotonic() - began
         outcome.data_dir = tmp
         # after the stack stopped: every log is flushed and closed
-        outcome.pii = pii_hits(evidence_files(tmp), {p.email for p in outcome.load.customers})
+        files = evidence_files(tmp)
+        outcome.pii = pii_hits(files, {p.email for p in outcome.load.customers})
+        outcome.pii_files = len(files)
         return outcome
 
 

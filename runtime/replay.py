@@ -9,6 +9,7 @@ new code: their workflow task would fail forever."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -56,7 +57,7 @@ async def replay_all(
                 history = result.history
                 failures.append(
                     ReplayFailure(
-                        history.workflow_id, _run_id(history), _first_line(result.replay_failure)
+                        history.workflow_id, _run_id(history), _reason(result.replay_failure)
                     )
                 )
     return failures
@@ -106,6 +107,15 @@ def _run_id(history: WorkflowHistory) -> str:
     return first.workflow_execution_started_event_attributes.original_execution_run_id
 
 
-def _first_line(exc: BaseException) -> str:
+_CORE_MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
+MAX_REASON = 500
+
+
+def _reason(exc: BaseException) -> str:
+    """The SDK's sentence: the core's activation failures come as a Rust debug dump with a
+    stack trace, whose ``message`` is the part a person needs."""
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+    core = _CORE_MESSAGE.search(text)
+    if core:
+        text = core.group(1).replace('\\"', '"')
+    return text.splitlines()[0][:MAX_REASON]
