@@ -84,6 +84,7 @@ class Counts:
     actions_not_once: dict[str, int] = field(default_factory=dict)  # customer -> send actions
     emails: int = 0
     duplicate_emails: dict[str, int] = field(default_factory=dict)  # Message-ID -> copies
+    duplicate_detail: list[str] = field(default_factory=list)  # customer, attempts, when
     dead_letters: int | None = None  # None: no dead_letters table in this version
     outbox_left: int = 0
 
@@ -137,6 +138,18 @@ async def count(client: Client, db_url: str, load: Load, mail: list[Any]) -> Cou
     c.emails = len(mail)
     copies = Counter(str(m.message["Message-ID"]) for m in mail)
     c.duplicate_emails = {mid: n for mid, n in copies.items() if n > 1}
+    if c.duplicate_emails:
+        # the messages row says whose it was and how many attempts delivered it
+        for cid, mid, attempts, created in await _sql(
+            db_url,
+            "SELECT customer_id, provider_id, attempts, created_at FROM messages"
+            " WHERE provider_id = ANY(%s) ORDER BY created_at",
+            list(c.duplicate_emails),
+        ):
+            made = created.strftime("%H:%M:%S.%f")[:-3]
+            c.duplicate_detail.append(
+                f"{cid} x{c.duplicate_emails[mid]} ({attempts} attempts, row made {made})"
+            )
 
     (table,) = (await _sql(db_url, "SELECT to_regclass('dead_letters') IS NOT NULL"))[0]
     if table:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from devstack.stack import Stack, port_open
 
@@ -78,7 +79,8 @@ class Chaos:
             await asyncio.sleep(0.5)
 
     def _now(self) -> str:
-        return f"{time.monotonic() - self._t0:5.1f}s"
+        utc = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-5]
+        return f"{time.monotonic() - self._t0:5.1f}s ({utc} UTC)"
 
     def _do(self, fault: Fault) -> None:
         began = time.monotonic()

@@ -105,7 +105,7 @@ def evidence(o: Outcome) -> list[str]:
         ("workflow did not answer", c.unanswered),
         ("welcome rows not 1 (customer: rows)", pairs(c.welcome_not_once)),
         ("send actions not 1 (customer: rows)", pairs(c.actions_not_once)),
-        ("emails twice (Message-ID: copies)", pairs(c.duplicate_emails)),
+        ("emails twice (customer, copies, attempts, UTC)", c.duplicate_detail),
         ("replay failed", [f"{f.workflow_id}: {f.reason}" for f in o.replay_failures]),
         ("PII found (file: emails)", [f"{k}: {len(v)}" for k, v in o.pii.items()]),
         ("exited on their own", o.faults.self_exits),
