@@ -117,6 +117,9 @@ class Chaos:
     def _kill(self, proc: subprocess.Popen[bytes]) -> None:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=STOP_WAIT)
+        self._forget(proc)
+
+    def _forget(self, proc: subprocess.Popen[bytes]) -> None:
         if proc in self.stack.procs:
             self.stack.procs.remove(proc)
 
@@ -124,11 +127,12 @@ class Chaos:
         for n, proc in enumerate(self.workers):
             if proc.poll() is not None:
                 self.log.self_exits.append(f"{self._now()} worker exited with {proc.returncode}")
-                self.stack.procs.remove(proc)
+                self._forget(proc)
                 self.workers[n] = await asyncio.to_thread(self.stack.start_worker)
         if self.api.poll() is not None:
-            self.log.self_exits.append(f"{self._now()} API exited with {self.api.returncode}")
-            self.stack.procs.remove(self.api)
+            if self.api in self.stack.procs:  # not the one a failed restart left behind
+                self.log.self_exits.append(f"{self._now()} API exited with {self.api.returncode}")
+            self._forget(self.api)
             try:
                 self.api = await asyncio.to_thread(self.stack.start_api)
             except SystemExit as exc:
