@@ -92,16 +92,21 @@ async def measure(
     faulting = asyncio.create_task(chaos.run(faults, started, stop))
     url = f"http://127.0.0.1:{stack.api_port}"
     stats = await send_all(url, key, load, senders=SENDERS, spread=args.seconds, seed=args.seed)
-    await chaos.faults_done.wait()  # every fault carried out before the wait is timed
+    # every fault carried out before the wait is timed (or the fault task's error raised)
+    done_waiting = asyncio.create_task(chaos.faults_done.wait())
+    await asyncio.wait({faulting, done_waiting}, return_when=asyncio.FIRST_COMPLETED)
+    if faulting.done():
+        faulting.result()
     sent_at = time.monotonic()
     client = await connect_with_retry(Settings.model_validate(stack.env()), max_wait=120)
     assert stack.database_url
     settled = await wait_applied(client, stack.database_url, load, deadline=sent_at + args.deadline)
     applied_at = time.monotonic()
     counts = await count(client, stack.database_url, load, list(smtp.mail))
+    replay_started = time.monotonic()
     replayed = (await client.count_workflows(REPLAY_QUERY)).count
     failures = await replay_all(client, REPLAY_QUERY, None)
-    replay_seconds = time.monotonic() - applied_at
+    replay_seconds = time.monotonic() - replay_started
     stop.set()
     await faulting
     return Outcome(
