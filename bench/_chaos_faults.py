@@ -59,24 +59,23 @@ class Chaos:
         self.log = FaultLog()
         self.rng = random.Random(seed)  # which worker each kill hits
         self.faults_done = asyncio.Event()
+        self._killing: set[subprocess.Popen[bytes]] = set()
         self._t0 = time.monotonic()
 
     async def run(self, faults: list[Fault], started: float, stop: asyncio.Event) -> None:
-        """Carry out ``faults`` (``at`` counted from ``started``, a monotonic time), then
-        keep watching the processes until ``stop`` is set."""
+        """Carry out ``faults`` (``at`` counted from ``started``, a monotonic time) while
+        watching the processes, and keep watching until ``stop`` is set."""
         self._t0 = started
+        watcher = asyncio.create_task(self._watch_until(stop))
         for fault in faults:
-            while time.monotonic() < started + fault.at:
-                await self._watch()
-                await asyncio.sleep(0.2)
+            await asyncio.sleep(max(0.0, started + fault.at - time.monotonic()))
             try:
                 await asyncio.to_thread(self._do, fault)
             except (Exception, SystemExit) as exc:  # a restart that failed: keep on, report
                 self.log.errors.append(f"{fault.kind} at {fault.at:.0f}s: {exc}")
+                self._killing.clear()  # the watcher starts what is still down
         self.faults_done.set()
-        while not stop.is_set():
-            await self._watch()
-            await asyncio.sleep(0.5)
+        await watcher
 
     def _now(self) -> str:
         utc = datetime.now(UTC).strftime("%H:%M:%S.%f")[:-5]
@@ -115,6 +114,7 @@ class Chaos:
         )
 
     def _kill(self, proc: subprocess.Popen[bytes]) -> None:
+        self._killing.add(proc)  # not an exit on its own, for the watcher
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=STOP_WAIT)
         self._forget(proc)
@@ -123,14 +123,22 @@ class Chaos:
         if proc in self.stack.procs:
             self.stack.procs.remove(proc)
 
+    async def _watch_until(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self._watch()
+            await asyncio.sleep(0.5)
+
     async def _watch(self) -> None:
-        for n, proc in enumerate(self.workers):
-            if proc.poll() is not None:
-                self.log.self_exits.append(f"{self._now()} worker exited with {proc.returncode}")
+        for n, proc in enumerate(list(self.workers)):
+            if proc.poll() is not None and proc not in self._killing:
+                if proc in self.stack.procs:  # else killed here, and its restart failed
+                    self.log.self_exits.append(
+                        f"{self._now()} worker exited with {proc.returncode}"
+                    )
                 self._forget(proc)
                 self.workers[n] = await asyncio.to_thread(self.stack.start_worker)
-        if self.api.poll() is not None:
-            if self.api in self.stack.procs:  # not the one a failed restart left behind
+        if self.api.poll() is not None and self.api not in self._killing:
+            if self.api in self.stack.procs:
                 self.log.self_exits.append(f"{self._now()} API exited with {self.api.returncode}")
             self._forget(self.api)
             try:

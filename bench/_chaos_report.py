@@ -89,15 +89,14 @@ def evidence(o: Outcome) -> list[str]:
     """One line per count that is not 0, naming a few of the customers or ids behind it."""
     c, lines = o.counts, []
 
-    def some(items: object) -> str:
-        listed = list(items)  # type: ignore[call-overload]
-        more = f" (+{len(listed) - EXAMPLES} more)" if len(listed) > EXAMPLES else ""
-        return ", ".join(str(x) for x in listed[:EXAMPLES]) + more
+    def some(items: list[str]) -> str:
+        more = [f"(+{len(items) - EXAMPLES} more)"] if len(items) > EXAMPLES else []
+        return "".join(f"\n    {x}" for x in [*items[:EXAMPLES], *more])
 
     def pairs(d: dict[str, int]) -> list[str]:
         return [f"{k}: {v}" for k, v in d.items()]
 
-    checks: list[tuple[str, object]] = [
+    checks: list[tuple[str, list[str]]] = [
         ("refused", o.stats.refused),
         ("not stored", c.stored_lost),
         ("orders lost (customer: missing)", pairs(c.applied_lost)),
@@ -113,7 +112,7 @@ def evidence(o: Outcome) -> list[str]:
     ]
     for label, items in checks:
         if items:
-            lines.append(f"{label}: {some(items)}")
+            lines.append(f"{label}:{some(items)}")
     return lines
 
 

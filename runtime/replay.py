@@ -9,11 +9,13 @@ new code: their workflow task would fail forever."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from temporalio.client import Client, WorkflowHistory
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
@@ -48,6 +50,7 @@ async def replay_all(
         namespace=client.namespace,
         data_converter=client.data_converter,
         workflow_runner=sandbox_runner(),
+        runtime=_quiet_runtime(),
     )
     failures: list[ReplayFailure] = []
     histories = _histories(client, query, limit, failures)
@@ -98,6 +101,17 @@ async def _histories(
     finally:
         for task in pending:
             task.cancel()
+
+
+@functools.cache
+def _quiet_runtime() -> Runtime:
+    """A runtime whose core logs only errors: it would warn "Failing workflow task" for
+    each failure, which replay_all returns anyway."""
+    return Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
+        )
+    )
 
 
 def _run_id(history: WorkflowHistory) -> str:
