@@ -29,8 +29,8 @@ from activities.segments import SegmentActivities
 from engine import JourneyValidationError, load_rules
 from engine.policy import load_policy
 from engine.segments import load_segments
-from runtime.replay import repair_runner
 from runtime.schedules import ensure_segment_schedule
+from runtime.split_repair import repair_runner
 from runtime.temporal import connect_with_retry, sandbox_runner
 from settings import Settings, check_settings, get_settings
 from store import catalog as catalog_store

@@ -11,6 +11,9 @@ import asyncio
 from .commands import Command, UserError
 
 
+CUSTOMERS = "WorkflowType = 'CustomerWorkflow'"
+
+
 def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--query",
@@ -36,7 +39,7 @@ async def _replay(query: str | None, limit: int | None) -> int:
 
     _, client, _ = await _connect(need_db=False)
     try:
-        report = await replay_all(client, query, limit)
+        report = await replay_all(client, query or CUSTOMERS, limit)
     except RPCError as exc:
         raise UserError(f"Temporal refused the query: {exc.message}") from None
     for failure in report.failures:

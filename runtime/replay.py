@@ -21,218 +21,31 @@ the same with the history in hand.
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Sequence
+import dataclasses
+import functools
+import re
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from temporalio.api.enums.v1 import EventType
-from temporalio.bridge.proto.workflow_activation import RemoveFromCache, WorkflowActivation
-from temporalio.bridge.proto.workflow_completion import WorkflowActivationCompletion
 from temporalio.client import Client, WorkflowHistory
-from temporalio.converter import DataConverter
-from temporalio.worker import (
-    Replayer,
-    UnsandboxedWorkflowRunner,
-    WorkflowInstance,
-    WorkflowInstanceDetails,
-    WorkflowRunner,
-)
-from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+from temporalio.converter import DataConverter, DefaultFailureConverter
+from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+from temporalio.service import RPCError
+from temporalio.worker import Replayer, WorkflowRunner
 
-from runtime.temporal import sandbox_restrictions
+from runtime.split_repair import SplitRepair, repair_runner, split_points
 
-log = logging.getLogger(__name__)
-
-# (event id of the workflow task started event, local activity seq)
-SplitPoint = tuple[int, int]
-_LA_MARKER = "core_local_activity"
-_MAX_PLANS = 10_000
-
-
-def split_points(history: WorkflowHistory) -> frozenset[SplitPoint]:
-    """Where a task was completed with only local activity markers and the next task was
-    created at once with no event in between: nothing the workflow waited for arrived, so
-    the server made that task only because core asked for it while the workflow was still
-    handling those results."""
-    events = list(history.events)
-    points: set[SplitPoint] = set()
-    for i, event in enumerate(events):
-        if event.event_type != EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-            continue
-        started = event.workflow_task_completed_event_attributes.started_event_id
-        seqs: list[int] = []
-        j = i + 1
-        while j < len(events) and _is_la_marker(events[j]):
-            seqs.append(_la_seq(events[j]))
-            j += 1
-        forced = (
-            j + 1 < len(events)
-            and events[j].event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED
-            and events[j + 1].event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
-        )
-        if seqs and forced:
-            points.update((started, seq) for seq in seqs)
-    return frozenset(points)
-
-
-def _is_la_marker(event: Any) -> bool:
-    return bool(
-        event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
-        and event.marker_recorded_event_attributes.marker_name == _LA_MARKER
-    )
-
-
-def _la_seq(event: Any) -> int:
-    data = event.marker_recorded_event_attributes.details["data"].payloads[0].data
-    return int(json.loads(data)["seq"])
-
-
-class SplitRepair:
-    """Mixed into a workflow runner (the sandbox, or none): replays split histories as they
-    were recorded. Without a plan for a run it only passes activations through."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._plans: OrderedDict[str, frozenset[SplitPoint]] = OrderedDict()
-        self._everyone: frozenset[SplitPoint] = frozenset()
-        self._learn: Callable[[str, str], None] | None = None
-        self._asked: set[str] = set()
-
-    def plan(self, run_id: str | None, points: frozenset[SplitPoint]) -> None:
-        """Repair run ``run_id`` (every run this runner creates, for ``None``) at ``points``."""
-        if run_id is None:
-            self._everyone = points
-            return
-        self._plans[run_id] = points
-        while len(self._plans) > _MAX_PLANS:
-            self._plans.popitem(last=False)
-
-    def on_nondeterminism(self, callback: Callable[[str, str], None]) -> None:
-        """Call ``callback(workflow_id, run_id)`` when core evicts a run for nondeterminism
-        (from the worker's activation thread)."""
-        self._learn = callback
-
-    def learn_from(self, client: Client, loop: asyncio.AbstractEventLoop) -> None:
-        """In a live worker: when core evicts a run for nondeterminism, fetch its history
-        and, if it was split, replay the next attempt of its task repaired."""
-
-        async def learn(workflow_id: str, run_id: str) -> None:
-            try:
-                handle = client.get_workflow_handle(workflow_id, run_id=run_id)
-                points = split_points(await handle.fetch_history())
-            except Exception as exc:
-                log.warning("could not read the history of %s to repair it: %s", run_id, exc)
-                self._asked.discard(run_id)
-                return
-            if points:
-                log.warning(
-                    "workflow run %s was recorded with split workflow tasks; "
-                    "replaying it as recorded",
-                    run_id,
-                )
-                self.plan(run_id, points)
-
-        def on_nondeterminism(workflow_id: str, run_id: str) -> None:
-            if run_id in self._asked or run_id in self._plans:
-                return
-            self._asked.add(run_id)
-            if len(self._asked) > _MAX_PLANS:
-                self._asked.clear()
-            asyncio.run_coroutine_threadsafe(learn(workflow_id, run_id), loop)
-
-        self.on_nondeterminism(on_nondeterminism)
-
-    def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
-        info = det.info
-        points = self._plans.get(info.run_id, self._everyone)
-        learn = self._learn
-
-        def evicted_for_nondeterminism() -> None:
-            if learn is not None:
-                learn(info.workflow_id, info.run_id)
-
-        inner: WorkflowInstance = super().create_instance(det)  # type: ignore[misc]
-        return _RepairingInstance(inner, points, evicted_for_nondeterminism)
-
-
-class SandboxedRepairRunner(SplitRepair, SandboxedWorkflowRunner):
-    """The workflow sandbox, replaying split histories as recorded."""
-
-
-class UnsandboxedRepairRunner(SplitRepair, UnsandboxedWorkflowRunner):
-    """No sandbox (``JOURNEYS_WORKFLOW_SANDBOX=false``), replaying split histories as recorded."""
-
-
-RepairRunner = SandboxedRepairRunner | UnsandboxedRepairRunner
-
-
-def repair_runner(*, sandboxed: bool = True) -> RepairRunner:
-    """The runner a worker and ``replay`` use: the project's sandbox (``sandbox_runner``)
-    or none, with the repair of split histories."""
-    if not sandboxed:
-        return UnsandboxedRepairRunner()
-    return SandboxedRepairRunner(restrictions=sandbox_restrictions())
-
-
-class _RepairingInstance(WorkflowInstance):
-    def __init__(
-        self,
-        inner: WorkflowInstance,
-        points: frozenset[SplitPoint],
-        on_nondeterminism: Callable[[], None],
-    ) -> None:
-        self._inner = inner
-        self._points = points
-        self._on_nondeterminism = on_nondeterminism
-        self._held: list[Any] = []
-        self._held_in = 0  # the task whose activation the held results came in
-
-    def activate(self, act: WorkflowActivation) -> WorkflowActivationCompletion:
-        for job in act.jobs:
-            if (
-                job.HasField("remove_from_cache")
-                and job.remove_from_cache.reason == RemoveFromCache.NONDETERMINISM
-            ):
-                self._on_nondeterminism()
-        if self._points or self._held:
-            self._reorder(act)
-        return self._inner.activate(act)
-
-    def _reorder(self, act: WorkflowActivation) -> None:
-        jobs = list(act.jobs)
-        release = bool(self._held) and act.history_length != self._held_in
-        keep = list(self._held) + jobs if release else jobs
-        if release:
-            self._held = []
-        if act.is_replaying:
-            hold = [
-                j
-                for j in keep
-                if j.HasField("resolve_activity")
-                and (act.history_length, j.resolve_activity.seq) in self._points
-            ]
-            if hold:
-                self._held += hold
-                self._held_in = act.history_length
-                keep = [j for j in keep if all(j is not h for h in hold)]
-        if release or self._held:
-            del act.jobs[:]
-            act.jobs.extend(keep)
-
-    def get_serialization_context(self, command_info: Any) -> Any:
-        return self._inner.get_serialization_context(command_info)
-
-    def get_external_store_context(self, command_info: Any) -> Any:
-        return self._inner.get_external_store_context(command_info)
-
-    def get_info(self) -> Any:
-        return self._inner.get_info()
-
-    def get_thread_id(self) -> int | None:
-        return self._inner.get_thread_id()
+__all__ = [
+    "ReplayFailure",
+    "ReplayReport",
+    "SplitRepair",
+    "readable",
+    "repair_runner",
+    "replay_all",
+    "replay_history",
+    "split_points",
+]
+FETCH_AHEAD = 16  # histories fetched concurrently while earlier ones replay
 
 
 @dataclass(frozen=True)
@@ -280,49 +93,123 @@ async def _replay(
     data_converter: DataConverter,
 ) -> str | None:
     replayer = Replayer(
-        workflows=list(workflows), data_converter=data_converter, workflow_runner=runner
+        workflows=list(workflows), data_converter=readable(data_converter), workflow_runner=runner
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     return None if result.replay_failure is None else str(result.replay_failure)
 
 
-CUSTOMERS = "WorkflowType = 'CustomerWorkflow'"
-
-
 async def replay_all(
     client: Client, query: str | None = None, limit: int | None = None
 ) -> ReplayReport:
-    """Replay the live histories ``query`` selects (every customer by default) with the
-    current code, sandboxed as the worker runs them: the check to run before deploying a
-    new worker. Reports how many were replayed and each that fails, with the reason."""
+    """Replay every workflow run ``query`` lists (a Temporal visibility query; None: all of
+    the namespace), at most ``limit`` of them, with the current code, the worker's sandbox
+    (with the repair of split histories, as the worker replays them) and the client's data
+    converter; report how many were replayed and the runs that failed. A history that
+    cannot be fetched counts as a failure too: an unchecked customer is not a passed one."""
     from workflows.customer import CustomerWorkflow
     from workflows.segments import SegmentRefreshWorkflow
 
-    workflows = [CustomerWorkflow, SegmentRefreshWorkflow]
-    replayed = 0
-
-    async def histories() -> AsyncIterator[WorkflowHistory]:
-        nonlocal replayed
-        async for history in client.list_workflows(query or CUSTOMERS, limit=limit).map_histories():
-            replayed += 1
-            yield history
-
+    # the workflows worker.build_worker registers: every type a live history may hold
+    workflows: list[type] = [CustomerWorkflow, SegmentRefreshWorkflow]
     replayer = Replayer(
         workflows=workflows,
-        data_converter=client.data_converter,
+        namespace=client.namespace,
+        data_converter=readable(client.data_converter),
         workflow_runner=repair_runner(),
+        runtime=_quiet_runtime(),
     )
-    results = await replayer.replay_workflows(histories(), raise_on_replay_failure=False)
-    failures = []
-    for run_id in sorted(results.replay_failures):
-        listed = [e async for e in client.list_workflows(f"RunId = '{run_id}'", limit=1)]
-        workflow_id = listed[0].id if listed else "?"
-        history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-        reason = await replay_history(
-            history,
-            workflows=workflows,
-            data_converter=client.data_converter,
-        )
-        if reason is not None:
-            failures.append(ReplayFailure(workflow_id, run_id, reason))
+    failures: list[ReplayFailure] = []
+    replayed = 0
+    histories = _histories(client, query, limit, failures)
+    async with replayer.workflow_replay_iterator(histories) as results:
+        async for result in results:
+            replayed += 1
+            if result.replay_failure is None:
+                continue
+            history = result.history
+            reason: str | None = _reason(result.replay_failure)
+            if split_points(history):  # the worker would replay it repaired
+                reason = await replay_history(
+                    history, workflows=workflows, data_converter=client.data_converter
+                )
+                reason = None if reason is None else _reason(RuntimeError(reason))
+            if reason is not None:
+                failures.append(ReplayFailure(history.workflow_id, _run_id(history), reason))
     return ReplayReport(replayed=replayed, failures=failures)
+
+
+async def _histories(
+    client: Client,
+    query: str | None,
+    limit: int | None,
+    failures: list[ReplayFailure],
+) -> AsyncIterator[WorkflowHistory]:
+    """The listed runs' histories, in listing order, fetched ``FETCH_AHEAD`` at a time."""
+
+    async def fetch(wid: str, rid: str) -> WorkflowHistory | ReplayFailure:
+        try:
+            return await client.get_workflow_handle(wid, run_id=rid).fetch_history()
+        except RPCError as exc:
+            return ReplayFailure(wid, rid, f"could not fetch the history: {exc}")
+
+    pending: list[asyncio.Task[WorkflowHistory | ReplayFailure]] = []
+
+    async def drain(keep: int) -> AsyncIterator[WorkflowHistory]:
+        while len(pending) > keep:
+            got = await pending.pop(0)
+            if isinstance(got, ReplayFailure):
+                failures.append(got)
+            else:
+                yield got
+
+    try:
+        async for execution in client.list_workflows(query, limit=limit):
+            # a customer that continued as new lists each run: each replays on its own
+            pending.append(asyncio.create_task(fetch(execution.id, execution.run_id or "")))
+            async for history in drain(FETCH_AHEAD):
+                yield history
+        async for history in drain(0):
+            yield history
+    finally:
+        for task in pending:
+            task.cancel()
+
+
+def readable(converter: DataConverter) -> DataConverter:
+    """``converter`` as replay needs it: payloads decoded as the worker does, but the
+    workflow's own failures left in clear, so a failure's reason can be read (nothing of a
+    replay is sent to Temporal)."""
+    return dataclasses.replace(converter, failure_converter_class=DefaultFailureConverter)
+
+
+@functools.cache
+def _quiet_runtime() -> Runtime:
+    """A runtime whose core logs only errors: it would warn "Failing workflow task" for
+    each failure, which replay_all returns anyway."""
+    return Runtime(
+        telemetry=TelemetryConfig(
+            logging=LoggingConfig(filter=TelemetryFilter(core_level="ERROR", other_level="ERROR"))
+        )
+    )
+
+
+def _run_id(history: WorkflowHistory) -> str:
+    first = history.events[0] if history.events else None
+    if first is None or not first.HasField("workflow_execution_started_event_attributes"):
+        return ""
+    return first.workflow_execution_started_event_attributes.original_execution_run_id
+
+
+_CORE_MESSAGE = re.compile(r'message: "((?:[^"\\]|\\.)*)"')
+MAX_REASON = 500
+
+
+def _reason(exc: BaseException) -> str:
+    """The SDK's sentence: the core's activation failures come as a Rust debug dump with a
+    stack trace, whose ``message`` is the part a person needs."""
+    text = str(exc).strip() or type(exc).__name__
+    core = _CORE_MESSAGE.search(text)
+    if core:
+        text = core.group(1).replace('\\"', '"')
+    return text.splitlines()[0][:MAX_REASON]
