@@ -10,7 +10,6 @@ import asyncio
 
 from .commands import Command, UserError
 
-
 CUSTOMERS = "WorkflowType = 'CustomerWorkflow'"
 
 
