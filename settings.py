@@ -125,8 +125,14 @@ def unsafe_defaults(settings: Settings) -> list[str]:
             "the worker and the API (it signs unsubscribe links), e.g. "
             "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
         )
+    from runtime.codec import PayloadKeyError, parse_keys  # the codec reads them the same way
+
     dev_id, dev_key = DEV_PAYLOAD_KEYS.split(":", 1)
     specs = [part.strip().split(":", 1) for part in settings.payload_keys.split(",")]
+    try:
+        parse_keys(settings.payload_keys)
+    except PayloadKeyError as exc:
+        found.append(f"JOURNEYS_PAYLOAD_KEYS: {exc}")
     if any(spec[0] == dev_id or spec[-1] == dev_key for spec in specs):
         found.append(
             "JOURNEYS_PAYLOAD_KEYS holds the development key: set it to keys of your own"

@@ -7,8 +7,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from runtime.codec import PayloadKeyError, parse_keys
-from settings import DEV_ID_SECRET, DEV_PAYLOAD_KEYS, Settings, check_settings
+from settings import Settings, check_settings
 
 from . import keys
 
@@ -49,7 +48,6 @@ async def check_secrets(conn: AsyncConnection[Any], settings: Settings) -> None:
     if settings.env == "development":
         return
     check_settings(settings)
-    check_payload_secrets(settings)  # and a malformed key list
     cur = await conn.execute(
         "SELECT count(*) FROM api_keys WHERE kind = 'admin' AND revoked_at IS NULL"
     )
@@ -58,25 +56,4 @@ async def check_secrets(conn: AsyncConnection[Any], settings: Settings) -> None:
         raise SystemExit(
             "no admin token exists: create one with 'journeys keys create --kind "
             "admin --name ops' (or set JOURNEYS_ENV=development for a dev stack)"
-        )
-
-
-def check_payload_secrets(settings: Settings) -> None:
-    """Refuse the development payload key and id secret (and a malformed key list)."""
-    try:
-        keys = parse_keys(settings.payload_keys)
-    except PayloadKeyError as exc:
-        raise SystemExit(f"JOURNEYS_PAYLOAD_KEYS: {exc}") from None
-    dev = dict(parse_keys(DEV_PAYLOAD_KEYS))
-    if any(key_id in dev or key in dev.values() for key_id, key in keys):
-        raise SystemExit(
-            "JOURNEYS_PAYLOAD_KEYS holds the development key: set it to keys of your own"
-            " (they encrypt everything Temporal stores), e.g. "
-            "python -c 'from runtime.codec import new_key_spec; print(new_key_spec(\"k1\"))'"
-        )
-    if settings.id_secret == DEV_ID_SECRET or len(settings.id_secret) < 16:
-        raise SystemExit(
-            "JOURNEYS_ID_SECRET is the development default (or shorter than 16 characters):"
-            " set it to a long random value once (it keys the hashed customer ids in"
-            " workflow ids), e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'"
         )

@@ -12,10 +12,16 @@ import pytest
 
 import cli
 from devstack.stack import Stack
+from runtime.codec import new_key_spec
 from settings import Settings, UnsafeSettings, check_settings, get_settings, unsafe_defaults
 from tests.helpers import ROOT
 
 GOOD_SECRET = "a-long-random-production-secret"
+# production's other secrets, set: each test speaks of the ones it leaves out
+OTHER_SECRETS = {
+    "JOURNEYS_PAYLOAD_KEYS": new_key_spec("k1"),
+    "JOURNEYS_ID_SECRET": "another-long-random-production-secret",
+}
 # an address nothing listens on: an entry point that got past the check would hang or fail
 # differently, so the refusal must come first
 NOWHERE = {
@@ -25,7 +31,7 @@ NOWHERE = {
 
 
 def production(**values: str) -> Settings:
-    return Settings.model_validate({"JOURNEYS_ENV": "production", **values})
+    return Settings.model_validate({"JOURNEYS_ENV": "production", **OTHER_SECRETS, **values})
 
 
 def test_production_refuses_the_public_link_secret_and_says_what_to_set():
@@ -68,7 +74,7 @@ def test_the_worker_and_the_api_refuse_to_start(entry, tmp_path):
 
 def test_the_worker_gets_past_the_check_with_a_secret(tmp_path):
     done = _run([str(ROOT / "worker.py")], tmp_path, JOURNEYS_LINK_SECRET=GOOD_SECRET,
-                DATABASE_URL="")  # fmt: skip
+                DATABASE_URL="", **OTHER_SECRETS)  # fmt: skip
     assert done.returncode == 1 and "DATABASE_URL is not set" in done.stderr
 
 
