@@ -112,9 +112,6 @@ class RequestGuard:
             return
         headers = _headers(scope)
         declared = _content_length(headers.get("content-length"))
-        if declared is not None and declared > cls.max_bytes:
-            await _respond(scope, send, 413, _too_large(cls))
-            return
         has_body = bool(declared) or "transfer-encoding" in headers
         method: str = scope["method"]
         if cls.admin and has_body and method in _BODY_METHODS and not headers.get("authorization"):
@@ -126,6 +123,9 @@ class RequestGuard:
                 "send the admin token as Authorization: Bearer",
                 cls=cls,
             )
+            return
+        if declared is not None and declared > cls.max_bytes:
+            await _respond(scope, send, 413, _too_large(cls))
             return
         if cls.inspect_json and has_body and _is_json(headers.get("content-type")):
             body = await _read(receive, cls)
