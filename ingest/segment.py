@@ -24,6 +24,9 @@ MAX_BATCH_BYTES = 500 * 1024
 # A batch's ``context`` is copied into each of its messages: all the copies together may
 # add at most this much, so a 500 KB request cannot become hundreds of MB of rows.
 MAX_CONTEXT_COPIES_BYTES = 500 * 1024
+# a day inside Python's years 1-9999, so every session time zone can read the time back
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, 23, 59, 59, tzinfo=UTC)
 TYPES = ("track", "identify", "page", "screen", "group", "alias")
 
 
@@ -184,11 +187,13 @@ def normalize(
         else:
             event_time = stamp
         event_time = event_time.astimezone(UTC)
+        if not EARLIEST <= event_time <= LATEST:
+            raise OverflowError
     except OverflowError:
         raise IngestError(
             400,
             "bad_timestamp",
-            f"{where}.timestamp corrected by sentAt falls outside the years 1-9999",
+            f"{where}.timestamp, corrected by sentAt, is outside 0001-01-02 to 9999-12-30",
         ) from None
     message_id = _id(msg, "messageId", where) or f"gen-{uuid.uuid4()}"
     return Message(

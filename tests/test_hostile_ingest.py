@@ -124,6 +124,13 @@ CASES = [
         "bad_timestamp",
     ),
     (
+        "a time some time zones cannot read back",
+        "track",
+        {**TRACK, "timestamp": "9999-12-31T12:00:00Z"},
+        400,
+        "bad_timestamp",
+    ),
+    (
         "a timestamp shifted out of range by its offset",
         "track",
         {**TRACK, "timestamp": "0001-01-01T00:00:00+01:00"},
@@ -155,13 +162,14 @@ async def test_hostile_message_is_refused_and_stores_nothing(
 
 
 async def test_extreme_but_valid_times_and_offsets_are_stored(served):
-    """What PostgreSQL holds is kept: offsets up to ±15:59, years 1 and 9999, stored UTC."""
+    """What PostgreSQL holds is kept: offsets up to ±15:59, the first and last days that
+    every session time zone can read back, numbers that fit a double; stored in UTC."""
     one = {**TRACK, "type": "track", "userId": "times"}
     messages = [
         {**one, "messageId": "a", "timestamp": "2026-01-01T00:00:00+15:59"},
         {**one, "messageId": "b", "timestamp": "2026-01-01T00:00:00-15:59"},
-        {**one, "messageId": "c", "timestamp": "9999-12-31T00:00:00Z"},
-        {**one, "messageId": "d", "timestamp": "0001-01-01T12:00:00Z"},
+        {**one, "messageId": "c", "timestamp": "9999-12-30T00:00:00Z"},
+        {**one, "messageId": "d", "timestamp": "0001-01-02T12:00:00Z"},
         {**one, "messageId": "e", "properties": {"x": 1e300, "y": 10**300}},
     ]
     async with served.http() as http:
@@ -176,8 +184,8 @@ async def test_extreme_but_valid_times_and_offsets_are_stored(served):
     assert rows == [
         ("a", "2025-12-31 08:01"),
         ("b", "2026-01-01 15:59"),
-        ("c", "9999-12-31 00:00"),
-        ("d", "0001-01-01 12:00"),
+        ("c", "9999-12-30 00:00"),
+        ("d", "0001-01-02 12:00"),
         ("e", rows[4][1]),
     ]
 
