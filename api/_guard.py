@@ -236,7 +236,11 @@ async def _answer(
 
 async def _respond(scope: Scope, send: Send, status: int, body: dict[str, Any]) -> None:
     """Answer without reading the body; ``Connection: close`` because an unread body
-    cannot be skipped on a kept-alive connection."""
+    cannot be skipped on a kept-alive connection. Ingestion refusals are counted in
+    ``journeys_requests_rejected_total`` like the routes' own."""
+    state = getattr(getattr(scope.get("app"), "state", None), "journeys", None)
+    if state is not None and route_class(scope["path"]) is INGESTION:
+        state.metrics.rejected.labels(body["error"]).inc()
     response = JSONResponse(body, status_code=status, headers={"Connection": "close"})
 
     async def nothing() -> Message:

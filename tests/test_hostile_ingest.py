@@ -5,6 +5,7 @@ and leaves the service up and storing."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -234,8 +235,16 @@ async def test_batch_context_counts_in_the_message_size(served):
         assert [row[0] for row in await cur.fetchall()] == [{"app": {"v": "1"}}] * 2
 
 
+async def _rejected(served, reason: str) -> float:
+    async with served.http() as http:
+        text = (await http.get("/metrics")).text
+    found = re.search(rf'journeys_requests_rejected_total{{reason="{reason}"}} (\S+)', text)
+    return float(found.group(1)) if found else 0.0
+
+
 async def test_declared_oversize_body_is_refused_before_reading(served):
     """A 300 MB Content-Length is answered at once, before a byte of the body is sent."""
+    counted = await _rejected(served, "batch_too_large")
     answer = await raw_request(
         served.port,
         "POST /v1/batch HTTP/1.1\nHost: x\nContent-Type: application/json\n"
@@ -243,6 +252,7 @@ async def test_declared_oversize_body_is_refused_before_reading(served):
     )
     assert answer.status == 413
     assert json.loads(answer.body)["error"] == "batch_too_large"
+    assert await _rejected(served, "batch_too_large") == counted + 1  # as the routes count
     await served.healthy()
 
 
