@@ -5,7 +5,6 @@ survey answers (``/s/{token}``, ``/v1/surveys/{token}``) and unsubscribe links
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -15,6 +14,8 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from ingest import _sanitize
+from ingest.segment import IngestError
 from store import consent, managers, offers, surveys, tasks, waitlist
 
 from . import survey_page as pages
@@ -24,6 +25,8 @@ from .app import AppState
 router = APIRouter()
 
 NAME = r"^[a-z][a-z0-9_]*$"  # budget and pool names, as journeys write them
+PG_INT = 2**31 - 1  # PostgreSQL integer columns (max_live, capacity)
+RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]  # bigserial ids
 REFUSAL_STATUS = {
     "unknown": 404,
     "expired": 410,
@@ -68,7 +71,9 @@ async def redeem_offer(code: str, state: Admin, body: RedeemBody | None = None) 
 
 
 class BudgetBody(BaseModel):
-    max_live: int = Field(ge=0, description="at most this many unredeemed, unexpired coupons")
+    max_live: int = Field(
+        ge=0, le=PG_INT, description="at most this many unredeemed, unexpired coupons"
+    )
 
 
 @router.put("/v1/offer-budgets/{name}", tags=["offers"])
@@ -109,13 +114,15 @@ async def post_manager(body: ManagerBody, state: Admin) -> dict[str, Any]:
             manager = await managers.add(conn, **body.model_dump())
         except managers.DuplicateManager as exc:
             raise _error(409, "duplicate_manager", str(exc)) from None
+        except managers.ManagerError as exc:  # e.g. a name of blanks only
+            raise _error(422, "bad_manager", str(exc)) from None
         assigned = await waitlist.assign_waiting(conn, manager.pool, now=datetime.now(UTC))
         manager = await managers.get(conn, manager.id) or manager  # its load now
     return {**asdict(manager), "assigned_from_queue": len(assigned)}
 
 
 @router.post("/v1/managers/{manager_id}/deactivate", tags=["managers"])
-async def deactivate_manager(manager_id: int, state: Admin) -> dict[str, Any]:
+async def deactivate_manager(manager_id: RowId, state: Admin) -> dict[str, Any]:
     """Deactivate a manager; their customers and open tasks go to the others."""
     async with state.pool.connection() as conn:
         try:
@@ -139,7 +146,8 @@ def _task(t: tasks.Task) -> dict[str, Any]:
 async def get_tasks(
     state: Admin,
     assignee: Annotated[
-        str | None, Query(description="manager email or id, pool name, or 'unassigned'")
+        str | None,
+        Query(max_length=320, description="manager email or id, pool name, or 'unassigned'"),
     ] = None,
     status: Annotated[str | None, Query(pattern="^(open|done)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -156,7 +164,7 @@ class CompleteBody(BaseModel):
 
 @router.post("/v1/tasks/{task_id}/complete", tags=["tasks"])
 async def complete_task(
-    task_id: int, state: Admin, body: CompleteBody | None = None
+    task_id: RowId, state: Admin, body: CompleteBody | None = None
 ) -> dict[str, Any]:
     """Mark a task done (again: no change); the customer's journeys get task_completed."""
     by = (body.by if body else None) or "admin"
@@ -213,7 +221,9 @@ def _score(value: Any) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    # a score has a digit or two: longer strings are refused before int() (which refuses
+    # 4,300 digits with a ValueError)
+    if isinstance(value, str) and len(value) <= 10 and value.strip().lstrip("-").isdigit():
         return int(value.strip())
     return None
 
@@ -229,7 +239,9 @@ async def answer_survey(token: str, request: Request) -> Response:
         raise _error(413, "too_large", f"the answer is over {MAX_BODY} bytes")
     if as_json:
         try:
-            data = json.loads(raw or b"{}")
+            data = _sanitize.loads(raw or b"{}")
+        except IngestError as exc:
+            raise _error(400, exc.reason, str(exc)) from None
         except ValueError:
             raise _error(400, "bad_json", "the body is not valid JSON") from None
         if not isinstance(data, dict):
@@ -240,6 +252,10 @@ async def answer_survey(token: str, request: Request) -> Response:
         except ValueError:
             raise _error(400, "bad_form", "send the fields score and comment") from None
         data = {k: v[0] for k, v in form.items()}
+    try:
+        _sanitize.check_text(data, "body")  # a form's %00 too
+    except IngestError as exc:
+        raise _error(400, exc.reason, str(exc)) from None
     comment = data.get("comment")
     async with state.pool.connection() as conn:
         survey = await surveys.get(conn, token)

@@ -25,6 +25,7 @@ from .app import AppState
 from .auth import credential
 
 router = APIRouter()
+PG_BIGINT = 2**63 - 1  # ids are bigserial: a larger number cannot name a row
 
 
 def _state(request: Request) -> AppState:
@@ -229,7 +230,9 @@ async def get_events(
     customer_id: str,
     state: Admin,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    before: Annotated[int | None, Query(description="page: events with id below this")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=PG_BIGINT, description="page: events with id below this")
+    ] = None,
 ) -> dict[str, Any]:
     """The customer's events, newest first."""
     async with state.pool.connection() as conn:

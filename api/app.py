@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
@@ -29,6 +30,8 @@ from runtime.temporal import connect
 from settings import Settings, get_settings
 from store.db import pool as make_pool
 
+from ._guard import RequestGuard
+from ._openapi import describe_contract, validation_message
 from .metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -178,4 +181,14 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         )
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 in the same shape; FastAPI's default would echo the submitted body."""
+        return JSONResponse(
+            {"error": "invalid_request", "message": validation_message(exc.errors())},
+            status_code=422,
+        )
+
+    app.add_middleware(RequestGuard)
+    describe_contract(app)
     return app

@@ -11,26 +11,23 @@ import json
 import uuid
 import zlib
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from engine.names import normalize_event_name
 
-from . import _bounds
+from . import _bounds, _sanitize
+from ._errors import IngestError as IngestError  # the public name
 
 MAX_MESSAGE_BYTES = 32 * 1024
 MAX_BATCH_BYTES = 500 * 1024
+# A batch's ``context`` is copied into each of its messages: all the copies together may
+# add at most this much, so a 500 KB request cannot become hundreds of MB of rows.
+MAX_CONTEXT_COPIES_BYTES = 500 * 1024
+# a day inside Python's years 1-9999, so every session time zone can read the time back
+EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+LATEST = datetime(9999, 12, 30, 23, 59, 59, tzinfo=UTC)
 TYPES = ("track", "identify", "page", "screen", "group", "alias")
-
-
-class IngestError(Exception):
-    """A request we refuse; ``status`` is the HTTP status, the message says what to fix
-    and never repeats the submitted data (it may hold personal data)."""
-
-    def __init__(self, status: int, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.reason = reason
 
 
 def read_body(raw: bytes, encoding: str | None) -> bytes:
@@ -66,7 +63,7 @@ def read_body(raw: bytes, encoding: str | None) -> bytes:
 
 def parse_json(body: bytes) -> dict[str, Any]:
     try:
-        data = json.loads(body)
+        data = _sanitize.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         where = (
             f" at line {exc.lineno} column {exc.colno}"
@@ -104,6 +101,9 @@ def _time(value: Any, where: str) -> datetime | None:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
         raise IngestError(400, "bad_timestamp", f"{where} is not an ISO-8601 timestamp") from None
+    offset = parsed.utcoffset()
+    if offset is not None and abs(offset) >= timedelta(hours=16):  # PostgreSQL's range
+        raise IngestError(400, "bad_timestamp", f"{where} has a UTC offset beyond ±15:59")
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
@@ -136,12 +136,15 @@ def normalize(
     received_at: datetime,
     batch_sent_at: datetime | None = None,
     batch_context: dict[str, Any] | None = None,
+    batch_context_bytes: int = 0,
 ) -> Message:
     """Check one message and bring it to our shape. ``kind`` is the endpoint's type
-    (None inside a batch, where each message carries its own ``type``)."""
+    (None inside a batch, where each message carries its own ``type``); the batch's
+    context counts towards the message's size."""
     if not isinstance(msg, dict):
         raise IngestError(400, "bad_message", f"{where} must be a JSON object")
-    size = len(json.dumps(msg, separators=(",", ":"), default=str).encode())
+    _sanitize.check_text(msg, where)
+    size = _json_bytes(msg) + batch_context_bytes
     if size > MAX_MESSAGE_BYTES:
         raise IngestError(
             413,
@@ -179,12 +182,22 @@ def normalize(
     extra = {k: msg[k] for k in ("groupId", "previousId", "category") if msg.get(k) is not None}
     stamp = _time(msg.get("timestamp"), f"{where}.timestamp")
     sent_at = _time(msg.get("sentAt"), f"{where}.sentAt") or batch_sent_at
-    if stamp is None:
-        event_time = received_at
-    elif sent_at is not None:
-        event_time = stamp + (received_at - sent_at)
-    else:
-        event_time = stamp
+    try:
+        if stamp is None:
+            event_time = received_at
+        elif sent_at is not None:
+            event_time = stamp + (received_at - sent_at)
+        else:
+            event_time = stamp
+        event_time = event_time.astimezone(UTC)
+        if not EARLIEST <= event_time <= LATEST:
+            raise OverflowError
+    except OverflowError:
+        raise IngestError(
+            400,
+            "bad_timestamp",
+            f"{where}.timestamp, corrected by sentAt, is outside 0001-01-02 to 9999-12-30",
+        ) from None
     message_id = _id(msg, "messageId", where) or f"gen-{uuid.uuid4()}"
     return Message(
         type=mtype,
@@ -200,6 +213,10 @@ def normalize(
     )
 
 
+def _json_bytes(value: Any) -> int:
+    return len(json.dumps(value, separators=(",", ":"), default=str).encode())
+
+
 def messages(data: dict[str, Any], *, kind: str | None, received_at: datetime) -> list[Message]:
     """All messages of one request: a single message, or ``batch`` for ``/v1/batch``."""
     if kind is None:
@@ -210,6 +227,16 @@ def messages(data: dict[str, Any], *, kind: str | None, received_at: datetime) -
             raise IngestError(400, "bad_batch", "the batch is empty")
         sent_at = _time(data.get("sentAt"), "sentAt")
         context = _object(data, "context", "body")
+        _sanitize.check_text(context, "context")
+        context_bytes = _json_bytes(context) if context else 0
+        if context_bytes * len(batch) > MAX_CONTEXT_COPIES_BYTES:
+            raise IngestError(
+                413,
+                "batch_too_large",
+                f"the batch context ({context_bytes // 1024} KB) copied into each of "
+                f"{len(batch)} messages is over {MAX_CONTEXT_COPIES_BYTES // 1024} KB; "
+                "send a smaller context or put it in the messages",
+            )
         return [
             normalize(
                 m,
@@ -218,6 +245,7 @@ def messages(data: dict[str, Any], *, kind: str | None, received_at: datetime) -
                 received_at=received_at,
                 batch_sent_at=sent_at,
                 batch_context=context,
+                batch_context_bytes=context_bytes,
             )
             for i, m in enumerate(batch)
         ]
