@@ -147,6 +147,11 @@ async def test_codec_endpoint_decodes_for_admins_only_and_lets_the_ui_in(codec_h
     r = await http.post("/codec/decode", json=_body(sealed), headers={"Origin": UI})
     assert r.status_code == 200 and r.json() == _body(PLAIN)
     assert r.headers["access-control-allow-origin"] == UI
+    # whole payloads, far over the admin routes' 64 KB: the codec has a class of its own
+    big = Payload(metadata={"encoding": b"json/plain"}, data=b'"' + b"x" * 300_000 + b'"')
+    (sealed_big,) = await EncryptionCodec(parse_keys(DEV_PAYLOAD_KEYS)).encode([big])
+    r = await http.post("/codec/decode", json=_body(sealed_big), headers=bearer)
+    assert r.status_code == 200 and r.json() == _body(big)
 
 
 # --- workflows under the legacy id ----------------------------------------------------------
