@@ -7,8 +7,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from engine import Catalog, JourneyValidationError, load_rules
 from engine.graph import mermaid
@@ -19,6 +20,28 @@ from engine.simulate import SimulationInputError, parse_messages, parse_time, si
 
 class UserError(Exception):
     """A mistake of the caller; the message says how to fix it."""
+
+
+def with_database(
+    run: Callable[[str, argparse.Namespace], Coroutine[Any, Any, None]], args: argparse.Namespace
+) -> int:
+    """Run ``run(database_url, args)``; a missing or unreachable PostgreSQL is a sentence."""
+    import asyncio
+
+    import psycopg
+
+    from settings import get_settings
+
+    url = get_settings().database_url
+    if not url:
+        raise UserError(
+            "DATABASE_URL is not set and no stack is running ('make run' writes .data/stack.env)"
+        )
+    try:
+        asyncio.run(run(url, args))
+    except psycopg.OperationalError as exc:
+        raise UserError(f"cannot reach PostgreSQL ({str(exc).strip()})") from None
+    return 0
 
 
 def _rules_args(p: argparse.ArgumentParser) -> None:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from typing import Any
 
-from .commands import Command, UserError
+from .commands import Command, UserError, with_database
 
 
 def _args(p: argparse.ArgumentParser) -> None:
@@ -63,22 +62,9 @@ async def _run(url: str, args: argparse.Namespace) -> None:
 
 
 def dead_letters_command(args: argparse.Namespace) -> int:
-    import psycopg
-
-    from settings import get_settings
-
     if getattr(args, "limit", 1) < 1:
         raise UserError("--limit takes a number, 1 or more")
-    url = get_settings().database_url
-    if not url:
-        raise UserError(
-            "DATABASE_URL is not set and no stack is running ('make run' writes .data/stack.env)"
-        )
-    try:
-        asyncio.run(_run(url, args))
-    except psycopg.OperationalError as exc:
-        raise UserError(f"cannot reach PostgreSQL ({str(exc).strip()})") from None
-    return 0
+    return with_database(_run, args)
 
 
 DEAD_LETTERS: dict[str, Command] = {

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-from .commands import Command, UserError
+from .commands import Command, UserError, with_database
 
 
 def _args(p: argparse.ArgumentParser) -> None:
@@ -79,20 +78,7 @@ async def _run(url: str, args: argparse.Namespace) -> None:
 
 
 def manage(args: argparse.Namespace) -> int:
-    import psycopg
-
-    from settings import get_settings
-
-    url = get_settings().database_url
-    if not url:
-        raise UserError(
-            "DATABASE_URL is not set and no stack is running ('make run' writes .data/stack.env)"
-        )
-    try:
-        asyncio.run(_run(url, args))
-    except psycopg.OperationalError as exc:
-        raise UserError(f"cannot reach PostgreSQL ({str(exc).strip()})") from None
-    return 0
+    return with_database(_run, args)
 
 
 MANAGERS: dict[str, Command] = {
