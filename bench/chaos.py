@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import subprocess
 import tempfile
 import time
@@ -34,7 +35,7 @@ from bench._chaos_check import count, evidence_files, pii_hits, wait_applied
 from bench._chaos_faults import Chaos, plan
 from bench._chaos_load import build_load, send_all
 from bench._chaos_report import Outcome, print_report
-from devstack.stack import Stack, free_port
+from devstack.stack import ROOT, Stack, free_port
 from runtime.replay import replay_all
 from runtime.temporal import connect_with_retry
 from settings import Settings
@@ -46,9 +47,11 @@ REPLAY_QUERY = 'WorkflowType = "CustomerWorkflow"'
 
 def run(args: argparse.Namespace) -> Outcome:
     tmp = Path(tempfile.mkdtemp(prefix="journeys-chaos-"))
+    rules = _rules(tmp, args.delivery)
     with RecordingSMTPServer() as smtp:
         stack = Stack(
             data_dir=tmp,
+            rules_dir=rules,
             temporal_port=free_port(),
             ui_port=free_port(),
             api_port=free_port(),
@@ -124,6 +127,17 @@ async def measure(
     )
 
 
+def _rules(tmp: Path, delivery: str) -> Path:
+    """The shipped rules, with the policy's default delivery mode set to ``delivery``."""
+    rules = tmp / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    policy = rules / "policy.yaml"
+    text = policy.read_text()
+    assert "  default: at_least_once" in text, "rules/policy.yaml no longer says its default"
+    policy.write_text(text.replace("  default: at_least_once", f"  default: {delivery}", 1))
+    return rules
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=200)
@@ -137,6 +151,12 @@ def main() -> None:
     )
     parser.add_argument(
         "--deadline", type=float, default=600.0, help="seconds to wait for it all to apply"
+    )
+    parser.add_argument(
+        "--delivery",
+        choices=("at_least_once", "at_most_once"),
+        default="at_least_once",
+        help="the messaging policy's default delivery mode (rules/policy.yaml delivery:)",
     )
     args = parser.parse_args()
     if args.customers < 1 or args.workers < 1:
