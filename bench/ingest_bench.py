@@ -338,7 +338,7 @@ async def measure(
         # this load split its tasks, replays with the current code (journeys replay)
         from runtime.replay import replay_all
 
-        report = await replay_all(client)
+        report = await replay_all(client, "WorkflowType = 'CustomerWorkflow'")
         rows.append(("customer histories replayed (journeys replay)", f"{report.replayed:,}"))
         rows.append(("  replay failures", f"{len(report.failures):,}"))
         for failure in report.failures[:5]:
