@@ -27,3 +27,21 @@ def journeys_from(tmp_path: Path, name: str, text: str) -> list[Journey]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{name}.yaml").write_text(text)
     return load_rules(folder, None)
+
+
+# a condition that looks each item up in a 16,000-item list: quadratic, seconds of CEL if
+# evaluated (issue #10); the engine records a problem and takes the next rule instead
+COSTLY_LOOKUP = """
+journey: shop
+enroll: {on: [signed_up]}
+start: new
+states:
+  new:
+    on:
+      order_completed:
+        - when: event.properties.items.all(x, x in event.properties.items)
+          goto: matched
+        - goto: other
+  matched: {final: true}
+  other: {final: true}
+"""

@@ -11,28 +11,13 @@ from typing import Any
 from engine.model import Event
 from runtime import customers
 from tests.conftest import running_worker
-from tests.helpers import journeys_from, publish
-
-LOOKUP = """
-journey: shop
-enroll: {on: [signed_up]}
-start: new
-states:
-  new:
-    on:
-      order_completed:
-        - when: event.properties.items.all(x, x in event.properties.items)
-          goto: matched
-        - goto: other
-  matched: {final: true}
-  other: {final: true}
-"""
+from tests.helpers import COSTLY_LOOKUP, journeys_from, publish
 
 
 async def test_a_costly_condition_is_a_problem_not_a_stuck_workflow(
     time_env, db, db_url, task_queue, tmp_path
 ):
-    seq = await publish(db_url, journeys_from(tmp_path, "shop", LOOKUP))
+    seq = await publish(db_url, journeys_from(tmp_path, "shop", COSTLY_LOOKUP))
     async with running_worker(time_env.client, db, task_queue):
         now = await time_env.get_current_time()
         events = [

@@ -14,6 +14,7 @@ from engine import JourneyValidationError, expr, load_rules
 from engine._cel_tokens import code_only, comprehensions, tokens
 from engine.policy import load_policy
 from tests.engine.support import ROOT, T0, Trace, catalog_of, customer, ev
+from tests.helpers import COSTLY_LOOKUP
 
 TEMPLATES = ROOT / "templates"
 NESTED = "nested comprehensions are not allowed"
@@ -88,25 +89,9 @@ def test_a_nested_comprehension_behind_a_comment_is_a_validation_error_with_its_
 
 # --- cost at evaluation --------------------------------------------------------------------
 
-BIG_LOOKUP = """
-journey: shop
-enroll:
-  on: [signed_up]
-start: new
-states:
-  new:
-    on:
-      order_completed:
-        - when: event.properties.items.all(x, x in event.properties.items)
-          goto: done
-        - goto: other
-  other: {final: true}
-  done: {final: true}
-"""
-
 
 def test_x_in_a_list_of_16000_inside_a_comprehension_is_a_recorded_problem(tmp_path: Path):
-    catalog = catalog_of(tmp_path, BIG_LOOKUP)
+    catalog = catalog_of(tmp_path, COSTLY_LOOKUP)
     t = Trace(customer())
     t.deliver(catalog, ev("signed_up"))
     started = time.perf_counter()
