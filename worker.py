@@ -29,9 +29,9 @@ from activities.segments import SegmentActivities
 from engine import JourneyValidationError, load_rules
 from engine.policy import load_policy
 from engine.segments import load_segments
-from runtime.schedules import ensure_segment_schedule
-from runtime.split_repair import repair_runner
-from runtime.temporal import connect_with_retry, sandbox_runner
+from orchestration.schedules import ensure_segment_schedule
+from orchestration.split_repair import repair_runner
+from orchestration.temporal import connect_with_retry, sandbox_runner
 from settings import Settings, check_settings, get_settings
 from store import catalog as catalog_store
 from store.db import migrate, pool
@@ -53,7 +53,7 @@ def build_worker(
     """The worker for customer workflows. A long sticky timeout keeps throughput under a
     backlog (shared/TEMPORAL-PERF.md); tests that restart workers pass a short one. Runs
     whose recorded workflow tasks were split under load replay as recorded
-    (``runtime.replay``)."""
+    (``orchestration.replay``)."""
     runner = repair_runner(sandboxed=settings.workflow_sandbox)
     runner.learn_from(client, asyncio.get_running_loop())
     return Worker(
@@ -163,7 +163,7 @@ async def _schedule(client: Client, settings: Settings) -> None:
 
 
 def main() -> None:
-    from runtime.logs import configure
+    from orchestration.logs import configure
 
     configure()
     settings = get_settings()

@@ -31,10 +31,10 @@ from store import managers, offers, surveys, tasks, waitlist
 from workflows.io import ActionInput, ActionResult
 
 from ._bookkeeping import with_retries
-from ._delivery import Outgoing
 from ._faults import crash_point
+from ._outgoing import Outgoing
 from .assignment import manager_note
-from .messaging import CONFIG_ERROR, Messenger, Sent, config_error
+from .delivery import CONFIG_ERROR, Messenger, Sent, config_error
 
 UNEXPECTED_ATTEMPTS = 5
 

@@ -19,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from store import managers, waitlist
 
-from .messaging import Messenger, Outgoing
+from .delivery import Messenger, Outgoing
 
 log = logging.getLogger(__name__)
 ROUND_SECONDS = 10.0

@@ -16,7 +16,7 @@ from .app import create_app
 
 
 def main() -> None:
-    from runtime.logs import configure
+    from orchestration.logs import configure
 
     configure()
     # JOURNEYS_LOG_LEVEL=DEBUG shows each delivery round of the outbox

@@ -18,7 +18,7 @@ from engine import CustomerState
 from engine.identity import is_hashed, scrub_text
 from ingest import dead_letters
 from ingest.segment import IngestError
-from runtime import customers
+from orchestration import customers
 from store import read_model
 
 from .app import AppState

@@ -22,11 +22,11 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 
 from engine import Catalog, Journey
+from ingest.accept import Interest
 from ingest.dispatcher import Delivery, Dispatcher
 from ingest.keys import KeyCache
-from ingest.store import Interest
-from runtime.customers import CustomerIds
-from runtime.temporal import connect
+from orchestration.customers import CustomerIds
+from orchestration.temporal import connect
 from settings import Settings, get_settings
 from store.db import pool as make_pool
 

@@ -20,7 +20,7 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
 from ingest.segment import IngestError
-from runtime.codec import EncryptionCodec, PayloadKeyError, parse_keys
+from orchestration.codec import EncryptionCodec, PayloadKeyError, parse_keys
 
 from .admin_routes import check_admin
 from .app import AppState

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
+from ingest.accept import accept
 from ingest.segment import MAX_BATCH_BYTES, IngestError, messages, parse_json, read_body
-from ingest.store import accept
 
 from .auth import credential
 

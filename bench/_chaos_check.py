@@ -15,7 +15,7 @@ import psycopg
 from temporalio.client import Client
 
 from bench._chaos_load import EMAIL_DOMAIN, Load
-from runtime import customers as customer_workflows
+from orchestration import customers as customer_workflows
 
 QUERY_CONCURRENCY = 16
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from bench._chaos_check import Counts
 from bench._chaos_faults import FaultLog
 from bench._chaos_load import Load, SendStats
-from runtime.replay import ReplayFailure
+from orchestration.replay import ReplayFailure
 
 EXAMPLES = 5  # customers (or ids) named under the table per count that is not 0
 

@@ -36,8 +36,8 @@ from bench._chaos_faults import Chaos, plan
 from bench._chaos_load import build_load, send_all
 from bench._chaos_report import Outcome, print_report
 from devstack.stack import ROOT, Stack, free_port
-from runtime.replay import replay_all
-from runtime.temporal import connect_with_retry
+from orchestration.replay import replay_all
+from orchestration.temporal import connect_with_retry
 from settings import Settings
 from tests.standins import RecordingSMTPServer
 

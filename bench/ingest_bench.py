@@ -35,7 +35,7 @@ import psutil
 from temporalio.client import Client
 
 from devstack.stack import ROOT, Stack, free_port
-from runtime import customers
+from orchestration import customers
 from settings import Settings
 
 
@@ -257,7 +257,7 @@ async def measure(
     if True:
         address = stack.env()["TEMPORAL_ADDRESS"]
         settings = Settings.model_validate(stack.env())
-        from runtime.temporal import connect
+        from orchestration.temporal import connect
 
         client = await connect(settings)
         server_p = psutil.Process(stack.temporal_proc.pid)  # type: ignore[union-attr]
@@ -336,7 +336,7 @@ async def measure(
 
         # speed must never come from breaking determinism: every customer's history, as
         # this load split its tasks, replays with the current code (journeys replay)
-        from runtime.replay import replay_all
+        from orchestration.replay import replay_all
 
         report = await replay_all(client, "WorkflowType = 'CustomerWorkflow'")
         rows.append(("customer histories replayed (journeys replay)", f"{report.replayed:,}"))

@@ -105,7 +105,7 @@ def _accept_any_login(*args: Any) -> AuthResult:
 
 def main() -> None:
     """``python -m channels.mailcatcher``: serve until SIGINT or SIGTERM."""
-    from runtime.logs import configure  # the recipients it logs are scrubbed
+    from orchestration.logs import configure  # the recipients it logs are scrubbed
 
     configure(fmt="%(asctime)s %(name)s %(message)s")
     settings = get_settings()

@@ -69,7 +69,7 @@ def send(args: argparse.Namespace) -> int:
     )
 
     async def go() -> None:
-        from runtime import customers
+        from orchestration import customers
 
         settings, client, seq = await _connect()
         patch = CustomerPatch(traits=redact_traits(traits)) if traits else None
@@ -93,12 +93,12 @@ def _show_args(p: argparse.ArgumentParser) -> None:
 
 
 def show(args: argparse.Namespace) -> int:
-    from engine.details import markdown
+    from engine.ui_summary import markdown
 
     async def go() -> Any:
         from temporalio.service import RPCError
 
-        from runtime import customers
+        from orchestration import customers
 
         _, client, _ = await _connect(need_db=False)
         try:
@@ -129,7 +129,7 @@ def move_customer(args: argparse.Namespace) -> int:
     async def go() -> Any:
         from temporalio.client import WorkflowUpdateFailedError
 
-        from runtime import customers
+        from orchestration import customers
 
         _, client, _ = await _connect(need_db=False)
         try:
@@ -245,7 +245,7 @@ def manage_keys(args: argparse.Namespace) -> int:
 
 
 async def _connect(*, need_db: bool = True) -> tuple[Any, Any, int]:
-    from runtime.temporal import connect
+    from orchestration.temporal import connect
     from settings import UnsafeSettings, check_settings, get_settings
 
     settings = get_settings()

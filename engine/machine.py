@@ -30,7 +30,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from ._errors import MoveError
-from ._step import (
+from ._outcome import (
     DEDUPE_MAX,
     DEDUPE_WINDOW,
     MAX_CONTEXT_BYTES,

@@ -9,7 +9,7 @@ door, with the path of the offending field (keys only, shortened; never a value)
 - ``MAX_LIST_ITEMS``: a list holds at most 1,000 items.
 
 The size of each field is bounded by the 32 KB message limit (``ingest.segment``), the
-stored profile by ``MAX_TRAITS_BYTES`` and ``MAX_TRAIT_KEYS`` (``ingest.store``).
+stored profile by ``MAX_TRAITS_BYTES`` and ``MAX_TRAIT_KEYS`` (``ingest.accept``).
 
 Pure and iterative (no recursion), so a hostile nesting cannot exhaust the stack here.
 """

@@ -39,7 +39,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from engine.identity import redact_properties, redact_traits
 from engine.model import Event
-from runtime import customers
+from orchestration import customers
 from store import catalog as catalog_store
 from workflows.io import CustomerPatch, EventsSignal
 

@@ -1,6 +1,6 @@
 """The Segment HTTP tracking format: parse, check and normalise messages.
 
-Pure functions over bytes and dicts; the HTTP layer (``api``) and the store (``ingest.store``)
+Pure functions over bytes and dicts; the HTTP layer (``api``) and the store (``ingest.accept``)
 do the I/O. Limits and semantics follow Segment's HTTP Tracking API: 32 KB per message,
 500 KB per request, event time = ``timestamp`` corrected by ``receivedAt - sentAt``.
 """

@@ -19,7 +19,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from runtime.codec import data_converter
+from orchestration.codec import data_converter
 from settings import DEV_PAYLOAD_KEYS
 from store.db import migrate, pool
 
@@ -99,7 +99,7 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=data_converter(DEV_PAYLOAD_KEYS),
         test_server_existing_path=tool("temporal-test-server"),
     )
-    from runtime.temporal import register_search_attributes
+    from orchestration.temporal import register_search_attributes
 
     await register_search_attributes(env.client, env.client.namespace)
     yield env

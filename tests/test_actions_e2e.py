@@ -22,8 +22,8 @@ from psycopg.types.json import Jsonb
 
 from devstack.stack import Stack, free_port
 from engine.model import Event
-from runtime import customers
-from runtime.temporal import connect
+from orchestration import customers
+from orchestration.temporal import connect
 from settings import Settings
 from store import managers, offers
 from tests.conftest import create_database, with_db

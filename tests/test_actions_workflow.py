@@ -12,10 +12,10 @@ from zoneinfo import ZoneInfo
 
 from engine.model import Event
 from engine.names import normalize_event_name
+from ingest.accept import Interest, accept
 from ingest.dispatcher import Dispatcher
 from ingest.segment import Message
-from ingest.store import Interest, accept
-from runtime import customers
+from orchestration import customers
 from settings import Settings
 from store import managers, surveys
 from tests.conftest import running_worker

@@ -20,7 +20,7 @@ import uvicorn
 from api import create_app
 from devstack.stack import free_port
 from ingest import keys
-from runtime import customers
+from orchestration import customers
 from settings import Settings
 from tests.conftest import running_worker
 from tests.helpers import publish_shipped

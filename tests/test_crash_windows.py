@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from activities.messaging import Messenger, Outgoing
+from activities.delivery import Messenger, Outgoing
 from engine.policy import Delivery, Policy
 from messaging.render import Renderer
 from tests.conftest import running_worker

@@ -16,9 +16,9 @@ from temporalio.worker import Replayer
 from engine.identity import workflow_id
 from engine.model import Event
 from engine.simulate import parse_messages, simulate
-from runtime import customers
-from runtime.codec import data_converter
-from runtime.replay import replay_history
+from orchestration import customers
+from orchestration.codec import data_converter
+from orchestration.replay import replay_history
 from settings import DEV_PAYLOAD_KEYS
 from store import catalog as catalog_store
 from tests.conftest import running_worker
@@ -277,7 +277,7 @@ HISTORIES = Path(__file__).parent / "histories"
 @pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.name)
 async def test_recorded_histories_still_replay(path: Path):
     """Histories recorded by earlier versions, replayed as a worker would (with the repair
-    of split tasks, runtime.replay): a change that would break customers in flight (a
+    of split tasks, orchestration.replay): a change that would break customers in flight (a
     non-deterministic workflow change) fails here."""
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     failure = await replay_history(

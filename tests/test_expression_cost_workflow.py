@@ -9,7 +9,7 @@ import asyncio
 from typing import Any
 
 from engine.model import Event
-from runtime import customers
+from orchestration import customers
 from tests.conftest import running_worker
 from tests.helpers import COSTLY_LOOKUP, journeys_from, publish
 

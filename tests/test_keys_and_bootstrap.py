@@ -8,7 +8,7 @@ import pytest
 from cli import run
 from ingest import keys
 from ingest.bootstrap import check_secrets, dev_keys
-from runtime.codec import new_key_spec
+from orchestration.codec import new_key_spec
 from settings import Settings, get_settings
 
 

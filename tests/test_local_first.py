@@ -74,7 +74,7 @@ async def test_without_the_sandbox_the_same_workflow_runs_and_replays_sandboxed(
     without the sandbox replays inside it, so the setting can change across restarts."""
     from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
-    from runtime.codec import data_converter
+    from orchestration.codec import data_converter
     from settings import DEV_PAYLOAD_KEYS
     from worker import build_worker, sandbox_runner
     from workflows.customer import CustomerWorkflow
@@ -101,7 +101,7 @@ async def test_an_attempt_waits_while_another_may_still_be_delivering(db, db_url
     import pytest
     from psycopg.types.json import Jsonb
 
-    from activities.messaging import Messenger, Outgoing
+    from activities.delivery import Messenger, Outgoing
     from channels import TransientDeliveryError
     from engine.policy import Policy
     from messaging.render import Renderer
@@ -177,7 +177,7 @@ async def test_a_cancelled_workflow_does_not_start_its_action_again(
     from temporalio.exceptions import is_cancelled_exception
 
     from engine.model import Event
-    from runtime import customers
+    from orchestration import customers
     from tests.helpers import journeys_from, publish
     from tests.standins import RecordingHTTPServer, Reply
 

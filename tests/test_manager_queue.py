@@ -23,7 +23,7 @@ from devstack.stack import free_port
 from engine.model import Event
 from engine.policy import Policy
 from ingest import keys
-from runtime import customers
+from orchestration import customers
 from settings import Settings, get_settings
 from store import managers, waitlist
 from store.db import pool as make_pool

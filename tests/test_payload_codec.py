@@ -18,8 +18,8 @@ from engine.identity import workflow_id
 from engine.model import Event
 from ingest import keys
 from ingest.bootstrap import check_secrets
-from runtime import customers
-from runtime.codec import ENCODING, EncryptionCodec, PayloadKeyError, new_key_spec, parse_keys
+from orchestration import customers
+from orchestration.codec import ENCODING, EncryptionCodec, PayloadKeyError, new_key_spec, parse_keys
 from settings import DEV_PAYLOAD_KEYS, Settings
 from tests.conftest import running_worker
 from tests.helpers import publish_shipped

@@ -23,10 +23,10 @@ from activities.journeys import JourneyActivities
 from engine import Catalog
 from engine.model import Event
 from engine.policy import Policy
-from runtime import customers
-from runtime.codec import data_converter
-from runtime.replay import repair_runner, replay_history, split_points
-from runtime.temporal import sandbox_runner
+from orchestration import customers
+from orchestration.codec import data_converter
+from orchestration.replay import repair_runner, replay_history, split_points
+from orchestration.temporal import sandbox_runner
 from settings import DEV_PAYLOAD_KEYS, Settings
 from tests.helpers import publish_shipped
 from worker import build_worker
@@ -59,7 +59,7 @@ async def test_the_split_is_found_in_the_history_and_replayed_as_recorded():
     plain = await _plain(history, sandbox_runner())
     assert plain is not None and "TMPRL1100" in plain, (
         "plain replay of the split history passes: the SDK may have fixed the race, "
-        "and runtime.replay's repair may no longer be needed"
+        "and orchestration.replay's repair may no longer be needed"
     )
     assert (
         await replay_history(

@@ -1,4 +1,4 @@
-"""``runtime.replay.replay_all``: live histories fetched from a real dev server and replayed
+"""``orchestration.replay.replay_all``: live histories fetched from a real dev server and replayed
 with the current code; a run the code cannot replay is reported with its workflow id."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from temporalio.worker import Worker
 
 from devstack.stack import Stack, free_port
 from engine.model import Event
-from runtime import customers
-from runtime.replay import replay_all
-from runtime.temporal import connect
+from orchestration import customers
+from orchestration.replay import replay_all
+from orchestration.temporal import connect
 from settings import Settings
 from tests.conftest import running_worker
 from tests.helpers import publish_shipped

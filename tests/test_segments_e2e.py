@@ -14,8 +14,8 @@ import psycopg
 import pytest
 
 from devstack.stack import Stack, free_port
-from runtime import customers
-from runtime.temporal import connect
+from orchestration import customers
+from orchestration.temporal import connect
 from settings import Settings
 from tests.conftest import ROOT, create_database, with_db
 from workflows.segments import SCHEDULE_ID, RefreshRequest, SegmentRefreshWorkflow

@@ -9,7 +9,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from runtime import customers
+from orchestration import customers
 from store import managers
 from tests.conftest import running_worker
 from tests.helpers import publish_shipped

@@ -12,7 +12,7 @@ import pytest
 
 import cli
 from devstack.stack import Stack
-from runtime.codec import new_key_spec
+from orchestration.codec import new_key_spec
 from settings import Settings, UnsafeSettings, check_settings, get_settings, unsafe_defaults
 from tests.helpers import ROOT
 

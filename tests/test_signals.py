@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from engine.model import Event
-from runtime import customers
+from orchestration import customers
 from tests.conftest import running_worker
 from tests.helpers import publish_shipped
 from workflows.io import SIGNAL_EVENTS

@@ -20,10 +20,10 @@ from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_e
 with workflow.unsafe.imports_passed_through():
     from engine import Catalog, CustomerState, MoveError, Step, machine
     from engine.catalog import shared
-    from engine.details import markdown
     from engine.identity import customer_key
     from engine.machine import TransitionRecord
     from engine.model import Customer, Problem
+    from engine.ui_summary import markdown
     from workflows._actions import PATCH_LOCAL_FIRST, execute_action, is_stale
     from workflows._records import STORE_RETRY, record, snapshot_key
     from workflows.io import (

@@ -33,7 +33,7 @@ from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, Telemetr
 from temporalio.service import RPCError
 from temporalio.worker import Replayer, WorkflowRunner
 
-from runtime.split_repair import SplitRepair, repair_runner, split_points
+from orchestration.split_repair import SplitRepair, repair_runner, split_points
 
 __all__ = [
     "ReplayFailure",

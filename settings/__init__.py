@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     public_url: str = Field("http://127.0.0.1:8000", alias="JOURNEYS_PUBLIC_URL")
     # signs unsubscribe links; must be set outside development
     link_secret: str = Field(DEV_LINK_SECRET, alias="JOURNEYS_LINK_SECRET")
-    # encrypt every Temporal payload (runtime.codec): "id:base64key,..."; the first key
+    # encrypt every Temporal payload (orchestration.codec): "id:base64key,..."; the first key
     # encrypts, all decrypt (rotation); must be set outside development
     payload_keys: str = Field(DEV_PAYLOAD_KEYS, alias="JOURNEYS_PAYLOAD_KEYS")
     # keys the hash of contact-like customer ids in workflow ids and search attributes;
@@ -125,7 +125,7 @@ def unsafe_defaults(settings: Settings) -> list[str]:
             "the worker and the API (it signs unsubscribe links), e.g. "
             "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
         )
-    from runtime.codec import PayloadKeyError, parse_keys  # the codec reads them the same way
+    from orchestration.codec import PayloadKeyError, parse_keys  # the codec reads them the same way
 
     dev_id, dev_key = DEV_PAYLOAD_KEYS.split(":", 1)
     specs = [part.strip().split(":", 1) for part in settings.payload_keys.split(",")]
@@ -137,7 +137,7 @@ def unsafe_defaults(settings: Settings) -> list[str]:
         found.append(
             "JOURNEYS_PAYLOAD_KEYS holds the development key: set it to keys of your own"
             " (they encrypt everything Temporal stores), e.g. "
-            "python -c 'from runtime.codec import new_key_spec; print(new_key_spec(\"k1\"))'"
+            "python -c 'from orchestration.codec import new_key_spec; print(new_key_spec(\"k1\"))'"
         )
     if settings.id_secret == DEV_ID_SECRET or len(settings.id_secret) < MIN_SECRET_LENGTH:
         found.append(

@@ -1,5 +1,5 @@
 """Connecting to Temporal, with the project's data converter (pydantic JSON, encrypted by
-``runtime.codec``) and retries while it is down."""
+``orchestration.codec``) and retries while it is down."""
 
 from __future__ import annotations
 

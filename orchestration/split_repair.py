@@ -1,5 +1,5 @@
 """Replaying histories whose workflow tasks a loaded worker split after a local activity,
-the way they were recorded (see ``runtime.replay`` for why and when)."""
+the way they were recorded (see ``orchestration.replay`` for why and when)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from temporalio.worker import (
 )
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from runtime.temporal import sandbox_restrictions
+from orchestration.temporal import sandbox_restrictions
 
 log = logging.getLogger(__name__)
 

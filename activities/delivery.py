@@ -45,8 +45,8 @@ from settings import Settings
 from store import consent
 
 from ._bookkeeping import RETRYABLE, finish_despite_cancel, with_retries
-from ._delivery import MIN_DELIVERY_SECONDS, Outgoing, budget_left, deliver, next_check
 from ._faults import crash_point
+from ._outgoing import MIN_DELIVERY_SECONDS, Outgoing, budget_left, deliver, next_check
 
 __all__ = ["CONFIG_ERROR", "Messenger", "Outgoing", "Sent", "config_error", "profile"]
 log = logging.getLogger(__name__)
