@@ -10,7 +10,7 @@ can make us read, before any route parses a body or checks a credential.
 * A URL holding a NUL character (``%00``) is refused: PostgreSQL cannot store or compare
   one, and no id, token or name of ours contains it.
 * Admin and public JSON bodies are checked with the ingestion parser's rules
-  (``ingest._sanitize``): no NUL, lone surrogates, NaN, infinities, huge integers or
+  (``ingest.sanitize``): no NUL, lone surrogates, NaN, infinities, huge integers or
   runaway nesting reach a route. Ingestion bodies are left to the ingestion parser, which
   also inflates gzip.
 
@@ -28,7 +28,7 @@ from fastapi import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ingest import _sanitize
+from ingest import sanitize
 from ingest.segment import MAX_BATCH_BYTES, IngestError
 
 
@@ -201,7 +201,7 @@ def _refusal(body: bytes) -> IngestError | None:
     """Why ``body`` cannot reach a route, or None (malformed JSON is left to the route,
     which words it)."""
     try:
-        _sanitize.check_text(_sanitize.loads(body), "body")
+        sanitize.check_text(sanitize.loads(body), "body")
     except IngestError as exc:
         return exc
     except (json.JSONDecodeError, UnicodeDecodeError):

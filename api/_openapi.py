@@ -10,7 +10,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from ingest import _sanitize
+from ingest import sanitize
 from ingest.segment import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES, TYPES
 
 from ._guard import INGESTION, PUBLIC, route_class
@@ -216,7 +216,7 @@ def validation_message(errors: Sequence[Any]) -> str:
     """A sentence from pydantic's errors: where and what, never the submitted value."""
     parts = []
     for err in errors[:3]:
-        where = _sanitize.field_path(err.get("loc", ())) or "the request"
+        where = sanitize.field_path(err.get("loc", ())) or "the request"
         text = str(err.get("msg", "is invalid"))
         if err.get("type") == "json_invalid":
             where, text = "body", f"not valid JSON ({err.get('ctx', {}).get('error', '')})"

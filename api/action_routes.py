@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from ingest import _sanitize
+from ingest import sanitize
 from ingest.segment import IngestError
 from store import consent, managers, offers, surveys, tasks, waitlist
 
@@ -239,7 +239,7 @@ async def answer_survey(token: str, request: Request) -> Response:
         raise _error(413, "too_large", f"the answer is over {MAX_BODY} bytes")
     if as_json:
         try:
-            data = _sanitize.loads(raw or b"{}")
+            data = sanitize.loads(raw or b"{}")
         except IngestError as exc:
             raise _error(400, exc.reason, str(exc)) from None
         except ValueError:
@@ -253,7 +253,7 @@ async def answer_survey(token: str, request: Request) -> Response:
             raise _error(400, "bad_form", "send the fields score and comment") from None
         data = {k: v[0] for k, v in form.items()}
     try:
-        _sanitize.check_text(data, "body")  # a form's %00 too
+        sanitize.check_text(data, "body")  # a form's %00 too
     except IngestError as exc:
         raise _error(400, exc.reason, str(exc)) from None
     comment = data.get("comment")

@@ -1,5 +1,5 @@
 """The refusal every ingestion check raises; its own module so the checks that
-``ingest.segment`` calls (``ingest._sanitize``) can raise it without a circular import.
+``ingest.segment`` calls (``ingest.sanitize``) can raise it without a circular import.
 ``ingest.segment.IngestError`` stays the public name."""
 
 from __future__ import annotations

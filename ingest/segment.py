@@ -16,7 +16,7 @@ from typing import Any
 
 from engine.names import normalize_event_name
 
-from . import _bounds, _sanitize
+from . import _bounds, sanitize
 from ._errors import IngestError as IngestError  # the public name
 
 MAX_MESSAGE_BYTES = 32 * 1024
@@ -63,7 +63,7 @@ def read_body(raw: bytes, encoding: str | None) -> bytes:
 
 def parse_json(body: bytes) -> dict[str, Any]:
     try:
-        data = _sanitize.loads(body)
+        data = sanitize.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         where = (
             f" at line {exc.lineno} column {exc.colno}"
@@ -143,7 +143,7 @@ def normalize(
     context counts towards the message's size."""
     if not isinstance(msg, dict):
         raise IngestError(400, "bad_message", f"{where} must be a JSON object")
-    _sanitize.check_text(msg, where)
+    sanitize.check_text(msg, where)
     size = _json_bytes(msg) + batch_context_bytes
     if size > MAX_MESSAGE_BYTES:
         raise IngestError(
@@ -227,7 +227,7 @@ def messages(data: dict[str, Any], *, kind: str | None, received_at: datetime) -
             raise IngestError(400, "bad_batch", "the batch is empty")
         sent_at = _time(data.get("sentAt"), "sentAt")
         context = _object(data, "context", "body")
-        _sanitize.check_text(context, "context")
+        sanitize.check_text(context, "context")
         context_bytes = _json_bytes(context) if context else 0
         if context_bytes * len(batch) > MAX_CONTEXT_COPIES_BYTES:
             raise IngestError(
