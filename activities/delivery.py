@@ -42,13 +42,13 @@ from engine.identity import contact_values, is_hashed, scrub_text
 from engine.policy import DeliveryMode, Policy, decide
 from messaging.render import Renderer, TemplateError
 from settings import Settings
-from store import consent
+from store import consent, customers
 
 from ._bookkeeping import RETRYABLE, finish_despite_cancel, with_retries
 from ._faults import crash_point
 from ._outgoing import MIN_DELIVERY_SECONDS, Outgoing, budget_left, deliver, next_check
 
-__all__ = ["CONFIG_ERROR", "Messenger", "Outgoing", "Sent", "config_error", "profile"]
+__all__ = ["CONFIG_ERROR", "Messenger", "Outgoing", "Sent", "config_error"]
 log = logging.getLogger(__name__)
 CONFIG_ERROR = "ActionConfigError"
 Channel = Literal["email", "sms", "webhook"]
@@ -67,12 +67,6 @@ def config_error(message: str, known: list[str] | None = None) -> ApplicationErr
     """A failure retrying cannot fix: shown in the Temporal UI for an admin to act on,
     without contact details (``known``: the customer's, which a text may quote)."""
     return ApplicationError(scrub_text(message, known or []), type=CONFIG_ERROR, non_retryable=True)
-
-
-async def profile(conn: AsyncConnection[Any], customer_id: str) -> dict[str, Any]:
-    cur = await conn.execute("SELECT traits FROM customers WHERE customer_id = %s", (customer_id,))
-    row = await cur.fetchone()
-    return dict(row[0]) if row and row[0] else {}
 
 
 class Messenger:
@@ -139,7 +133,7 @@ class Messenger:
             if drop is not None:
                 await self._mark(conn, out.key, "suppressed", drop)
                 return Sent("skipped", reason=drop)
-            traits = await profile(conn, out.customer_id)
+            traits = await customers.traits(conn, out.customer_id)
             verdict = await self._decide(conn, out, traits, now)
             if verdict is not None:
                 return verdict

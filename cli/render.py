@@ -108,25 +108,23 @@ def sample_context(
 async def _profile(url: str, customer_id: str) -> dict[str, Any]:
     import psycopg
 
+    from store import customers
+
     try:
         async with await psycopg.AsyncConnection.connect(url) as conn:
-            cur = await conn.execute(
-                "SELECT traits FROM customers WHERE customer_id = %s", (customer_id,)
-            )
-            row = await cur.fetchone()
+            found = await customers.profile(conn, customer_id)
     except psycopg.OperationalError as exc:
         raise UserError(f"cannot reach PostgreSQL ({str(exc).strip()})") from None
     except psycopg.errors.UndefinedTable:
         raise UserError(
             "the database has no Journeys schema yet: start the worker once to create it"
         ) from None
-    if row is None:
+    if found is None:
         raise UserError(
             f"no customer '{customer_id}' in the database; a customer exists once an event "
             "or identify call for them was accepted"
         )
-    traits: dict[str, Any] = row[0] or {}
-    return traits
+    return found.traits or {}
 
 
 async def _journey_state(

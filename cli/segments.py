@@ -71,25 +71,22 @@ async def _show() -> int:
     import psycopg
 
     from settings import get_settings
+    from store.segments import tier_counts
 
     url = get_settings().database_url
     if not url:
         raise UserError("DATABASE_URL is not set and no stack is running")
     try:
         async with await psycopg.AsyncConnection.connect(url) as conn:
-            cur = await conn.execute(
-                "SELECT segment, tier, count(*) FROM customer_metrics"
-                " GROUP BY segment, tier ORDER BY segment, tier"
-            )
-            rows = await cur.fetchall()
+            rows = await tier_counts(conn)
     except psycopg.OperationalError as exc:
         raise UserError(f"cannot reach PostgreSQL ({str(exc).strip()})") from None
     if not rows:
         print("no customers tiered yet: run 'journeys segments refresh'")
         return 0
     print(f"{'segment':<22}{'tier':<6}{'customers':>10}")
-    for segment, tier, n in rows:
-        print(f"{segment:<22}{tier:<6}{n:>10}")
+    for row in rows:
+        print(f"{row.segment:<22}{row.tier:<6}{row.customers:>10}")
     return 0
 
 

@@ -41,6 +41,7 @@ from engine.identity import redact_properties, redact_traits
 from engine.model import Event
 from orchestration import customers
 from store import catalog as catalog_store
+from store import customers as customer_store
 from workflows.io import CustomerPatch, EventsSignal
 
 from . import _signals, dead_letters
@@ -175,14 +176,10 @@ class Dispatcher:
             ids = sorted({r[1] for r in rows})
             # what the journeys may know of each customer now: traits (without contact
             # details) and the latest tier, segment and RFM scores
-            cur = await conn.execute(
-                "SELECT i.id, c.traits, m.segment, m.tier, m.r, m.f, m.m, m.ltv"
-                " FROM unnest(%s::text[]) AS i(id)"
-                " LEFT JOIN customers c ON c.customer_id = i.id"
-                " LEFT JOIN customer_metrics m ON m.customer_id = i.id",
-                (ids,),
-            )
-            patches = {r[0]: _patch(*r[1:]) for r in await cur.fetchall()}
+            patches = {
+                k.customer_id: _patch(k.traits, k.segment, k.tier, k.r, k.f, k.m, k.ltv)
+                for k in await customer_store.facts(conn, ids)
+            }
         grouped: OrderedDict[str, list[Item]] = OrderedDict()
         for event_id, customer_id, name, at, props in rows:
             # contact details and free text stay in PostgreSQL (engine.identity)

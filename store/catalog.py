@@ -7,9 +7,12 @@ were enrolled with until ``journeys upgrade`` raises the journey's floor."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
+from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from engine import Catalog, Journey, JourneyValidationError, Problem
@@ -97,7 +100,38 @@ async def definitions(conn: AsyncConnection[Any], keys: list[str]) -> dict[str, 
     }
 
 
+@dataclass(frozen=True)
+class Published:
+    """One published version, as admins list it (``GET /v1/journeys``)."""
+
+    journey: str
+    version: int
+    digest: str
+    source: str
+    published_at: datetime
+    states: list[str]  # the names under ``states:``, in stored order
+
+
+async def published(conn: AsyncConnection[Any]) -> list[Published]:
+    """Every published version of every journey, by journey and version."""
+    cur = conn.cursor(row_factory=class_row(Published))
+    await cur.execute(
+        "SELECT journey, version, digest, source, published_at,"
+        " ARRAY(SELECT k FROM jsonb_object_keys(definition -> 'states') WITH ORDINALITY"
+        " AS s(k, n) ORDER BY n) AS states"
+        " FROM journey_versions ORDER BY journey, version"
+    )
+    return await cur.fetchall()
+
+
+async def every_version(conn: AsyncConnection[Any]) -> list[Journey]:
+    """Every published definition, of every journey and version."""
+    cur = await conn.execute("SELECT definition FROM journey_versions")
+    return [Journey.model_validate(row[0]) for row in await cur.fetchall()]
+
+
 async def versions_of(conn: AsyncConnection[Any], journey: str) -> list[Journey]:
+    """The published definitions of ``journey``, oldest first."""
     cur = await conn.execute(
         "SELECT definition FROM journey_versions WHERE journey = %s ORDER BY version", (journey,)
     )

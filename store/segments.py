@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from psycopg import AsyncConnection
+from psycopg.rows import class_row
 
 from engine.segments import NO_TIER, Segments
 
@@ -243,3 +244,22 @@ async def metrics_of(conn: AsyncConnection[Any], customer_id: str) -> dict[str, 
     assert cur.description is not None
     names = [d.name for d in cur.description]
     return {k: float(v) if isinstance(v, Decimal) else v for k, v in zip(names, row, strict=True)}
+
+
+@dataclass(frozen=True)
+class TierCount:
+    """How many customers the latest refresh put in ``segment`` with ``tier``."""
+
+    segment: str
+    tier: str
+    customers: int
+
+
+async def tier_counts(conn: AsyncConnection[Any]) -> list[TierCount]:
+    """Customers per segment and tier now, by segment then tier."""
+    cur = conn.cursor(row_factory=class_row(TierCount))
+    await cur.execute(
+        "SELECT segment, tier, count(*) AS customers FROM customer_metrics"
+        " GROUP BY segment, tier ORDER BY segment, tier"
+    )
+    return await cur.fetchall()

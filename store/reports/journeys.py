@@ -8,7 +8,8 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from .model import Count, Edge, JourneyFigures, StateTime
+from ._sql import period
+from .figures import Count, Edge, JourneyFigures, StateTime
 
 # Each customer's transitions in one journey, in the order the engine made them. Several
 # can share a timestamp (enrol, then an immediate goto), so the key breaks ties: it ends
@@ -28,11 +29,6 @@ ORDERED = r"""
                  right(key, 5) = '/exit'
     )
 """
-
-
-def period(column: str) -> str:
-    """SQL: ``column`` falls in the report's period (from ``%(since)s``, if given)."""
-    return f"(%(since)s::timestamptz IS NULL OR {column} >= %(since)s)"
 
 
 async def journey_figures(

@@ -1,0 +1,180 @@
+"""The figures of a report as typed rows: what the queries of ``store.reports`` return
+and the pages of ``reports`` draw.
+
+Rates are ``None`` when their denominator is zero (no data is not 0%)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+
+def ratio(part: int | float, whole: int | float) -> float | None:
+    """``part / whole``, or None when there is nothing to divide by."""
+    return part / whole if whole else None
+
+
+@dataclass(frozen=True)
+class Count:
+    """How many of something: a segment, a tier, a state, a pool queue."""
+
+    label: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``numerator`` of ``denominator`` customers (reactivation, repurchase, churn)."""
+
+    numerator: int
+    denominator: int
+
+    @property
+    def rate(self) -> float | None:
+        return ratio(self.numerator, self.denominator)
+
+
+@dataclass(frozen=True)
+class Segments:
+    """Customers per segment and per tier in ``customer_metrics`` now."""
+
+    segments: list[Count]
+    tiers: list[Count]
+    computed_at: datetime | None  # the newest metrics row
+
+
+@dataclass(frozen=True)
+class Migration:
+    """Who moved between segments in the last refresh: ``cells[(before, after)]`` customers;
+    ``before`` is ``(new)`` for customers without metrics before."""
+
+    refresh_id: int
+    as_of: datetime
+    previous_as_of: datetime | None
+    cells: dict[tuple[str, str], int]
+
+    @property
+    def before(self) -> list[str]:
+        return sorted({b for b, _ in self.cells})
+
+    @property
+    def after(self) -> list[str]:
+        return sorted({a for _, a in self.cells})
+
+    @property
+    def moved(self) -> int:
+        return sum(n for (b, a), n in self.cells.items() if b != a)
+
+
+@dataclass(frozen=True)
+class Edge:
+    """Of ``entrants`` customers who entered ``source``, ``customers`` went next to
+    ``target``."""
+
+    source: str
+    target: str
+    customers: int
+    entrants: int
+
+    @property
+    def share(self) -> float | None:
+        return ratio(self.customers, self.entrants)
+
+
+@dataclass(frozen=True)
+class StateTime:
+    """Median time spent in ``state`` over ``visits`` finished visits."""
+
+    state: str
+    visits: int
+    median_seconds: float
+
+
+@dataclass
+class JourneyFigures:
+    """One journey's customers per state now, entries, exits, edges and time in state."""
+
+    journey: str
+    states_now: list[Count] = field(default_factory=list)
+    entries: int = 0
+    exits: int = 0
+    edges: list[Edge] = field(default_factory=list)
+    time_in_state: list[StateTime] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class OfferRow:
+    """Offers of one template (or all): issued, redeemed and what the redeeming orders
+    brought in."""
+
+    template: str
+    issued: int
+    redeemed: int
+    revenue: float
+
+    @property
+    def rate(self) -> float | None:
+        return ratio(self.redeemed, self.issued)
+
+
+@dataclass(frozen=True)
+class Offers:
+    total: OfferRow
+    by_template: list[OfferRow]
+
+
+@dataclass(frozen=True)
+class NpsWeek:
+    """NPS surveys sent in the week starting ``week`` (Monday, UTC) and their answers."""
+
+    week: date | None  # None: the whole period
+    sent: int
+    answered: int
+    promoters: int
+    passives: int
+    detractors: int
+
+    @property
+    def nps(self) -> float | None:
+        return ratio((self.promoters - self.detractors) * 100, self.answered)
+
+    @property
+    def response_rate(self) -> float | None:
+        return ratio(self.answered, self.sent)
+
+
+@dataclass(frozen=True)
+class Surveys:
+    weeks: list[NpsWeek]
+    total: NpsWeek
+    csat_answers: int
+    csat_average: float | None
+
+
+@dataclass(frozen=True)
+class ManagerLoad:
+    """A manager's customers now against their capacity, and their open tasks."""
+
+    id: int
+    pool: str
+    name: str
+    active: bool
+    capacity: int
+    assigned: int
+    open_tasks: int
+
+    @property
+    def load(self) -> float:
+        return self.assigned / self.capacity
+
+
+@dataclass(frozen=True)
+class Managers:
+    managers: list[ManagerLoad]
+    queues: list[Count]  # open tasks waiting in a pool's queue (no manager)
+
+
+@dataclass(frozen=True)
+class Messages:
+    by_status: list[Count]  # sent, suppressed, deferred, failed, unknown, sending
+    unknown: int  # at_most_once messages whose outcome no attempt could record
