@@ -1,118 +1,55 @@
-"""The FastAPI application and its shared state.
+"""The FastAPI application: its lifespan (the state, the dispatcher), its routers and
+its error shapes.
 
 FastAPI because it gives the OpenAPI document (/docs) and pydantic v2 validation for free
 on an ASGI server (uvicorn); the ingestion hot path reads the raw body itself, to bound
-gzip inflation and to answer Segment's way."""
+gzip inflation and to answer Segment's way. A route module is one ``APIRouter`` that
+takes what it needs from ``api.deps``; listing it in ``ROUTERS`` serves it."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
-from typing import Any
 
-import psycopg
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 
-from engine import Catalog, Journey
-from ingest.accept import Interest
-from ingest.dispatcher import Delivery, Dispatcher
-from ingest.keys import KeyCache
-from orchestration.customers import CustomerIds
-from orchestration.temporal import connect
+from ingest.dispatcher import Dispatcher
 from settings import Settings, get_settings
-from store.db import pool as make_pool
 
+from . import (
+    action_routes,
+    admin_routes,
+    codec_routes,
+    dead_letter_routes,
+    dev_routes,
+    health_routes,
+    ingest_routes,
+    public_routes,
+    report_routes,
+)
 from ._guard import RequestGuard
 from ._openapi import describe_contract, validation_message
-from .metrics import Metrics
+from .state import AppState
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class RateLimiter:
-    """A token bucket per key: ``rate`` requests a second, bursts of twice that."""
-
-    rate: float
-    buckets: dict[int, tuple[float, float]] = field(default_factory=dict)
-
-    def allow(self, key: int) -> bool:
-        now = time.monotonic()
-        tokens, last = self.buckets.get(key, (self.rate * 2, now))
-        tokens = min(self.rate * 2, tokens + (now - last) * self.rate)
-        if tokens < 1:
-            self.buckets[key] = (tokens, now)
-            return False
-        self.buckets[key] = (tokens - 1, now)
-        return True
-
-
-class AppState:
-    def __init__(self, settings: Settings) -> None:
-        assert settings.database_url, "DATABASE_URL is required"
-        self.settings = settings
-        self.pool: AsyncConnectionPool[Any] = make_pool(settings.database_url, max_size=10)
-        self.keys = KeyCache()
-        self.ids = CustomerIds(settings.id_secret)
-        self.metrics = Metrics()
-        self.limiter = RateLimiter(settings.rate_limit)
-        self.interest = Interest(set(), everything=True)
-        self._interest_seq = -1
-        self._interest_at = 0.0
-        self._outbox = (0, 0.0)
-        self._client: Client | None = None
-        self._client_lock = asyncio.Lock()
-
-    async def client(self) -> Client:
-        """The Temporal client, connected on first use (the API starts without Temporal)."""
-        async with self._client_lock:
-            if self._client is None:
-                self._client = await connect(self.settings)
-            return self._client
-
-    async def refresh(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        """Keys and journey interest, at most every few seconds."""
-        await self.keys.refresh(conn)
-        if time.monotonic() - self._interest_at < 5.0:
-            return
-        self._interest_at = time.monotonic()
-        cur = await conn.execute("SELECT coalesce(max(seq), 0) FROM catalogs")
-        row = await cur.fetchone()
-        seq = int(row[0]) if row else 0
-        if seq == self._interest_seq:
-            return
-        cur = await conn.execute("SELECT definition FROM journey_versions")
-        versions = [Journey.model_validate(r[0]) for r in await cur.fetchall()]
-        if not versions:  # nothing published yet: keep everything, deliver later
-            self.interest = Interest(set(), everything=True)
-        else:
-            catalog = Catalog(versions={f"{j.journey}@{j.version}": j for j in versions})
-            names, everything = catalog.interest()
-            self.interest = Interest(names, everything)
-        self._interest_seq = seq
-
-    async def outbox_depth(self, conn: psycopg.AsyncConnection[Any]) -> int:
-        depth, at = self._outbox
-        if time.monotonic() - at > 1.0:
-            cur = await conn.execute("SELECT count(*) FROM outbox")
-            row = await cur.fetchone()
-            depth = int(row[0]) if row else 0
-            self._outbox = (depth, time.monotonic())
-            self.metrics.outbox.set(depth)
-        return depth
-
-    def delivered(self, result: Delivery, seconds: float) -> None:
-        self.metrics.delivered.inc(result.events)
-        self.metrics.delivery_failures.inc(result.failed)
-        self.metrics.dead_letters.inc(result.dead)
+# in the order of /docs
+ROUTERS: tuple[APIRouter, ...] = (
+    ingest_routes.router,
+    admin_routes.router,
+    health_routes.router,
+    action_routes.router,
+    public_routes.router,
+    dead_letter_routes.router,
+    dev_routes.router,
+    report_routes.router,
+    codec_routes.router,
+)
 
 
 def create_app(settings: Settings | None = None, *, temporal: Client | None = None) -> FastAPI:
@@ -121,15 +58,14 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = AppState(settings)
-        state._client = temporal
+        state = AppState(settings, temporal=temporal)
         app.state.journeys = state
         await state.pool.open()
         stop = asyncio.Event()
         task = None
         if settings.dispatcher:
             assert settings.database_url
-            dispatcher = Dispatcher(
+            state.dispatcher = Dispatcher(
                 state.pool,
                 settings.database_url,
                 state.client,
@@ -137,8 +73,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
                 on_delivered=state.delivered,
                 ids=state.ids,
             )
-            state.dispatcher = dispatcher  # type: ignore[attr-defined]
-            task = asyncio.create_task(dispatcher.run(stop))
+            task = asyncio.create_task(state.dispatcher.run(stop))
         try:
             yield
         finally:
@@ -155,21 +90,8 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         version="1",
         lifespan=lifespan,
     )
-    from .action_routes import router as actions
-    from .admin_routes import router as admin
-    from .codec_routes import router as codec
-    from .dead_letter_routes import router as dead_letters
-    from .dev_routes import router as dev
-    from .ingest_routes import router as ingest
-    from .report_routes import router as reports
-
-    app.include_router(ingest)
-    app.include_router(admin)
-    app.include_router(actions)
-    app.include_router(dead_letters)
-    app.include_router(dev)
-    app.include_router(reports)
-    app.include_router(codec)
+    for router in ROUTERS:
+        app.include_router(router)
 
     @app.exception_handler(HTTPException)
     async def flat_errors(request: Request, exc: HTTPException) -> JSONResponse:

@@ -22,9 +22,9 @@ from temporalio.api.common.v1 import Payloads
 from ingest.segment import IngestError
 from orchestration.codec import EncryptionCodec, PayloadKeyError, parse_keys
 
-from .admin_routes import check_admin
-from .app import AppState
-from .auth import credential
+from .auth import check_admin, credential
+from .deps import State
+from .state import AppState, app_state
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -35,7 +35,7 @@ _ALLOW_HEADERS = "Authorization, Content-Type, X-Namespace"
 
 def _cors(request: Request) -> dict[str, str]:
     origin = request.headers.get("origin")
-    state: AppState = request.app.state.journeys
+    state = app_state(request)
     allowed = {o.strip().rstrip("/") for o in state.settings.codec_cors_origins.split(",")}
     if not origin or origin.rstrip("/") not in allowed:
         return {}
@@ -56,11 +56,9 @@ def _fail(request: Request, status: int, error: str, message: str) -> JSONRespon
 
 
 def _codec(state: AppState) -> EncryptionCodec:
-    codec: EncryptionCodec | None = getattr(state, "codec", None)
-    if codec is None:
-        codec = EncryptionCodec(parse_keys(state.settings.payload_keys))
-        state.codec = codec  # type: ignore[attr-defined]
-    return codec
+    if state.codec is None:
+        state.codec = EncryptionCodec(parse_keys(state.settings.payload_keys))
+    return state.codec
 
 
 _LOGIN = """<!doctype html>
@@ -85,7 +83,7 @@ async def codec_login_page() -> HTMLResponse:
 
 
 @router.post("/codec/login", include_in_schema=False)
-async def codec_login(request: Request) -> HTMLResponse:
+async def codec_login(request: Request, state: State) -> HTMLResponse:
     body = await request.body()
     if len(body) > 4096:
         return HTMLResponse(_LOGIN.format(note="That is not an admin token."), status_code=413)
@@ -94,7 +92,6 @@ async def codec_login(request: Request) -> HTMLResponse:
     except (UnicodeDecodeError, ValueError):
         fields = {}
     token = (fields.get("token") or [""])[0].strip()
-    state: AppState = request.app.state.journeys
     try:
         await check_admin(state, token, what="decode payloads")
     except HTTPException:
@@ -123,9 +120,8 @@ async def codec_preflight(op: str, request: Request) -> Response:
     return Response(status_code=204, headers=_cors(request))
 
 
-async def _admin(request: Request) -> str | None:
+async def _admin(request: Request, state: AppState) -> str | None:
     """Why the caller is not an admin (a sentence), or None."""
-    state: AppState = request.app.state.journeys
     try:
         token = credential(request.headers.get("authorization"))
     except IngestError as exc:
@@ -142,14 +138,13 @@ async def _admin(request: Request) -> str | None:
 
 
 @router.post("/codec/{op}", tags=["admin"])
-async def codec(op: str, request: Request) -> Response:
+async def codec(op: str, request: Request, state: State) -> Response:
     """Encode or decode payloads for the Temporal UI and CLI (remote codec protocol)."""
     if op not in ("encode", "decode"):
         return _fail(request, 404, "not_found", "use /codec/encode or /codec/decode")
-    refused = await _admin(request)
+    refused = await _admin(request, state)
     if refused is not None:
         return _fail(request, 401, "unauthorized", refused)
-    state: AppState = request.app.state.journeys
     namespace = request.headers.get("x-namespace")
     if namespace and namespace != state.settings.temporal_namespace:
         return _fail(

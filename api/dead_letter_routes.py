@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from ingest import dead_letters
 
-from .admin_routes import Admin
+from .deps import Admin, Pool
 
 router = APIRouter(tags=["dead letters"])
 
@@ -27,7 +27,8 @@ def _missing(letter_id: int) -> HTTPException:
 
 @router.get("/v1/dead-letters")
 async def get_dead_letters(
-    state: Admin,
+    _: Admin,
+    pool: Pool,
     customer_id: Annotated[str | None, Query(max_length=256)] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     before: Annotated[
@@ -40,7 +41,7 @@ async def get_dead_letters(
         raise HTTPException(
             400, {"error": "bad_field", "message": "customer_id cannot contain NUL characters"}
         )
-    async with state.pool.connection() as conn:
+    async with pool.connection() as conn:
         found = await dead_letters.listing(
             conn, customer_id=customer_id, before=before, limit=limit
         )
@@ -54,19 +55,19 @@ async def get_dead_letters(
 
 
 @router.post("/v1/dead-letters/{letter_id}/retry")
-async def retry_dead_letter(letter_id: Annotated[int, _ID], state: Admin) -> dict[str, Any]:
+async def retry_dead_letter(letter_id: Annotated[int, _ID], _: Admin, pool: Pool) -> dict[str, Any]:
     """Put the event back into the outbox: it is delivered with the customer's next round
     (or becomes a new dead letter if it fails for good again)."""
-    async with state.pool.connection() as conn:
+    async with pool.connection() as conn:
         if not await dead_letters.retry(conn, [letter_id]):
             raise _missing(letter_id)
     return {"retried": letter_id}
 
 
 @router.delete("/v1/dead-letters/{letter_id}")
-async def drop_dead_letter(letter_id: Annotated[int, _ID], state: Admin) -> dict[str, Any]:
+async def drop_dead_letter(letter_id: Annotated[int, _ID], _: Admin, pool: Pool) -> dict[str, Any]:
     """Forget the dead letter: its event stays in the history and is never delivered."""
-    async with state.pool.connection() as conn:
+    async with pool.connection() as conn:
         if not await dead_letters.drop(conn, [letter_id]):
             raise _missing(letter_id)
     return {"dropped": letter_id}

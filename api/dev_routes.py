@@ -7,29 +7,13 @@ from email import message_from_string, policy
 from email.message import EmailMessage
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Query
 
-from .admin_routes import require_admin
-from .app import AppState
+from store import dev_mail
+
+from .deps import DevAdmin, Pool
 
 router = APIRouter()
-
-
-async def require_dev_admin(request: Request) -> AppState:
-    """The admin token, and only in development: elsewhere these routes do not exist."""
-    state: AppState = request.app.state.journeys
-    if state.settings.env != "development":
-        raise HTTPException(
-            404,
-            {
-                "error": "not_found",
-                "message": "development endpoints exist only with JOURNEYS_ENV=development",
-            },
-        )
-    return await require_admin(request)
-
-
-DevAdmin = Annotated[AppState, Depends(require_dev_admin)]
 
 
 def _part(msg: EmailMessage, subtype: str) -> str | None:
@@ -44,34 +28,28 @@ def _part(msg: EmailMessage, subtype: str) -> str | None:
 
 @router.get("/v1/dev/mail", tags=["development"])
 async def caught_mail(
-    state: DevAdmin,
+    _: DevAdmin,
+    pool: Pool,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     to: Annotated[str | None, Query(description="only mail to this address")] = None,
 ) -> dict[str, Any]:
     """What the development mail catcher caught, newest first."""
-    async with state.pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT id, message_id, mail_from, rcpt_to, subject, raw, received_at"
-            " FROM dev_mail WHERE %s::text IS NULL"
-            " OR EXISTS (SELECT 1 FROM unnest(rcpt_to) r WHERE lower(r) = lower(%s))"
-            " ORDER BY id DESC LIMIT %s",
-            (to, to, limit),
-        )
-        rows = await cur.fetchall()
+    async with pool.connection() as conn:
+        found = await dev_mail.caught(conn, to=to, limit=limit)
     items = []
-    for id_, message_id, mail_from, rcpt_to, subject, raw, received_at in rows:
-        msg = message_from_string(raw, policy=policy.default)
+    for mail in found:
+        msg = message_from_string(mail.raw, policy=policy.default)
         items.append(
             {
-                "id": id_,
-                "message_id": message_id,
-                "from": mail_from,
-                "to": rcpt_to,
-                "subject": subject,
+                "id": mail.id,
+                "message_id": mail.message_id,
+                "from": mail.mail_from,
+                "to": mail.rcpt_to,
+                "subject": mail.subject,
                 "text": _part(msg, "plain"),
                 "html": _part(msg, "html"),
                 "headers": {k: str(v) for k, v in msg.items()},
-                "received_at": received_at,
+                "received_at": mail.received_at,
             }
         )
     return {"messages": items}

@@ -15,6 +15,7 @@ from ingest.accept import accept
 from ingest.segment import MAX_BATCH_BYTES, IngestError, messages, parse_json, read_body
 
 from .auth import credential
+from .state import app_state
 
 router = APIRouter(tags=["ingestion"])
 OK = {"success": True}
@@ -51,7 +52,9 @@ async def _raw_body(request: Request) -> bytes:
 
 
 async def ingest(request: Request, kind: str | None) -> JSONResponse:
-    state = request.app.state.journeys
+    """Accept ``kind`` messages (a batch when None): the Segment contract, answered the
+    Segment way (``{"success": ...}``), with metrics per endpoint and refusal reason."""
+    state = app_state(request)
     metrics = state.metrics
     started = time.perf_counter()
     endpoint = kind or "batch"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from importlib import resources
+from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -17,6 +18,11 @@ def pool(url: str, *, min_size: int = 1, max_size: int = 10) -> AsyncConnectionP
     return AsyncConnectionPool(
         url, min_size=min_size, max_size=max_size, open=False, kwargs={"autocommit": True}
     )
+
+
+async def ping(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Raise unless the server answers a query on ``conn`` (readiness checks)."""
+    await conn.execute("SELECT 1")
 
 
 def migrations() -> list[tuple[int, str, str]]:
