@@ -9,7 +9,9 @@
     DevAdmin      Admin, and only with JOURNEYS_ENV=development (404 elsewhere)
 
 Put the caller first among a route's parameters: FastAPI resolves dependencies in that
-order, so credentials are checked before anything is connected."""
+order, so credentials are checked before anything is connected. Dependencies are resolved
+before the body is validated: a route with a body calls ``connected`` in its code instead
+of taking ``Temporal``, so a bad body is a 422 even while Temporal is down."""
 
 from __future__ import annotations
 
