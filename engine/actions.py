@@ -53,6 +53,10 @@ class ActionSpec(Spec):
     kind: ClassVar[str]
     activity: ClassVar[str | None]
     templates: ClassVar[tuple[str, ...]] = ()
+    # A deferred action (the policy held its message back) is dropped when its journey run
+    # ended; one of a kind marked here also when the customer left the state it was made
+    # for: a win-back offer after they came back would be wrong, a welcome is still right.
+    dropped_when_stale: ClassVar[bool] = False
 
     def summary(self, customer_id: str) -> str:
         """One line for the Temporal UI: what this does to whom."""
@@ -107,6 +111,7 @@ class Send(ActionSpec):
 @action("offer", activity="issue_offer")
 class Offer(ActionSpec):
     templates = ("template",)
+    dropped_when_stale = True
     template: str = Field(pattern=_NAME)
     percent_off: float | None = Field(default=None, gt=0, le=100)
     amount_off: float | None = Field(default=None, gt=0)
@@ -141,6 +146,7 @@ class AssignManager(ActionSpec):
 @action("survey", activity="send_survey")
 class Survey(ActionSpec):
     templates = ("template",)
+    dropped_when_stale = True
     kind_: Literal["nps", "csat"] = Field(alias="kind")
     template: str = Field(pattern=_NAME)
     expires_in: Seconds = 7 * 86400
