@@ -37,7 +37,8 @@ CHANNEL_BLOCKS = {
 }
 
 # The names a template may use, with the attributes of those whose shape is fixed (None:
-# free-form or a plain value). messaging.render documents each; the activities build them.
+# free-form or a plain value). messaging.render documents each; engine.template_context
+# builds them (for the send activities and the preview of journeys render).
 CONTEXT: dict[str, frozenset[str] | None] = {
     "customer": frozenset({"id", "traits", "tier", "segment"}),
     "journey": frozenset({"name", "version"}),
