@@ -3,6 +3,12 @@
 Adding an action kind is one model here, decorated with :func:`action`, plus one activity
 in ``activities/`` registered under the same ``activity`` name. ``emit`` is the exception:
 it is an internal event, handled by the interpreter itself, and needs no activity.
+
+What else differs between kinds is said by the model's class attributes and read where it
+matters, never spelled there: ``templates`` (the fields naming message templates, checked
+when journeys load), ``provides`` (template names only this kind's messages have,
+``engine.templates``), ``dropped_when_stale`` (a deferred message of this kind is dropped
+once the customer left the state it was made for, ``workflows._actions.is_stale``).
 """
 
 from __future__ import annotations
@@ -57,6 +63,9 @@ class ActionSpec(Spec):
     # ended; one of a kind marked here also when the customer left the state it was made
     # for: a win-back offer after they came back would be wrong, a welcome is still right.
     dropped_when_stale: ClassVar[bool] = False
+    # the names of the template context only this kind's messages have, with their
+    # attributes (None: free-form); engine.templates checks templates against them
+    provides: ClassVar[dict[str, frozenset[str] | None]] = {}
 
     def summary(self, customer_id: str) -> str:
         """One line for the Temporal UI: what this does to whom."""
@@ -112,6 +121,7 @@ class Send(ActionSpec):
 class Offer(ActionSpec):
     templates = ("template",)
     dropped_when_stale = True
+    provides = {"offer": frozenset({"code", "percent_off", "amount_off", "expires_at", "discount"})}
     template: str = Field(pattern=_NAME)
     percent_off: float | None = Field(default=None, gt=0, le=100)
     amount_off: float | None = Field(default=None, gt=0)
@@ -147,6 +157,7 @@ class AssignManager(ActionSpec):
 class Survey(ActionSpec):
     templates = ("template",)
     dropped_when_stale = True
+    provides = {"survey": frozenset({"url", "kind", "expires_at"})}
     kind_: Literal["nps", "csat"] = Field(alias="kind")
     template: str = Field(pattern=_NAME)
     expires_in: Seconds = 7 * 86400

@@ -26,6 +26,7 @@ import jinja2
 from jinja2 import meta, nodes
 
 from ._errors import Problem
+from .actions import ACTIONS
 from .names import did_you_mean
 
 SUFFIX = ".j2"
@@ -36,10 +37,11 @@ CHANNEL_BLOCKS = {
     "webhook": (set(), {"webhook", "text"}),
 }
 
-# The names a template may use, with the attributes of those whose shape is fixed (None:
-# free-form or a plain value). messaging.render documents each; engine.template_context
-# builds them (for the send activities and the preview of journeys render).
-CONTEXT: dict[str, frozenset[str] | None] = {
+# The names every action's messages have, with the attributes of those whose shape is fixed
+# (None: free-form or a plain value); an action kind adds its own (``ActionSpec.provides``).
+# messaging.render documents each; engine.template_context builds them (for the send
+# activities and the preview of journeys render).
+SHARED_CONTEXT: dict[str, frozenset[str] | None] = {
     "customer": frozenset({"id", "traits", "tier", "segment"}),
     "journey": frozenset({"name", "version"}),
     "state": None,
@@ -47,11 +49,23 @@ CONTEXT: dict[str, frozenset[str] | None] = {
     "event": frozenset({"name", "properties", "timestamp"}),
     "unsubscribe_url": None,
     "manager": frozenset({"name", "email"}),
-    "offer": frozenset({"code", "percent_off", "amount_off", "expires_at", "discount"}),
-    "survey": frozenset({"url", "kind", "expires_at"}),
 }
-# Names only one action kind provides; every other name is there for every action.
-ACTION_ONLY = {"offer": "offer", "survey": "survey"}
+
+
+def declared_context() -> tuple[dict[str, frozenset[str] | None], dict[str, str]]:
+    """Every name a template may use (with its attributes), and which names only one
+    action kind provides (name -> kind), from the shared names and the action models."""
+    names = dict(SHARED_CONTEXT)
+    only: dict[str, str] = {}
+    for kind, spec in ACTIONS.items():
+        for name, attrs in spec.provides.items():
+            names[name] = attrs
+            only[name] = kind
+    return names, only
+
+
+# every action kind is registered by engine.actions, imported above
+CONTEXT, ACTION_ONLY = declared_context()
 # Jinja's globals that templates keep (lipsum is dropped: it only makes text up).
 GLOBALS = ("range", "dict", "cycler", "joiner", "namespace")
 
