@@ -20,7 +20,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
-from ingest.internal import record_event
+from . import events
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +225,7 @@ async def redeem(
         )
         won = await cur.fetchone()
         if won is not None:
-            await record_event(
+            await events.record(
                 conn,
                 won.customer_id,
                 "offer_redeemed",

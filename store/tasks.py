@@ -18,8 +18,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
-from ingest.internal import record_event
-
+from . import events
 from .managers import UnknownPool, manager_of
 
 UNASSIGNED = "unassigned"
@@ -151,7 +150,7 @@ async def complete(conn: AsyncConnection[Any], task_id: int, *, by: str, now: da
         )
         row = await cur.fetchone()
         if row is not None:
-            await record_event(
+            await events.record(
                 conn,
                 row[0],
                 "task_completed",
