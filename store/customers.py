@@ -1,6 +1,7 @@
 """Customer profiles, ``customers``: the traits merged over every identify.
 
-Written by ingestion (:func:`merge_traits`, in the transaction that stores the messages).
+Written by ingestion (:func:`merge_traits`, in the transaction that stores the messages);
+read with the customer's metrics by the outbox dispatcher (:func:`standings`).
 """
 
 from __future__ import annotations
@@ -57,5 +58,33 @@ async def merge_traits(
             [Jsonb(u.traits) for u in updates],
             [u.anonymous_id for u in updates],
         ),
+    )
+    return await cur.fetchall()
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What the journeys may know of a customer when their events are delivered: the
+    stored traits and the latest segment refresh's metrics (None: never stored)."""
+
+    customer_id: str
+    traits: dict[str, Any] | None
+    segment: str | None
+    tier: str | None
+    r: int | None
+    f: int | None
+    m: int | None
+    ltv: Any
+
+
+async def standings(conn: AsyncConnection[Any], customer_ids: list[str]) -> list[Standing]:
+    """The :class:`Standing` of each of ``customer_ids`` (one row each, known or not)."""
+    cur = conn.cursor(row_factory=class_row(Standing))
+    await cur.execute(
+        "SELECT i.id AS customer_id, c.traits, m.segment, m.tier, m.r, m.f, m.m, m.ltv"
+        " FROM unnest(%s::text[]) AS i(id)"
+        " LEFT JOIN customers c ON c.customer_id = i.id"
+        " LEFT JOIN customer_metrics m ON m.customer_id = i.id",
+        (customer_ids,),
     )
     return await cur.fetchall()
