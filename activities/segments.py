@@ -36,9 +36,11 @@ class SegmentActivities:
             done = await segment_changes.finished(conn, data.request_key)
             if done is not None:  # a retry after the refresh committed
                 return RefreshOutcome(
-                    refresh_id=done.id, as_of=done.as_of, customers=done.customers,
+                    refresh_id=done.id,
+                    as_of=done.as_of,
+                    customers=done.customers,
                     changed=done.changed,
-                )  # fmt: skip
+                )
             result = await segment_store.refresh(conn, self.definitions, as_of=data.as_of)
             await segment_changes.set_request_key(conn, result.id, data.request_key)
         activity.logger.info(
