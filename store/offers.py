@@ -1,5 +1,6 @@
-"""Coupons: unique, hard-to-guess codes with a discount and an expiry, optional budgets
-(at most N live coupons of a kind), and redemption, which is also an event for journeys.
+"""Coupons (``offers``, ``offer_budgets``): unique, hard-to-guess codes with a discount and
+an expiry, optional budgets (at most N live coupons of a kind), and redemption, which is
+also an event for journeys.
 
 Errors::
 

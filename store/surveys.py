@@ -1,5 +1,5 @@
-"""NPS and CSAT surveys: a link token per survey, one answer each, and the answer as a
-``survey_answered`` event for the customer's journeys.
+"""NPS and CSAT surveys (``surveys``): a link token per survey, one answer each, and the
+answer as a ``survey_answered`` event for the customer's journeys.
 
 Errors::
 

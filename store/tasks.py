@@ -1,5 +1,5 @@
-"""Follow-up tasks for staff: held by one account manager, or waiting in a pool's queue.
-Completing a task is a ``task_completed`` event for the customer's journeys.
+"""Follow-up tasks for staff (``tasks``): held by one account manager, or waiting in a pool's
+queue. Completing a task is a ``task_completed`` event for the customer's journeys.
 
 Assignee ``manager`` means the customer's account manager (any pool, the latest
 assigned); a customer who has none gets the task in the ``unassigned`` queue, because
