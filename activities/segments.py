@@ -4,9 +4,8 @@ fan-out of ``segment_changed`` events.
 The fan-out is set-based and resumable: a batch of not-yet-notified changes becomes
 internal events (message id ``segment_changed:REFRESH:CUSTOMER``, unique, so a batch
 repeated after a crash stores nothing twice) queued in the outbox, and is marked notified,
-in one transaction (the statements: ``store.segment_changes``, ``store.events``). The
-outbox dispatcher then signals the customers' workflows with its bounded concurrency, one
-signal per customer."""
+in one transaction (``store.events.record_segment_changes``). The outbox dispatcher then
+signals the customers' workflows with its bounded concurrency, one signal per customer."""
 
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ from temporalio import activity
 
 from engine.segments import Segments
 from store import catalog as catalog_store
-from store import events, segment_changes
+from store import events
 from store import segments as segment_store
 from workflows.segments import NotifyInput, RefreshOutcome, RefreshSegmentsInput
 
@@ -33,7 +32,7 @@ class SegmentActivities:
     @activity.defn(name="refresh_segments")
     async def refresh_segments(self, data: RefreshSegmentsInput) -> RefreshOutcome:
         async with self.pool.connection() as conn, conn.transaction():
-            done = await segment_changes.finished(conn, data.request_key)
+            done = await segment_store.finished(conn, data.request_key)
             if done is not None:  # a retry after the refresh committed
                 return RefreshOutcome(
                     refresh_id=done.id,
@@ -42,7 +41,7 @@ class SegmentActivities:
                     changed=done.changed,
                 )
             result = await segment_store.refresh(conn, self.definitions, as_of=data.as_of)
-            await segment_changes.set_request_key(conn, result.id, data.request_key)
+            await segment_store.set_request_key(conn, result.id, data.request_key)
         activity.logger.info(
             "segment refresh %s: %s customers, %s changed",
             result.id,
@@ -68,29 +67,16 @@ class SegmentActivities:
         )
         while True:
             async with self.pool.connection() as conn, conn.transaction():
-                batch = await segment_changes.pending(conn, after=cursor, limit=data.batch_size)
-                count = 0
-                if batch is not None:
-                    count = await _fan_out(conn, batch)
-                    last = batch.changes[-1]
-                    cursor = (last.refresh_id, last.customer_id)
-            notified += count
+                batch = await events.record_segment_changes(
+                    conn, after=cursor, limit=data.batch_size, wanted=await _wanted(conn)
+                )
+                cursor = batch.last or cursor
+            notified += batch.count
             activity.heartbeat(notified, *cursor)
-            if count < data.batch_size:
+            if batch.count < data.batch_size:
                 break
             crash_point("segment_fanout_batch")  # tests: a crash between batches
         return notified
-
-
-async def _fan_out(conn: AsyncConnection[Any], batch: segment_changes.Batch) -> int:
-    """Store a batch of changes as ``segment_changed`` events (queued if a journey wants
-    them) and mark them notified, in the caller's transaction; returns how many."""
-    changed = [c.event(batch.at) for c in batch.changes]
-    stored = await events.append(conn, events.INTERNAL_SOURCE, changed, received_at=batch.at)
-    if await _wanted(conn):
-        new = [e for e in changed if e.message_id in stored]
-        await events.queue(conn, [events.Queued(stored[e.message_id], e.customer_id) for e in new])
-    return await segment_changes.notified(conn, batch.changes)
 
 
 async def _wanted(conn: AsyncConnection[Any]) -> bool:

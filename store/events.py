@@ -5,6 +5,8 @@ message (``ingest.accept``), a fact Journeys itself made true (an offer redeemed
 answered, a task done: :func:`record`, with ``source`` :data:`INTERNAL_SOURCE`), or a
 customer's segment change (``activities.segments``). Each call runs in the caller's
 transaction, so an event, its place in the outbox and the fact it reports commit together.
+The segment fan-out (:func:`record_segment_changes`) is one set-based statement, so a
+refresh that changed a million customers never round-trips their rows through Python.
 
 ``(source, message_id)`` is unique: appending a message stored before stores nothing, and
 the caller learns which of its messages were new. Events get their ids in the order given,
@@ -122,3 +124,74 @@ async def record(
         return None
     await queue(conn, [Queued(event_id, customer_id)])
     return event_id
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """A batch of segment changes recorded as events: how many, and the key (refresh id,
+    customer id) of the last one, to resume after (None: there was none left)."""
+
+    count: int
+    last: tuple[int, str] | None
+
+
+async def record_segment_changes(
+    conn: AsyncConnection[Any], *, after: tuple[int, str], limit: int, wanted: bool
+) -> FanOut:
+    """Record up to ``limit`` pending ``segment_changes`` after the key ``after`` as
+    ``segment_changed`` events (message id ``segment_changed:REFRESH:CUSTOMER``), queue
+    them if ``wanted`` (a journey listens), and mark the changes notified; rows another
+    transaction holds are skipped. Call in a transaction: the batch commits whole."""
+    cur = await conn.execute(
+        _SEGMENT_CHANGES,
+        {
+            "source": INTERNAL_SOURCE,
+            "wanted": wanted,
+            "limit": limit,
+            "refresh": after[0],
+            "customer": after[1],
+        },
+    )
+    row = await cur.fetchone()  # none: the batch was empty
+    if row is None or not row[0]:
+        return FanOut(0, None)
+    if wanted:
+        await notify(conn)
+    return FanOut(int(row[0]), (int(row[1]), str(row[2])))
+
+
+# One batch in one statement: pick pending changes (skipping rows another worker holds),
+# store them as events, queue those a journey wants, mark the changes notified.
+_SEGMENT_CHANGES = """
+WITH batch AS (
+    SELECT refresh_id, customer_id, previous_segment, segment, previous_tier, tier, r, f, m
+      FROM segment_changes
+     WHERE (refresh_id, customer_id) > (%(refresh)s, %(customer)s) AND notified_at IS NULL
+     ORDER BY refresh_id, customer_id
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+), stored AS (
+    INSERT INTO events (source, message_id, type, customer_id, name, properties,
+                        event_time, received_at)
+    SELECT %(source)s, 'segment_changed:' || refresh_id || ':' || customer_id, 'track',
+           customer_id, 'segment_changed',
+           jsonb_build_object('segment', segment, 'previous_segment', previous_segment,
+                              'tier', tier, 'previous_tier', previous_tier,
+                              'r', r, 'f', f, 'm', m, 'refresh_id', refresh_id),
+           now(), now()
+      FROM batch
+    ON CONFLICT (source, message_id) DO NOTHING
+    RETURNING id, customer_id
+), queued AS (
+    INSERT INTO outbox (event_id, customer_id)
+    SELECT id, customer_id FROM stored WHERE %(wanted)s
+), marked AS (
+    UPDATE segment_changes s SET notified_at = now()
+      FROM batch b
+     WHERE s.refresh_id = b.refresh_id AND s.customer_id = b.customer_id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM marked), last.refresh_id, last.customer_id
+  FROM (SELECT refresh_id, customer_id FROM batch
+         ORDER BY refresh_id DESC, customer_id DESC LIMIT 1) AS last
+"""
