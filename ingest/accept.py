@@ -1,5 +1,7 @@
 """Storing accepted messages: the events history, customer profiles and the outbox, in one
-transaction, so a 200 means the event is durable and will reach the journeys."""
+transaction, so a 200 means the event is durable and will reach the journeys. The
+statements are ``store.events`` (the one writer of events and the outbox) and
+``store.customers``; here is what to store."""
 
 from __future__ import annotations
 
