@@ -80,14 +80,8 @@ def _inputs(m: Message, line: int) -> list[SimulatedMessage]:
     if m.type == "identify" or m.traits:
         out.append(SimulatedMessage("identify", m.customer_id, m.event_time, line, traits=m.traits))
     if m.type == "track" and m.name:
-        # the properties as ingestion stores them (extra fields too), then as the
-        # dispatcher hands them to the workflow
-        stored = {**m.properties, **m.extra} if m.extra else m.properties
-        event = Event(
-            name=m.name,
-            id=m.message_id,
-            timestamp=m.event_time,
-            properties=redact_properties(m.name, stored),
-        )
+        # the properties as ingestion stores them, then as the dispatcher hands them over
+        properties = redact_properties(m.name, m.stored_properties())
+        event = Event(name=m.name, id=m.message_id, timestamp=m.event_time, properties=properties)
         out.append(SimulatedMessage("track", m.customer_id, m.event_time, line, event=event))
     return out

@@ -93,6 +93,15 @@ class Message:
     context: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # groupId, previousId, ...
 
+    def stored_properties(self) -> dict[str, Any]:
+        """The properties as the events history keeps them, and as a journey sees a
+        ``track``'s (redacted by the dispatcher): with the extra fields, and for
+        ``identify`` and ``group`` with their traits."""
+        if self.type in ("identify", "group"):
+            traits = {"traits": self.traits} if self.traits else {}
+            return {**self.properties, **traits, **self.extra}
+        return {**self.properties, **self.extra} if self.extra else self.properties
+
 
 def _time(value: Any, where: str) -> datetime | None:
     if value is None:
