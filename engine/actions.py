@@ -99,7 +99,7 @@ class Send(ActionSpec):
     url: str | None = Field(default=None, pattern=r"^https?://", exclude_if=lambda v: v is None)
 
     @model_validator(mode="after")
-    def _webhook_url(self, info: ValidationInfo) -> Send:
+    def _url_for_channel(self, info: ValidationInfo) -> Send:
         if not (info.context and info.context.get("from_yaml")):
             return self  # a stored definition, checked when it was published
         if not channel_kind(self.channel).reaches_person and not self.url:

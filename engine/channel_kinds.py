@@ -9,8 +9,9 @@ still imports nothing of the project: the names arrive as data, from the layer a
 
 What reads it: journey and policy validation (:func:`check_channel`, an unknown channel is
 reported at file:line:col with the channels there are), the template check at load time
-(:meth:`ChannelKind.missing_in`), rendering (``messaging``: :attr:`ChannelKind.parts`) and
-opt-outs (``store.consent``)."""
+(:meth:`ChannelKind.missing_in`), rendering (``messaging``: :attr:`ChannelKind.parts`),
+opt-outs (``store.consent``) and redaction (``engine.identity``: a channel's contact trait
+is contact data)."""
 
 from __future__ import annotations
 
@@ -110,6 +111,12 @@ def kind(name: str) -> ChannelKind:
 def person_channels() -> list[str]:
     """The channels that reach a person at an address of theirs (email, sms, ...)."""
     return [k.name for k in _registered().values() if k.reaches_person]
+
+
+def contact_traits() -> frozenset[str]:
+    """The traits that hold a registered channel's address (none before any registers):
+    contact data, which never travels to a workflow (``engine.identity``)."""
+    return frozenset(k.contact for k in _KINDS.values() if k.contact)
 
 
 def unknown(name: object) -> str:
