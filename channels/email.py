@@ -172,7 +172,6 @@ CHANNEL = register(
                 Part("html", ("html",), limit=256 * 1024, form="html"),
             ),
             needs=(("subject",), ("text", "html")),
-            needs_text="a {% block subject %} and a {% block text %} or {% block html %}",
             contact="email",
             plural="emails",
         ),

@@ -41,7 +41,8 @@ class Part:
 @dataclass(frozen=True)
 class ChannelKind:
     """A channel as data. ``needs``: groups of template blocks, at least one of each group
-    present (``needs_text`` says it in words for the render error). ``contact``: the
+    present (``needs_text`` says it in words for the render error; by default "a {% block
+    subject %} and a {% block text %} or {% block html %}"). ``contact``: the
     customer trait holding the address (``None``: the address is the action's ``url``).
     ``opt_out_traits``: identify traits that opt a customer out of it (default
     ``NAME_opt_out`` and ``NAMEOptOut``). ``plural``: what the unsubscribe page calls its
@@ -50,12 +51,15 @@ class ChannelKind:
     name: str
     parts: tuple[Part, ...]
     needs: tuple[tuple[str, ...], ...]
-    needs_text: str
     contact: str | None
     plural: str
+    needs_text: str = ""
     opt_out_traits: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
+        if not self.needs_text:
+            groups = (" or ".join(f"{{% block {b} %}}" for b in group) for group in self.needs)
+            object.__setattr__(self, "needs_text", " and ".join(f"a {g}" for g in groups))
         if not self.opt_out_traits:
             camel = "".join(w.capitalize() for w in self.name.split("_"))
             traits = (f"{self.name}_opt_out", f"{camel[0].lower()}{camel[1:]}OptOut")

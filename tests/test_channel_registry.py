@@ -28,7 +28,6 @@ PIGEON = ChannelKind(
     name="pigeon",
     parts=(Part("note", ("note", "text"), limit=140, form="stripped"),),
     needs=(("note", "text"),),
-    needs_text="a note or a text block",
     contact="loft",  # the customer trait that holds the address
     plural="carrier pigeons",
 )
