@@ -135,7 +135,7 @@ def check_channel(value: Any, info: Any) -> str:
     checked (``from_yaml`` in the validation context): a definition stored when it was
     published, read back in a workflow, is taken as it is."""
     if not isinstance(value, str):
-        raise ValueError(f"a channel is a name like {_example()}, got {value!r}")
+        raise ValueError(f"a channel is a name such as {', '.join(names())}, got {value!r}")
     context = getattr(info, "context", None)
     if context and context.get("from_yaml"):
         kind(value)
@@ -152,11 +152,6 @@ def check_person_channel(value: Any, info: Any) -> str:
             f"channel '{name}' does not reach a person; this action goes by one of: {people}"
         )
     return name
-
-
-def _example() -> str:
-    known = list(_KINDS)
-    return known[0] if known else "email"
 
 
 def _registered() -> dict[str, ChannelKind]:
