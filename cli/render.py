@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from channels import registry as channels
+
 from .commands import Command, UserError
 
 TEMPORAL_WAIT = 3.0  # seconds; a preview should not hang on a stack that is not running
@@ -22,7 +24,7 @@ TEMPORAL_WAIT = 3.0  # seconds; a preview should not hang on a stack that is not
 def _render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("template", help="template name, e.g. welcome for templates/welcome.j2")
     p.add_argument("--customer", required=True, metavar="ID", help="customer id (userId)")
-    p.add_argument("--channel", choices=("email", "sms", "webhook"), default="email")
+    p.add_argument("--channel", choices=channels.names(), default="email")
     p.add_argument(
         "--journey",
         metavar="J",
@@ -61,14 +63,12 @@ def render(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    for part in ("subject", "text", "html", "sms"):
-        value = getattr(rendered, part)
-        if value is not None:
-            print(f"--- {part} ---\n{value.rstrip()}")
-    if rendered.webhook is not None:
-        import json
+    for part, value in rendered.parts.items():
+        if isinstance(value, dict):  # a JSON part (webhook)
+            import json
 
-        print(f"--- webhook ---\n{json.dumps(rendered.webhook, indent=2, default=str)}")
+            value = json.dumps(value, indent=2, default=str)
+        print(f"--- {part} ---\n{value.rstrip()}")
     return 0
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -28,6 +29,9 @@ from pydantic import (
     model_validator,
 )
 
+from .channel_kinds import check_channel, check_person_channel
+from .channel_kinds import kind as channel_kind
+from .channel_kinds import names as channel_names
 from .durations import format_duration, parse_duration
 from .names import normalize_event_name
 
@@ -90,8 +94,10 @@ def action(kind: str, *, activity: str | None) -> Callable[[type[ActionSpec]], t
     return register
 
 
-Channel = Literal["email", "sms", "webhook"]
-PersonChannel = Literal["email", "sms"]  # what reaches a person: coupons and survey links
+# Channel names are registered by the channels package (see engine.channel_kinds), so an
+# unknown one in YAML is reported with the channels there are.
+Channel = Annotated[str, AfterValidator(check_channel)]
+PersonChannel = Annotated[str, AfterValidator(check_person_channel)]  # coupons, survey links
 Seconds = Annotated[int, Field(gt=0)]
 
 
@@ -106,11 +112,18 @@ class Send(ActionSpec):
     url: str | None = Field(default=None, pattern=r"^https?://", exclude_if=lambda v: v is None)
 
     @model_validator(mode="after")
-    def _webhook_url(self) -> Send:
-        if self.channel == "webhook" and not self.url:
-            raise ValueError("a webhook needs 'url: https://...' (where to POST the message)")
-        if self.url and self.channel != "webhook":
-            raise ValueError(f"'url' is only for channel: webhook (this sends by {self.channel})")
+    def _url_for_channel(self, info: ValidationInfo) -> Send:
+        if not (info.context and info.context.get("from_yaml")):
+            return self  # a stored definition, checked when it was published
+        if not channel_kind(self.channel).reaches_person and not self.url:
+            raise ValueError(
+                f"a {self.channel} needs 'url: https://...' (where to POST the message)"
+            )
+        if self.url and channel_kind(self.channel).reaches_person:
+            addressed = ", ".join(n for n in channel_names() if not channel_kind(n).reaches_person)
+            raise ValueError(
+                f"'url' is only for channel: {addressed} (this sends by {self.channel})"
+            )
         return self
 
     def summary(self, customer_id: str) -> str:
