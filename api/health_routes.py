@@ -11,8 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import generate_latest
 from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 
-from ingest import dead_letters
-from store import db
+from store import db, dead_letters
 
 from .deps import State
 

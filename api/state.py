@@ -24,7 +24,7 @@ from orchestration.codec import EncryptionCodec
 from orchestration.customers import CustomerIds
 from orchestration.temporal import connect
 from settings import Settings
-from store import catalog, events
+from store import catalog, outbox
 from store.db import pool as make_pool
 
 from .metrics import Metrics
@@ -98,7 +98,7 @@ class AppState:
         """Events waiting for delivery, counted at most once a second."""
         depth, at = self._outbox
         if time.monotonic() - at > 1.0:
-            depth = await events.outbox_depth(conn)
+            depth = await outbox.depth(conn)
             self._outbox = (depth, time.monotonic())
             self.metrics.outbox.set(depth)
         return depth

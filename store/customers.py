@@ -1,18 +1,20 @@
-"""What we know of a customer: their profile (``customers``: traits as identify calls
-merged them, contact details included) and their latest metrics (``customer_metrics``, as
-the last segment refresh wrote them). Reads only; ingestion writes profiles and the
-refresh writes metrics.
+"""What we know of a customer: their profile (``customers``: the traits merged over every
+identify, contact details included) and their latest metrics (``customer_metrics``, as
+the last segment refresh wrote them).
 
-Who reads what:
+Who writes and reads what:
 
-* ``profile``: the admin API (``GET /v1/customers/{id}``) and ``journeys render``;
-* ``traits``: the send activities (a message's address, consent and quiet-hours traits);
-* ``metrics``: the admin API;
-* ``facts``: the dispatcher, what a customer's journeys may know of them with an event.
+* :func:`merge_traits`: ingestion, in the transaction that stores the messages;
+* :func:`profile`: the admin API (``GET /v1/customers/{id}``) and ``journeys render``;
+* :func:`traits`: the send activities (a message's address, consent and quiet-hours traits);
+* :func:`metrics`: the admin API;
+* :func:`standings`: the outbox dispatcher, what journeys may know of a customer with an
+  event.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -20,6 +22,82 @@ from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
+from psycopg.types.json import Jsonb
+
+
+@dataclass(frozen=True)
+class TraitsUpdate:
+    """Traits to merge into one customer's profile (new keys win), and the anonymous id
+    seen with them, if any."""
+
+    customer_id: str
+    traits: dict[str, Any]
+    anonymous_id: str | None
+
+
+@dataclass(frozen=True)
+class ProfileSize:
+    """How big a profile is after a merge: its traits as text, and their top-level keys."""
+
+    customer_id: str
+    bytes: int
+    keys: int
+
+
+async def merge_traits(
+    conn: AsyncConnection[Any], updates: Sequence[TraitsUpdate]
+) -> list[ProfileSize]:
+    """Create or update the profiles in one statement, in the order given (callers sort
+    by customer id, so concurrent merges never deadlock); returns each profile's size."""
+    if not updates:
+        return []
+    cur = conn.cursor(row_factory=class_row(ProfileSize))
+    await cur.execute(
+        """
+        INSERT INTO customers (customer_id, traits, anonymous_id)
+        SELECT * FROM unnest(%s::text[], %s::jsonb[], %s::text[])
+        ON CONFLICT (customer_id) DO UPDATE
+           SET traits = customers.traits || EXCLUDED.traits,
+               anonymous_id = coalesce(EXCLUDED.anonymous_id, customers.anonymous_id),
+               updated_at = now()
+        RETURNING customer_id, octet_length(traits::text) AS bytes,
+                  (SELECT count(*) FROM jsonb_object_keys(traits)) AS keys
+        """,
+        (
+            [u.customer_id for u in updates],
+            [Jsonb(u.traits) for u in updates],
+            [u.anonymous_id for u in updates],
+        ),
+    )
+    return await cur.fetchall()
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What the journeys may know of a customer when their events are delivered: the
+    stored traits and the latest segment refresh's metrics (None: never stored)."""
+
+    customer_id: str
+    traits: dict[str, Any] | None
+    segment: str | None
+    tier: str | None
+    r: int | None
+    f: int | None
+    m: int | None
+    ltv: Any
+
+
+async def standings(conn: AsyncConnection[Any], customer_ids: list[str]) -> list[Standing]:
+    """The :class:`Standing` of each of ``customer_ids`` (one row each, known or not)."""
+    cur = conn.cursor(row_factory=class_row(Standing))
+    await cur.execute(
+        "SELECT i.id AS customer_id, c.traits, m.segment, m.tier, m.r, m.f, m.m, m.ltv"
+        " FROM unnest(%s::text[]) AS i(id)"
+        " LEFT JOIN customers c ON c.customer_id = i.id"
+        " LEFT JOIN customer_metrics m ON m.customer_id = i.id",
+        (customer_ids,),
+    )
+    return await cur.fetchall()
 
 
 @dataclass(frozen=True)
@@ -55,21 +133,6 @@ class Metrics:
     computed_at: datetime
 
 
-@dataclass(frozen=True)
-class Facts:
-    """What journeys may be told of a customer: traits (None: no profile yet) and the
-    latest segment, tier, RFM scores and lifetime value (None: never refreshed)."""
-
-    customer_id: str
-    traits: dict[str, Any] | None
-    segment: str | None
-    tier: str | None
-    r: int | None
-    f: int | None
-    m: int | None
-    ltv: Decimal | None
-
-
 async def profile(conn: AsyncConnection[Any], customer_id: str) -> Profile | None:
     """The customer's profile, or None when no event or identify call named them yet."""
     cur = conn.cursor(row_factory=class_row(Profile))
@@ -100,16 +163,3 @@ async def metrics(conn: AsyncConnection[Any], customer_id: str) -> Metrics | Non
         f"SELECT {_METRICS} FROM customer_metrics WHERE customer_id = %s", (customer_id,)
     )
     return await cur.fetchone()
-
-
-async def facts(conn: AsyncConnection[Any], customer_ids: list[str]) -> list[Facts]:
-    """``Facts`` for each of ``customer_ids`` (one row each, known or not), in one query."""
-    cur = conn.cursor(row_factory=class_row(Facts))
-    await cur.execute(
-        "SELECT i.id AS customer_id, c.traits, m.segment, m.tier, m.r, m.f, m.m, m.ltv"
-        " FROM unnest(%s::text[]) AS i(id)"
-        " LEFT JOIN customers c ON c.customer_id = i.id"
-        " LEFT JOIN customer_metrics m ON m.customer_id = i.id",
-        (customer_ids,),
-    )
-    return await cur.fetchall()

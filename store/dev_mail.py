@@ -1,5 +1,5 @@
-"""The mail the development mail catcher caught (``dev_mail``), newest first: what
-``GET /v1/dev/mail`` shows. The catcher writes the rows."""
+"""``dev_mail``: what the development mail catcher (``devstack.mailcatcher``) caught,
+and what ``GET /v1/dev/mail`` lists of it, newest first."""
 
 from __future__ import annotations
 
@@ -9,6 +9,23 @@ from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
+
+
+async def record_caught(
+    conn: AsyncConnection[Any],
+    *,
+    message_id: str | None,
+    mail_from: str,
+    rcpt_to: list[str],
+    subject: str | None,
+    raw: str,
+) -> None:
+    """Store one caught message as the catcher received it."""
+    await conn.execute(
+        "INSERT INTO dev_mail (message_id, mail_from, rcpt_to, subject, raw)"
+        " VALUES (%s, %s, %s, %s, %s)",
+        (message_id, mail_from, rcpt_to, subject, raw),
+    )
 
 
 @dataclass(frozen=True)
