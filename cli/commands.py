@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from engine import Catalog, JourneyValidationError, load_rules
+from engine.errors import InputError
 from engine.graph import mermaid
 from engine.policy import load_policy
 from engine.segments import load_segments
 from engine.simulate import SimulationInputError, parse_messages, parse_time, simulate
 
 
-class UserError(Exception):
+class UserError(InputError):
     """A mistake of the caller; the message says how to fix it."""
 
 

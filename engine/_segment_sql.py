@@ -29,6 +29,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import RulesError
+
 INTS = ("r", "f", "m", "recency_days", "orders", "first_order_days")
 NUMBERS = (*INTS, "revenue")
 NULLABLE = ("recency_days", "first_order_days")  # a customer without orders has neither
@@ -48,7 +50,7 @@ _TOKEN = re.compile(
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"'}
 
 
-class Unsupported(Exception):
+class Unsupported(RulesError):
     """A construct outside the segment subset; ``col`` is 1-based in the expression."""
 
     def __init__(self, col: int, message: str) -> None:

@@ -16,11 +16,12 @@ from typing import Any
 
 from . import machine
 from .catalog import Catalog
+from .errors import InputError
 from .identity import redact_traits
 from .model import ActionCommand, Customer, CustomerState, Event
 
 
-class SimulationInputError(ValueError):
+class SimulationInputError(InputError, ValueError):
     """A line of the event file is not a usable Segment message; the text says which."""
 
 

@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 import jinja2
 
+from engine.errors import RulesError
 from engine.templates import MAX_TEMPLATE_BYTES, SUFFIX
 
 from ._limits import LimitExceeded, budget
@@ -58,7 +59,7 @@ PART_LIMITS = {
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
-class TemplateError(Exception):
+class TemplateError(RulesError):
     """A template cannot be rendered: the message says which template, which line if known,
     and what to fix. Retrying does not help."""
 

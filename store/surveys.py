@@ -17,6 +17,7 @@ from typing import Any, Literal
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
+from engine.errors import RefusedError
 from ingest.internal import record_event
 
 Kind = Literal["nps", "csat"]
@@ -24,7 +25,7 @@ SCALES: dict[str, tuple[int, int]] = {"nps": (0, 10), "csat": (1, 5)}
 MAX_COMMENT = 2000
 
 
-class SurveyRefused(Exception):
+class SurveyRefused(RefusedError):
     """An answer that cannot be taken. ``code``: unknown, expired, answered, bad_score,
     bad_comment; ``reason``: the sentence to show."""
 
