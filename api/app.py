@@ -57,9 +57,10 @@ class RateLimiter:
 
 class AppState:
     def __init__(self, settings: Settings) -> None:
-        assert settings.database_url, "DATABASE_URL is required"
         self.settings = settings
-        self.pool: AsyncConnectionPool[Any] = make_pool(settings.database_url, max_size=10)
+        self.pool: AsyncConnectionPool[Any] = make_pool(
+            settings.require_database_url(), max_size=10
+        )
         self.keys = KeyCache()
         self.ids = CustomerIds(settings.id_secret)
         self.metrics = Metrics()
@@ -128,10 +129,9 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         stop = asyncio.Event()
         task = None
         if settings.dispatcher:
-            assert settings.database_url
             dispatcher = Dispatcher(
                 state.pool,
-                settings.database_url,
+                settings.require_database_url(),
                 state.client,
                 task_queue=settings.task_queue,
                 on_delivered=state.delivered,

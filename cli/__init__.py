@@ -10,6 +10,8 @@ import argparse
 import os
 import sys
 
+from settings import ConfigurationError
+
 from .commands import OFFLINE, UserError
 from .dead_letters import DEAD_LETTERS
 from .live import LIVE
@@ -47,7 +49,7 @@ def run(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(COMMANDS[args.command][2](args) or 0)
-    except UserError as exc:
+    except (UserError, ConfigurationError) as exc:
         print(f"journeys {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

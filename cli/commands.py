@@ -33,11 +33,7 @@ def with_database(
 
     from settings import get_settings
 
-    url = get_settings().database_url
-    if not url:
-        raise UserError(
-            "DATABASE_URL is not set and no stack is running ('make run' writes .data/stack.env)"
-        )
+    url = get_settings().require_database_url()
     try:
         asyncio.run(run(url, args))
     except psycopg.OperationalError as exc:

@@ -7,7 +7,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from settings import Settings, check_settings
+from settings import Settings, StartupRefused, check_settings
 
 from . import keys
 
@@ -53,7 +53,7 @@ async def check_secrets(conn: AsyncConnection[Any], settings: Settings) -> None:
     )
     row = await cur.fetchone()
     if not row or not row[0]:
-        raise SystemExit(
+        raise StartupRefused(
             "no admin token exists: create one with 'journeys keys create --kind "
             "admin --name ops' (or set JOURNEYS_ENV=development for a dev stack)"
         )
