@@ -49,8 +49,8 @@ def build_worker(
     sticky_timeout: timedelta | None = None,
 ) -> Worker:
     """The worker for customer workflows. A long sticky timeout keeps throughput under a
-    backlog (shared/TEMPORAL-PERF.md); tests that restart workers pass a short one. Runs
-    whose recorded workflow tasks were split under load replay as recorded
+    backlog (docs/operations.md); tests that restart workers pass a short one. Runs whose
+    recorded workflow tasks were split under load replay as recorded
     (``orchestration.replay``)."""
     runner = repair_runner(sandboxed=settings.workflow_sandbox)
     runner.learn_from(client, asyncio.get_running_loop())

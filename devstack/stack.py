@@ -203,12 +203,10 @@ class Stack:
         from settings import Settings
 
         settings = Settings.model_validate({**os.environ, **self.env()})
+        url = settings.require_database_url()  # start_postgres() sets it
 
         async def go() -> tuple[str, str]:
-            assert self.database_url
-            async with await psycopg.AsyncConnection.connect(
-                self.database_url, autocommit=True
-            ) as conn:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
                 return await dev_keys(conn, settings, self.data_dir / "dev-keys.env")
 
         return asyncio.run(go())

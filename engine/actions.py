@@ -58,9 +58,6 @@ class ActionSpec(Spec):
         """One line for the Temporal UI: what this does to whom."""
         return f"{self.kind} for customer {customer_id}"
 
-    def template_names(self) -> list[str]:
-        return [getattr(self, f) for f in self.templates if getattr(self, f, None)]
-
 
 ACTIONS: dict[str, type[ActionSpec]] = {}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from ._errors import UnknownJourneyError
 from .catalog import Catalog
 from .model import CustomerState
 
@@ -33,7 +34,7 @@ def markdown(state: CustomerState, catalog: Catalog | None = None) -> str:
                     spec = catalog.get(name, run.version).states[run.state].after[nxt.index]
                     gotos = [r.goto for r in spec.rules if r.goto]
                     target = f" → `{gotos[0]}`" if gotos else ""
-                except (KeyError, IndexError, Exception):
+                except (UnknownJourneyError, KeyError, IndexError):  # not loaded, or changed
                     target = ""
             out.append(f"- next: after {nxt.label}{target} at {_when(nxt.due_at)}")
         for t in reversed(run.history[-3:]):

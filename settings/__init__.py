@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     max_cached_workflows: int = Field(10_000, alias="JOURNEYS_MAX_CACHED_WORKFLOWS")
     # How long a customer's next task waits for the worker that has it cached before any
     # worker may take it: long keeps throughput under a backlog, short recovers faster
-    # from a crashed worker (shared/TEMPORAL-PERF.md).
+    # from a crashed worker (docs/operations.md).
     sticky_timeout_seconds: float = Field(120.0, alias="JOURNEYS_STICKY_TIMEOUT_SECONDS", gt=0)
     # On SIGTERM the worker stops polling and lets in-flight activities finish for this
     # long before cancelling them: past an action's timeout (60 s), a send under way is
