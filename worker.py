@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -28,6 +29,7 @@ from activities.journeys import JourneyActivities
 from activities.segments import SegmentActivities
 from engine import Journey, JourneyValidationError
 from engine.rule_files import load_rule_files
+from engine.segments import Segments
 from orchestration.schedules import ensure_segment_schedule
 from orchestration.split_repair import repair_runner
 from orchestration.temporal import connect_with_retry, sandbox_runner
@@ -37,7 +39,7 @@ from workflows.customer import CustomerWorkflow
 from workflows.segments import SegmentRefreshWorkflow
 
 log = logging.getLogger("journeys.worker")
-__all__ = ["build_worker", "main", "run", "sandbox_runner"]
+__all__ = ["all_activities", "build_worker", "main", "run", "sandbox_runner"]
 
 
 def build_worker(
@@ -66,6 +68,22 @@ def build_worker(
         or timedelta(seconds=settings.sticky_timeout_seconds),
         graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_seconds),
     )
+
+
+def all_activities(
+    db: AsyncConnectionPool[Any], actions: ActionActivities, segments: Segments
+) -> list[Callable[..., Any]]:
+    """Every activity the workflows call, bound to ``db``: what the worker registers, and
+    what the tests' worker registers too, so the two lists cannot drift apart."""
+    journeys = JourneyActivities(db)
+    tiering = SegmentActivities(db, segments)
+    return [
+        *actions.all(),
+        journeys.load_catalog,
+        journeys.record_transitions,
+        tiering.refresh_segments,
+        tiering.notify_segment_changes,
+    ]
 
 
 async def prepare_with_retry(
@@ -104,13 +122,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     notes: asyncio.Task[None] | None = None
     try:
         actions = ActionActivities(db, settings, policy=rules.policy)
-        activities = actions.all()
+        activities = all_activities(db, actions, rules.segments)
         # customers assigned from a pool's queue: their managers' notes (activities/assignment)
         notes = asyncio.create_task(ManagerNotes(db, actions.messenger).run(stop))
-        journeys = JourneyActivities(db)
-        activities += [journeys.load_catalog, journeys.record_transitions]
-        tiering = SegmentActivities(db, rules.segments)
-        activities += [tiering.refresh_segments, tiering.notify_segment_changes]
         delay = 1.0
         while not stop.is_set():
             client = await connect_with_retry(settings)
