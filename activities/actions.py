@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -25,9 +24,10 @@ from channels import TransientDeliveryError
 from engine.actions import ACTIONS, Offer, Send, Survey, Task
 from engine.identity import scrub_text
 from engine.policy import Policy
+from engine.template_context import action_context, offer_context, survey_context
 from messaging.render import Renderer
 from settings import Settings
-from store import managers, offers, surveys, tasks, waitlist
+from store import action_log, managers, offers, surveys, tasks, waitlist
 from workflows.io import ActionInput, ActionResult
 
 from ._bookkeeping import with_retries
@@ -117,37 +117,35 @@ class ActionActivities:
         async with self.pool.connection() as conn:
             manager = await managers.manager_of(conn, data.customer_id)
         event = cmd.event
-        return {
-            "customer": {"id": data.customer_id, "tier": data.tier, "segment": data.segment},
-            "journey": {"name": cmd.journey, "version": cmd.version},
-            "state": cmd.state,
-            "ctx": data.context,
-            "event": event.model_dump(mode="json") if event else None,
-            "manager": {"name": manager.name, "email": manager.email} if manager else None,
-        }
+        return action_context(
+            customer_id=data.customer_id,
+            tier=data.tier,
+            segment=data.segment,
+            journey=cmd.journey,
+            version=cmd.version,
+            state=cmd.state,
+            ctx=data.context,
+            event=event.model_dump(mode="json") if event else None,
+            manager={"name": manager.name, "email": manager.email} if manager else None,
+        )
 
     async def _log(self, data: ActionInput, result: ActionResult) -> ActionResult:
         """Every action, once, in ``action_log`` (with how it ended), for audits."""
         cmd = data.command
+        entry = action_log.ActionEntry(
+            idempotency_key=cmd.idempotency_key,
+            customer_id=data.customer_id,
+            journey=cmd.journey,
+            version=cmd.version,
+            state=cmd.state,
+            action=cmd.kind,
+            args=cmd.args,
+            status=result.status if result.status != "already_done" else "done",
+        )
 
         async def write() -> None:
             async with self.pool.connection() as conn:
-                await conn.execute(
-                    "INSERT INTO action_log (idempotency_key, customer_id, journey, version,"
-                    " state, action, args, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (idempotency_key) DO UPDATE SET status = EXCLUDED.status"
-                    " WHERE action_log.status <> 'done'",
-                    (
-                        cmd.idempotency_key,
-                        data.customer_id,
-                        cmd.journey,
-                        cmd.version,
-                        cmd.state,
-                        cmd.kind,
-                        Jsonb(cmd.args),
-                        result.status if result.status != "already_done" else "done",
-                    ),
-                )
+                await action_log.record(conn, entry)
 
         # retried in place: failing here would make a retry act (send) again
         await with_retries(write, what=f"logging {cmd.summary}")
@@ -220,20 +218,20 @@ class ActionActivities:
         if coupon is None:
             reason = f"offer budget '{spec.budget}' is exhausted: no coupon issued"
             return await self._log(data, ActionResult(status="skipped", reason=reason))
-        offer = {
-            "code": coupon.code,
-            "percent_off": coupon.percent_off,
-            "amount_off": coupon.amount_off,
-            "expires_at": coupon.expires_at,
-            "discount": coupon.discount,
-        }
+        offer = offer_context(
+            code=coupon.code,
+            percent_off=coupon.percent_off,
+            amount_off=coupon.amount_off,
+            expires_at=coupon.expires_at,
+            discount=coupon.discount,
+        )
         out = self._outgoing(
             data,
             "/message",
             template=spec.template,
             channel=spec.channel,
             marketing=True,
-            context={"offer": offer},
+            context=offer,
         )
         result = await self._with_message(data, out, {"code": coupon.code})
         if result.detail.get("message") == "skipped":
@@ -312,7 +310,7 @@ class ActionActivities:
                 now=now,
             )
         url = survey.url(self.settings.public_url)
-        context = {"survey": {"url": url, "kind": survey.kind, "expires_at": survey.expires_at}}
+        context = survey_context(url=url, kind=survey.kind, expires_at=survey.expires_at)
         out = self._outgoing(
             data,
             "/message",

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 
+import channels  # noqa: F401  registers the channels rules are validated against
 from settings import ConfigurationError
 
 from .commands import OFFLINE, UserError

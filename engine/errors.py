@@ -10,7 +10,7 @@ answer. Every exception the project raises on purpose is under one of them::
     InputError                    what a caller sent is refused: fix the request
     ├── ingest.IngestError              an event or request over HTTP (``status`` is its code)
     ├── ingest._signals.Unsendable      an event that cannot travel as a signal (dead letter)
-    ├── engine.simulate.SimulationInputError   a line of a ``journeys simulate`` file
+    ├── ingest.event_file.SimulationInputError   a line of a ``journeys simulate`` file
     └── cli.commands.UserError          a CLI invocation (exit 1 with the sentence)
     RefusedError                  the current data refuses an operation (HTTP 404/409/422)
     ├── engine.UnknownJourneyError      a journey or version the catalog does not hold

@@ -1,5 +1,6 @@
-"""Coupons: unique, hard-to-guess codes with a discount and an expiry, optional budgets
-(at most N live coupons of a kind), and redemption, which is also an event for journeys.
+"""Coupons (``offers``, ``offer_budgets``): unique, hard-to-guess codes with a discount and
+an expiry, optional budgets (at most N live coupons of a kind), and redemption, which is
+also an event for journeys.
 
 Errors::
 
@@ -21,7 +22,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
 from engine.errors import RefusedError
-from ingest.internal import record_event
+
+from . import events
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +228,7 @@ async def redeem(
         )
         won = await cur.fetchone()
         if won is not None:
-            await record_event(
+            await events.record(
                 conn,
                 won.customer_id,
                 "offer_redeemed",

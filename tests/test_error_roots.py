@@ -11,8 +11,8 @@ from engine import JourneyError, JourneyValidationError, MoveError, UnknownJourn
 from engine._segment_sql import Unsupported
 from engine.errors import InputError, RefusedError, RulesError
 from engine.expr import ExpressionError
-from engine.simulate import SimulationInputError
 from ingest._signals import Unsendable
+from ingest.event_file import SimulationInputError
 from ingest.segment import IngestError
 from messaging._limits import LimitExceeded
 from messaging.render import TemplateError
