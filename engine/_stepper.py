@@ -27,7 +27,7 @@ from ._outcome import (
     copy_state,
     in_firing_order,
 )
-from .actions import Emit, unwrap
+from .actions import Emit, TagCustomer, unwrap
 from .catalog import Catalog
 from .identity import shown_id
 from .model import (
@@ -41,6 +41,7 @@ from .model import (
     Run,
     Transition,
 )
+from .tags import apply_tags
 
 
 class _Stepper:
@@ -257,6 +258,7 @@ class _Stepper:
                 "segment": customer.segment or "",
                 "rfm": customer.rfm,
                 "ltv": customer.ltv,
+                "tags": customer.tags,
             },
             "state": run.state,
             "now": self.now,
@@ -345,6 +347,10 @@ class _Stepper:
                 )
                 self.emitted.append((emitted, self.depth + 1))
                 continue
+            if isinstance(spec, TagCustomer):  # seen at once by every journey's rules
+                self.state.customer, spec, refused = apply_tags(self.state.customer, spec)
+                if refused:
+                    self._problem(run, refused)
             self.actions.append(
                 ActionCommand(
                     kind=spec.kind,
