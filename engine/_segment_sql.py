@@ -3,8 +3,9 @@ classifies a million customers in one set-based statement.
 
 Only the subset of CEL that segment rules need is accepted: int, double, string and bool
 literals; the variables in :data:`NUMBERS` and ``traits``; comparisons; ``&& || !``;
-``+ - * /``; parentheses; ``x in [literals]``; ``has(traits.x)``. Anything else is refused
-with its column, so an operator learns at load time, never during a refresh.
+``+ - * /``; parentheses; ``x in [literals]``; ``has(traits.x)``; ``"vip" in tags`` (also
+written ``customer.tags``, as journeys do). Anything else is refused with its column, so an
+operator learns at load time, never during a refresh.
 
 Typing follows CEL where it matters for the result:
 
@@ -16,6 +17,9 @@ Typing follows CEL where it matters for the result:
   commutative ``&&``/``||`` over errors).
 * int / int is integer division truncated toward zero (``div``), as in CEL; any division
   by zero is NULL (an error in CEL), never a failed refresh.
+* ``"vip" in tags`` is whether ``customer_tags`` holds the tag for the row's
+  ``customer_id`` (never NULL): one hashed set of the tag's customers per refresh, not a
+  lookup per customer.
 
 The result is SQL text with ``%s`` placeholders and its parameters: strings and trait names
 are always parameters, numbers are written by :func:`repr` of a parsed ``int``/``float``.
@@ -43,7 +47,8 @@ __all__ = ["NUMBERS", "Sql", "Unsupported", "compile_case", "compile_condition"]
 
 @dataclass
 class Sql:
-    """A typed SQL fragment: ``kind`` is int, double, string, bool, trait or list."""
+    """A typed SQL fragment: ``kind`` is int, double, string, bool, trait, list, tags (the
+    customer's tags) or customer (only ``customer.tags`` and ``customer.traits``)."""
 
     text: str
     kind: str
@@ -234,6 +239,8 @@ def _no_function(tok: Token) -> Unsupported:
 def _variable(tok: Token) -> Sql:
     if tok.text == "traits":
         return Sql("traits", "trait", path=[])
+    if tok.text in ("tags", "customer"):
+        return Sql("", tok.text)
     if tok.text in NUMBERS:
         kind = "int" if tok.text in INTS else "double"
         return Sql(tok.text, kind, nullable_var=tok.text in NULLABLE)
@@ -241,13 +248,19 @@ def _variable(tok: Token) -> Sql:
 
     if tok.text in ("null", "in"):
         raise Unsupported(tok.col, f"'{tok.text}' is not supported here; {SUPPORTED}")
-    hint = did_you_mean(tok.text, VARIABLES)
+    hint = did_you_mean(tok.text, (*VARIABLES, "tags"))
     raise Unsupported(
         tok.col, f"unknown variable '{tok.text}'{hint}; segments can use {', '.join(VARIABLES)}"
     )
 
 
 def _field(node: Sql, name: str, col: int) -> Sql:
+    if node.kind == "customer":
+        if name not in ("tags", "traits"):
+            raise Unsupported(
+                col, f"segments know customer.tags and customer.traits, not customer.{name}"
+            )
+        return Sql("", "tags") if name == "tags" else Sql("traits", "trait", path=[])
     if node.kind != "trait":
         raise Unsupported(col, 'only traits have fields: traits.plan or traits["plan"]')
     return Sql("", "trait", path=[*(node.path or []), name])
@@ -272,6 +285,7 @@ def _json(node: Sql, col: int) -> Sql:
 
 def _as(node: Sql, want: str, col: int) -> Sql:
     """``node`` as ``want`` (bool, number or string); traits are cast by their JSON type."""
+    _not_tags(node, col)
     kinds = {"bool": ("bool",), "number": _NUMERIC, "string": ("string",)}[want]
     if node.kind in kinds:
         return node
@@ -301,7 +315,16 @@ def _want_of(node: Sql) -> str:
     return "number" if node.kind in _NUMERIC else node.kind
 
 
+def _not_tags(node: Sql, col: int) -> None:
+    if node.kind == "tags":
+        raise Unsupported(col, "tags can only follow 'in': \"vip\" in tags")
+    if node.kind == "customer":
+        raise Unsupported(col, "segments know customer.tags and customer.traits")
+
+
 def _compare(op: str, left: Sql, right: Sql, col: int) -> Sql:
+    _not_tags(left, col)
+    _not_tags(right, col)
     if "list" in (left.kind, right.kind):
         raise Unsupported(col, "lists can only follow 'in': x in [1, 2]")
     if op in ("==", "!=") and "trait" in (left.kind, right.kind):
@@ -327,6 +350,14 @@ def _compare(op: str, left: Sql, right: Sql, col: int) -> Sql:
 
 
 def _member_of(left: Sql, right: Sql, col: int) -> Sql:
+    if right.kind == "tags":
+        if left.kind != "string" or not left.is_literal:
+            raise Unsupported(col, 'ask for one tag by name: "vip" in tags')
+        # uncorrelated: PostgreSQL hashes the tag's customers once for the whole refresh
+        text = "(customer_id IN (SELECT t.customer_id FROM customer_tags t WHERE t.tag = %s))"
+        return Sql(text, "bool", [left.literal])
+    _not_tags(left, col)
+    _not_tags(right, col)
     if right.kind != "list":
         raise Unsupported(col, "'in' takes a list of literals: x in [1, 2]")
     items: list[Sql] = right.literal
