@@ -348,9 +348,9 @@ class _Stepper:
                 self.emitted.append((emitted, self.depth + 1))
                 continue
             if isinstance(spec, TagCustomer):  # seen at once by every journey's rules
-                self.state.customer, spec, refused = apply_tags(self.state.customer, spec)
-                if refused:
-                    self._problem(run, refused)
+                self.state.customer, spec, problem = apply_tags(self.state.customer, spec)
+                if problem:
+                    self._problem(run, problem)
             self.actions.append(
                 ActionCommand(
                     kind=spec.kind,

@@ -25,6 +25,8 @@ Semantics (``store.segments.refresh`` computes them in SQL, :func:`segment_of` i
   strictly more window revenue); the first tier whose ``top`` exceeds it is theirs (so the
   best customer is always in the first tier, and ties share the better tier). Customers
   without orders in the window are tier ``none``.
+* ``"vip" in tags`` (or ``customer.tags``, as journeys write it) holds when the customer
+  has the tag in ``customer_tags`` at the refresh (tags are set by journeys' ``tag``).
 * the last segment must be the catch-all ``when: 'true'``; a missing one is an error rather
   than an implicit default, so that every customer's segment is named in the file.
 """
