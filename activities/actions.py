@@ -17,7 +17,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -28,7 +27,7 @@ from engine.identity import scrub_text
 from engine.policy import Policy
 from messaging.render import Renderer
 from settings import Settings
-from store import managers, offers, surveys, tags, tasks, waitlist
+from store import action_log, managers, offers, surveys, tags, tasks, waitlist
 from workflows.io import ActionInput, ActionResult
 
 from ._bookkeeping import with_retries
@@ -130,25 +129,20 @@ class ActionActivities:
     async def _log(self, data: ActionInput, result: ActionResult) -> ActionResult:
         """Every action, once, in ``action_log`` (with how it ended), for audits."""
         cmd = data.command
+        entry = action_log.ActionEntry(
+            idempotency_key=cmd.idempotency_key,
+            customer_id=data.customer_id,
+            journey=cmd.journey,
+            version=cmd.version,
+            state=cmd.state,
+            action=cmd.kind,
+            args=cmd.args,
+            status=result.status if result.status != "already_done" else "done",
+        )
 
         async def write() -> None:
             async with self.pool.connection() as conn:
-                await conn.execute(
-                    "INSERT INTO action_log (idempotency_key, customer_id, journey, version,"
-                    " state, action, args, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                    " ON CONFLICT (idempotency_key) DO UPDATE SET status = EXCLUDED.status"
-                    " WHERE action_log.status <> 'done'",
-                    (
-                        cmd.idempotency_key,
-                        data.customer_id,
-                        cmd.journey,
-                        cmd.version,
-                        cmd.state,
-                        cmd.kind,
-                        Jsonb(cmd.args),
-                        result.status if result.status != "already_done" else "done",
-                    ),
-                )
+                await action_log.record(conn, entry)
 
         # retried in place: failing here would make a retry act (send) again
         await with_retries(write, what=f"logging {cmd.summary}")

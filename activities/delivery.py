@@ -1,7 +1,7 @@
 """Sending one message, exactly once, within the messaging policy.
 
-Every message has a row in ``messages`` under the action's idempotency key, and moves
-through it::
+Every message has a row in ``messages`` (``store.messages``) under the action's
+idempotency key, and moves through it::
 
     (new) -> deferred -> ... -> sending -> sent
                   \\-> suppressed        |-> failed
@@ -42,7 +42,7 @@ from engine.identity import contact_values, is_hashed, scrub_text
 from engine.policy import DeliveryMode, Policy, decide
 from messaging.render import Renderer, TemplateError
 from settings import Settings
-from store import consent
+from store import consent, messages
 
 from ._bookkeeping import RETRYABLE, finish_despite_cancel, with_retries
 from ._faults import crash_point
@@ -96,42 +96,18 @@ class Messenger:
         wanted, recorded as suppressed with that reason."""
         mode = self.policy.delivery.mode(out.template, out.channel)
         async with self.pool.connection() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO messages (idempotency_key, customer_id, journey, state, template,"
-                " channel, marketing, status, first_attempt_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, 'sending', %s)"
-                " ON CONFLICT (idempotency_key) DO NOTHING",
-                (
-                    out.key,
-                    out.customer_id,
-                    out.journey,
-                    out.state,
-                    out.template,
-                    out.channel,
-                    out.marketing,
-                    now,
-                ),
-            )
-            cur = await conn.execute(
-                "SELECT status, reason, provider_id, delivering_until > now(),"
-                " delivering_until IS NOT NULL, coalesce(first_attempt_at, created_at)"
-                " FROM messages WHERE idempotency_key = %s FOR UPDATE",
-                (out.key,),
-            )
-            row = await cur.fetchone()
-            assert row is not None
-            status, reason, provider_id, in_flight, handed_over, first_attempt = row
-            if status == "sent":
-                return Sent("already_done", provider_id=provider_id)
-            if status in ("suppressed", "failed", "unknown"):
-                return Sent("skipped", reason=f"{status} before: {reason}")
-            if in_flight:
+            row = await messages.claim(conn, _new_message(out), now=now)
+            if row.status == "sent":
+                return Sent("already_done", provider_id=row.provider_id)
+            if row.status in ("suppressed", "failed", "unknown"):
+                return Sent("skipped", reason=f"{row.status} before: {row.reason}")
+            if row.in_flight:
                 # an earlier attempt may still be delivering (a local activity that timed
                 # out goes on until its deadline): wait for it rather than send twice
                 raise TransientDeliveryError(
                     "an earlier attempt may still be delivering this message; retrying"
                 )
-            if handed_over and mode == "at_most_once":
+            if row.handed_over and mode == "at_most_once":
                 # an earlier attempt gave it to the provider and never wrote down how that
                 # ended (its worker was killed): at most once means not sending it again
                 await self._mark(conn, out.key, "unknown", UNKNOWN_OUTCOME)
@@ -147,7 +123,7 @@ class Messenger:
                 raise config_error(f"{out.template} by webhook has no url to post to")
             recipient = out.to or out.url or traits.get(_ADDRESS.get(out.channel, ""))
             if not recipient:
-                return await self._no_address(conn, out, now, first_attempt)
+                return await self._no_address(conn, out, now, row.first_attempt)
             budget = budget_left()
             deadline = asyncio.get_running_loop().time() + budget
             if budget < MIN_DELIVERY_SECONDS:
@@ -155,13 +131,7 @@ class Messenger:
                     "too little of this attempt's time is left to deliver; retrying"
                 )
             # from here the message counts as handed over until its outcome is written
-            await conn.execute(
-                "UPDATE messages SET status = 'sending', attempts = attempts + 1, reason = NULL,"
-                " deferred_until = NULL, updated_at = now(),"
-                " delivering_until = now() + make_interval(secs => %s)"
-                " WHERE idempotency_key = %s",
-                (budget + 1.0, out.key),
-            )
+            await messages.hand_over(conn, out.key, for_seconds=budget + 1.0)
         # what a provider's or a template's error text may quote back: scrubbed from it
         known = [*contact_values(traits), *([str(recipient)] if out.channel != "webhook" else [])]
         if is_hashed(out.customer_id):
@@ -257,11 +227,7 @@ class Messenger:
         if now < give_up:
             again = min(give_up, now + next_check(now - first))
             reason = f"waiting up to {_human(wait)} for the customer's {what}"
-            await conn.execute(
-                "UPDATE messages SET status = 'deferred', reason = %s, deferred_until = %s,"
-                " updated_at = now() WHERE idempotency_key = %s",
-                (reason, again, out.key),
-            )
+            await messages.defer(conn, out.key, reason, again)
             return Sent("deferred", reason=reason, retry_at=again)
         why = f"the customer's profile has no {what}"
         if wait:
@@ -284,12 +250,8 @@ class Messenger:
         window = self.policy.longest_window()
         recent: list[tuple[datetime, Any]] = []
         if out.marketing and window:
-            cur = await conn.execute(
-                "SELECT sent_at, channel FROM messages WHERE customer_id = %s AND marketing"
-                " AND status = 'sent' AND sent_at > %s",
-                (out.customer_id, now - timedelta(seconds=window)),
-            )
-            recent = [(r[0], r[1]) for r in await cur.fetchall()]
+            since = now - timedelta(seconds=window)
+            recent = await messages.sent_marketing(conn, out.customer_id, since=since)
         quiet = self.policy.quiet_hours
         zone = traits.get(quiet.time_zone_trait) if quiet else None
         decision = decide(
@@ -306,24 +268,18 @@ class Messenger:
         if decision.verdict == "skip":
             await self._mark(conn, out.key, "suppressed", decision.reason)
             return Sent("skipped", reason=decision.reason)
-        await conn.execute(
-            "UPDATE messages SET status = 'deferred', reason = %s, deferred_until = %s,"
-            " updated_at = now() WHERE idempotency_key = %s",
-            (decision.reason, decision.until, out.key),
-        )
+        await messages.defer(conn, out.key, decision.reason, decision.until)
         return Sent("deferred", reason=decision.reason, retry_at=decision.until)
 
-    async def _mark(self, conn: AsyncConnection[Any], key: str, status: str, reason: str) -> None:
-        await conn.execute(
-            "UPDATE messages SET status = %s, reason = %s, updated_at = now()"
-            " WHERE idempotency_key = %s",
-            (status, reason, key),
-        )
+    async def _mark(
+        self, conn: AsyncConnection[Any], key: str, status: messages.Status, reason: str
+    ) -> None:
+        await messages.mark(conn, key, status, reason)
 
     async def _finish(
         self,
         key: str,
-        status: str,
+        status: messages.Status,
         *,
         reason: str | None = None,
         provider_id: str | None = None,
@@ -335,15 +291,29 @@ class Messenger:
 
         async def write() -> None:
             async with self.pool.connection() as conn:
-                await conn.execute(
-                    "UPDATE messages SET status = %s, reason = %s,"
-                    " provider_id = coalesce(%s, provider_id), subject = coalesce(%s, subject),"
-                    " sent_at = %s, updated_at = now(), delivering_until = NULL"
-                    " WHERE idempotency_key = %s",
-                    (status, reason, provider_id, subject, sent_at, key),
+                await messages.finish(
+                    conn,
+                    key,
+                    status,
+                    reason=reason,
+                    provider_id=provider_id,
+                    subject=subject,
+                    sent_at=sent_at,
                 )
 
         await with_retries(write, what=f"recording message {key} as {status}")
+
+
+def _new_message(out: Outgoing) -> messages.NewMessage:
+    return messages.NewMessage(
+        key=out.key,
+        customer_id=out.customer_id,
+        journey=out.journey,
+        state=out.state,
+        template=out.template,
+        channel=out.channel,
+        marketing=out.marketing,
+    )
 
 
 UNKNOWN_OUTCOME = (

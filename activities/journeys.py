@@ -10,7 +10,7 @@ from temporalio import activity
 
 from engine import Catalog, Journey
 from store import catalog as catalog_store
-from store import read_model
+from store import read_model, transitions
 from workflows.io import CustomerSnapshot, LoadCatalogInput, RecordTransitionsInput
 
 
@@ -45,27 +45,22 @@ class JourneyActivities:
         store the customer's snapshot for admin reads (an older one never overwrites a
         newer one: see ``store.read_model``)."""
         async with self.pool.connection() as conn:
-            if data.transitions:
-                async with conn.cursor() as cur:
-                    await cur.executemany(
-                        "INSERT INTO journey_transitions (key, customer_id, journey, version,"
-                        " from_state, to_state, cause, at)"
-                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                        " ON CONFLICT (key) DO NOTHING",
-                        [
-                            (
-                                t.key,
-                                data.customer_id,
-                                t.journey,
-                                t.version,
-                                t.from_state,
-                                t.to_state,
-                                t.cause,
-                                t.at,
-                            )
-                            for t in data.transitions
-                        ],
+            await transitions.append(
+                conn,
+                [
+                    transitions.Transition(
+                        key=t.key,
+                        customer_id=data.customer_id,
+                        journey=t.journey,
+                        version=t.version,
+                        from_state=t.from_state,
+                        to_state=t.to_state,
+                        cause=t.cause,
+                        at=t.at,
                     )
+                    for t in data.transitions
+                ],
+            )
             if data.snapshot is not None:
                 await read_model.write(conn, data.customer_id, _stored(data.snapshot))
         return len(data.transitions)

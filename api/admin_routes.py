@@ -16,10 +16,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from engine import CustomerState
 from engine.identity import is_hashed, scrub_text
-from ingest import dead_letters
 from ingest.segment import IngestError
 from orchestration import customers
-from store import read_model, tags
+from store import dead_letters, read_model, tags
 
 from .app import AppState
 from .auth import credential

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query
 
-from ingest import dead_letters
+from store import dead_letters
 
 from .admin_routes import Admin
 

@@ -39,7 +39,7 @@ def _report(done: list[int], asked: list[int], verb: str) -> None:
 async def _run(url: str, args: argparse.Namespace) -> None:
     import psycopg
 
-    from ingest import dead_letters
+    from store import dead_letters
     from store.db import migrate
 
     await migrate(url)

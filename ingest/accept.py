@@ -1,5 +1,7 @@
 """Storing accepted messages: the events history, customer profiles and the outbox, in one
-transaction, so a 200 means the event is durable and will reach the journeys."""
+transaction, so a 200 means the event is durable and will reach the journeys. The
+statements are ``store.events`` (the one writer of events and the outbox) and
+``store.customers``; here is what to store."""
 
 from __future__ import annotations
 
@@ -8,9 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
 
-from store import consent, offers
+from store import consent, customers, events, offers
+from store.events import NewEvent, Queued
 
 from ._bounds import MAX_TRAIT_KEYS, MAX_TRAITS_BYTES
 from .segment import IngestError, Message
@@ -48,38 +50,16 @@ async def accept(
     seen: set[str] = set()
     unique = [m for m in batch if not (m.message_id in seen or seen.add(m.message_id))]  # type: ignore[func-returns-value]
     async with conn.transaction():
-        cur = await conn.execute(
-            """
-            INSERT INTO events (source, message_id, type, customer_id, name, properties,
-                                event_time, received_at, context)
-            SELECT %s, m, t, c, n, p, e, %s, x
-              FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[],
-                          %s::timestamptz[], %s::jsonb[]) AS u(m, t, c, n, p, e, x)
-            ON CONFLICT (source, message_id) DO NOTHING
-            RETURNING id, message_id
-            """,
-            (
-                source,
-                received_at,
-                [m.message_id for m in unique],
-                [m.type for m in unique],
-                [m.customer_id for m in unique],
-                [m.name for m in unique],
-                [Jsonb(_properties(m)) for m in unique],
-                [m.event_time for m in unique],
-                [Jsonb(m.context) for m in unique],
-            ),
-        )
-        inserted = {row[1]: row[0] for row in await cur.fetchall()}
-        fresh = [m for m in unique if m.message_id in inserted]
-        wanted = [(inserted[m.message_id], m.customer_id) for m in fresh if interest.wants(m)]
-        if wanted:
-            await conn.execute(
-                "INSERT INTO outbox (event_id, customer_id)"
-                " SELECT * FROM unnest(%s::bigint[], %s::text[])",
-                ([w[0] for w in wanted], [w[1] for w in wanted]),
+        received = [
+            NewEvent(
+                m.message_id, m.type, m.customer_id, m.name, _properties(m), m.event_time, m.context
             )
-            await conn.execute("NOTIFY journeys_outbox")
+            for m in unique
+        ]
+        inserted = await events.append(conn, source, received, received_at=received_at)
+        fresh = [m for m in unique if m.message_id in inserted]
+        wanted = [Queued(inserted[m.message_id], m.customer_id) for m in fresh if interest.wants(m)]
+        await events.queue(conn, wanted)
         orders = [
             m
             for m in fresh
@@ -99,33 +79,21 @@ async def accept(
                 profiles[m.customer_id] = ({**traits, **m.traits}, m.anonymous_id or anon)
         if profiles:
             ids = sorted(profiles)  # a fixed order: concurrent upserts never deadlock
-            cur = await conn.execute(
-                """
-                INSERT INTO customers (customer_id, traits, anonymous_id)
-                SELECT * FROM unnest(%s::text[], %s::jsonb[], %s::text[])
-                ON CONFLICT (customer_id) DO UPDATE
-                   SET traits = customers.traits || EXCLUDED.traits,
-                       anonymous_id = coalesce(EXCLUDED.anonymous_id, customers.anonymous_id),
-                       updated_at = now()
-                RETURNING customer_id, octet_length(traits::text),
-                          (SELECT count(*) FROM jsonb_object_keys(traits))
-                """,
-                (ids, [Jsonb(profiles[i][0]) for i in ids], [profiles[i][1] for i in ids]),
-            )
-            _check_profiles(batch, await cur.fetchall())
+            merged = [customers.TraitsUpdate(i, *profiles[i]) for i in ids]
+            _check_profiles(batch, await customers.merge_traits(conn, merged))
             for i in ids:  # opt-outs carried by traits (unsubscribed, email_opt_out, ...)
                 await consent.sync_from_traits(conn, i, profiles[i][0])
     return Accepted(stored=len(fresh), duplicates=len(batch) - len(fresh), queued=len(wanted))
 
 
-def _check_profiles(batch: list[Message], sizes: list[tuple[str, int, int]]) -> None:
+def _check_profiles(batch: list[Message], sizes: list[customers.ProfileSize]) -> None:
     """Refuse the request (its transaction rolls back) when it grows a stored profile past
     the caps: the profile travels with every signal to the customer's workflow and lives in
     its state, so it must stay far below Temporal's payload limits."""
-    for customer_id, size, keys in sizes:
-        if size <= MAX_TRAITS_BYTES and keys <= MAX_TRAIT_KEYS:
+    for grown in sizes:
+        if grown.bytes <= MAX_TRAITS_BYTES and grown.keys <= MAX_TRAIT_KEYS:
             continue
-        i = next(n for n, m in enumerate(batch) if m.customer_id == customer_id)
+        i = next(n for n, m in enumerate(batch) if m.customer_id == grown.customer_id)
         where = "message" if len(batch) == 1 else f"batch[{i}]"
         raise IngestError(
             413,

@@ -8,6 +8,7 @@ from typing import Any
 from psycopg import AsyncConnection
 
 from settings import Settings, check_settings
+from store import keys as key_store
 
 from . import keys
 
@@ -48,11 +49,7 @@ async def check_secrets(conn: AsyncConnection[Any], settings: Settings) -> None:
     if settings.env == "development":
         return
     check_settings(settings)
-    cur = await conn.execute(
-        "SELECT count(*) FROM api_keys WHERE kind = 'admin' AND revoked_at IS NULL"
-    )
-    row = await cur.fetchone()
-    if not row or not row[0]:
+    if not await key_store.live_admins(conn):
         raise SystemExit(
             "no admin token exists: create one with 'journeys keys create --kind "
             "admin --name ops' (or set JOURNEYS_ENV=development for a dev stack)"

@@ -12,7 +12,7 @@ so a customer's backlog may take several signals, sent one after the other in ev
 each is encoded and decoded with the workflow's data converter before it is sent. An event
 that can never be delivered (it does not survive that round trip, is over the budget even
 alone, or Temporal refuses it as invalid) moves to the dead letters
-(``ingest.dead_letters``) with the reason, and the customer's later events go on. Any other
+(``store.dead_letters``) with the reason, and the customer's later events go on. Any other
 failure (Temporal unreachable, a timeout) backs off that customer alone, doubling from 1 s
 to 30 s: the others are delivered meanwhile.
 
@@ -41,13 +41,14 @@ from engine.identity import redact_properties, redact_traits
 from engine.model import Event
 from orchestration import customers
 from store import catalog as catalog_store
+from store import customers as customer_store
+from store import dead_letters, outbox
 from workflows.io import CustomerPatch, EventsSignal
 
-from . import _signals, dead_letters
+from . import _signals
 from ._signals import Item
 
 log = logging.getLogger(__name__)
-_LEADER_LOCK = 0x4A6F7579
 
 
 @dataclass
@@ -108,15 +109,13 @@ class Dispatcher:
 
     async def _lead(self, leader: psycopg.AsyncConnection[Any], stop: asyncio.Event) -> None:
         while not stop.is_set():
-            cur = await leader.execute("SELECT pg_try_advisory_lock(%s)", (_LEADER_LOCK,))
-            row = await cur.fetchone()
-            if row and row[0]:
+            if await outbox.try_lead(leader):
                 break
             await _sleep(stop, 2.0)
         if stop.is_set():
             return
         self.is_leader = True
-        await leader.execute("LISTEN journeys_outbox")
+        await outbox.listen(leader)
         backoff = 0.5
         notifies = leader.notifies(timeout=1.0)
         try:
@@ -154,41 +153,29 @@ class Dispatcher:
         started = time.monotonic()
         resting = self._resting()
         async with self.pool.connection() as conn:
-            cur = await conn.execute(
-                "WITH next AS ("
-                "   SELECT customer_id FROM outbox WHERE NOT (customer_id = ANY(%s::text[]))"
-                "   GROUP BY customer_id ORDER BY min(event_id) LIMIT %s),"
-                " waiting AS ("
-                "   SELECT o.event_id, o.customer_id, row_number() OVER ("
-                "     PARTITION BY o.customer_id ORDER BY o.event_id) AS n"
-                "   FROM outbox o JOIN next USING (customer_id))"
-                " SELECT w.event_id, w.customer_id, e.name, e.event_time, e.properties, w.n"
-                " FROM waiting w JOIN events e ON e.id = w.event_id"
-                " WHERE w.n <= %s ORDER BY w.event_id",
-                (resting, self.batch_size, self.per_customer + 1),
+            # one more than a round takes: whether some customer has more waiting
+            rows = await outbox.waiting(
+                conn,
+                resting=resting,
+                customers=self.batch_size,
+                per_customer=self.per_customer + 1,
             )
-            rows = await cur.fetchall()
             if not rows:
                 return Delivery()
-            capped = any(r[5] > self.per_customer for r in rows)
-            rows = [r[:5] for r in rows if r[5] <= self.per_customer]
-            ids = sorted({r[1] for r in rows})
+            capped = any(r.n > self.per_customer for r in rows)
+            rows = [r for r in rows if r.n <= self.per_customer]
+            ids = sorted({r.customer_id for r in rows})
             # what the journeys may know of each customer now: traits (without contact
             # details) and the latest tier, segment and RFM scores
-            cur = await conn.execute(
-                "SELECT i.id, c.traits, m.segment, m.tier, m.r, m.f, m.m, m.ltv"
-                " FROM unnest(%s::text[]) AS i(id)"
-                " LEFT JOIN customers c ON c.customer_id = i.id"
-                " LEFT JOIN customer_metrics m ON m.customer_id = i.id",
-                (ids,),
-            )
-            patches = {r[0]: _patch(*r[1:]) for r in await cur.fetchall()}
+            patches = {s.customer_id: _patch(s) for s in await customer_store.standings(conn, ids)}
         grouped: OrderedDict[str, list[Item]] = OrderedDict()
-        for event_id, customer_id, name, at, props in rows:
+        for r in rows:
             # contact details and free text stay in PostgreSQL (engine.identity)
-            props = redact_properties(name, props or {})
-            event = Event(name=name, id=f"event-{event_id}", timestamp=at, properties=props)
-            grouped.setdefault(customer_id, []).append((event_id, event))
+            props = redact_properties(r.name, r.properties or {})
+            event = Event(
+                name=r.name, id=f"event-{r.event_id}", timestamp=r.event_time, properties=props
+            )
+            grouped.setdefault(r.customer_id, []).append((r.event_id, event))
         seq = await self._catalog_seq()
         client = await self.client()
         gate = asyncio.Semaphore(self.concurrency)
@@ -206,17 +193,9 @@ class Dispatcher:
         failed = {e: o.error for o in outcomes.values() for e in o.failed}
         dead = {e: why for o in outcomes.values() for e, why in o.dead.items()}
         async with self.pool.connection() as conn:
-            if delivered:
-                await conn.execute("DELETE FROM outbox WHERE event_id = ANY(%s)", (delivered,))
+            await outbox.delivered(conn, delivered)
             buried = await dead_letters.bury(conn, dead)
-            if failed:
-                ids_failed = list(failed)
-                await conn.execute(
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = w.error"
-                    " FROM unnest(%s::bigint[], %s::text[]) AS w(event_id, error)"
-                    " WHERE outbox.event_id = w.event_id",
-                    (ids_failed, [failed[i] for i in ids_failed]),
-                )
+            await outbox.failed(conn, failed)
         for customer_id, o in outcomes.items():
             self._rest(customer_id, failed=bool(o.failed))
         if failed:
@@ -361,22 +340,14 @@ def _for_good(exc: BaseException) -> bool:
     return isinstance(exc, RPCError) and exc.status == RPCStatusCode.INVALID_ARGUMENT
 
 
-def _patch(
-    traits: dict[str, Any] | None,
-    segment: str | None,
-    tier: str | None,
-    r: int | None,
-    f: int | None,
-    m: int | None,
-    ltv: Any,
-) -> CustomerPatch | None:
-    if traits is None and segment is None:
+def _patch(s: customer_store.Standing) -> CustomerPatch | None:
+    if s.traits is None and s.segment is None:
         return None
-    patch = CustomerPatch(traits=redact_traits(traits) if traits is not None else None)
-    if segment is not None:
-        patch.segment, patch.tier = segment, tier
-        patch.rfm = {"r": r or 0, "f": f or 0, "m": m or 0}
-        patch.ltv = float(ltv or 0)
+    patch = CustomerPatch(traits=redact_traits(s.traits) if s.traits is not None else None)
+    if s.segment is not None:
+        patch.segment, patch.tier = s.segment, s.tier
+        patch.rfm = {"r": s.r or 0, "f": s.f or 0, "m": s.m or 0}
+        patch.ltv = float(s.ltv or 0)
     return patch
 
 

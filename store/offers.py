@@ -1,5 +1,6 @@
-"""Coupons: unique, hard-to-guess codes with a discount and an expiry, optional budgets
-(at most N live coupons of a kind), and redemption, which is also an event for journeys.
+"""Coupons (``offers``, ``offer_budgets``): unique, hard-to-guess codes with a discount and
+an expiry, optional budgets (at most N live coupons of a kind), and redemption, which is
+also an event for journeys.
 
 Errors::
 
@@ -20,7 +21,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
-from ingest.internal import record_event
+from . import events
 
 log = logging.getLogger(__name__)
 
@@ -225,7 +226,7 @@ async def redeem(
         )
         won = await cur.fetchone()
         if won is not None:
-            await record_event(
+            await events.record(
                 conn,
                 won.customer_id,
                 "offer_redeemed",

@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import Any
 
 from psycopg import AsyncConnection
+from psycopg.rows import class_row
 
 from engine.segments import NO_TIER, Segments
 
@@ -243,3 +244,32 @@ async def metrics_of(conn: AsyncConnection[Any], customer_id: str) -> dict[str, 
     assert cur.description is not None
     names = [d.name for d in cur.description]
     return {k: float(v) if isinstance(v, Decimal) else v for k, v in zip(names, row, strict=True)}
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A refresh that committed, found again by the request key that made it."""
+
+    id: int
+    as_of: datetime
+    customers: int
+    changed: int
+
+
+async def finished(conn: AsyncConnection[Any], request_key: str) -> Finished | None:
+    """The refresh ``request_key`` made, if it committed (so a retried activity finds it
+    instead of making another)."""
+    cur = conn.cursor(row_factory=class_row(Finished))
+    await cur.execute(
+        "SELECT id, as_of, customers, changed FROM segment_refreshes"
+        " WHERE request_key = %s AND finished_at IS NOT NULL",
+        (request_key,),
+    )
+    return await cur.fetchone()
+
+
+async def set_request_key(conn: AsyncConnection[Any], refresh_id: int, request_key: str) -> None:
+    """Remember which request made a refresh, in the refresh's transaction."""
+    await conn.execute(
+        "UPDATE segment_refreshes SET request_key = %s WHERE id = %s", (request_key, refresh_id)
+    )

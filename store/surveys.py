@@ -1,5 +1,5 @@
-"""NPS and CSAT surveys: a link token per survey, one answer each, and the answer as a
-``survey_answered`` event for the customer's journeys.
+"""NPS and CSAT surveys (``surveys``): a link token per survey, one answer each, and the
+answer as a ``survey_answered`` event for the customer's journeys.
 
 Errors::
 
@@ -17,7 +17,7 @@ from typing import Any, Literal
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
-from ingest.internal import record_event
+from . import events
 
 Kind = Literal["nps", "csat"]
 SCALES: dict[str, tuple[int, int]] = {"nps": (0, 10), "csat": (1, 5)}
@@ -170,7 +170,7 @@ async def answer(
         if done is None:  # answered (or closed) between our read and now
             check(await get(conn, token), now)
             raise SurveyRefused("answered", "this survey was already answered")
-        await record_event(
+        await events.record(
             conn,
             done.customer_id,
             "survey_answered",

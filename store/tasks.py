@@ -1,5 +1,5 @@
-"""Follow-up tasks for staff: held by one account manager, or waiting in a pool's queue.
-Completing a task is a ``task_completed`` event for the customer's journeys.
+"""Follow-up tasks for staff (``tasks``): held by one account manager, or waiting in a pool's
+queue. Completing a task is a ``task_completed`` event for the customer's journeys.
 
 Assignee ``manager`` means the customer's account manager (any pool, the latest
 assigned); a customer who has none gets the task in the ``unassigned`` queue, because
@@ -18,8 +18,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
-from ingest.internal import record_event
-
+from . import events
 from .managers import UnknownPool, manager_of
 
 UNASSIGNED = "unassigned"
@@ -151,7 +150,7 @@ async def complete(conn: AsyncConnection[Any], task_id: int, *, by: str, now: da
         )
         row = await cur.fetchone()
         if row is not None:
-            await record_event(
+            await events.record(
                 conn,
                 row[0],
                 "task_completed",

@@ -1,4 +1,5 @@
-"""Dead letters: waiting events whose delivery failed for good, kept with the reason.
+"""Dead letters (``dead_letters``): waiting events whose delivery failed for good, kept
+with the reason.
 
 The dispatcher ``bury``s an outbox row it can never deliver (moving it, in one transaction,
 so nothing is lost); an admin lists them, ``retry``s one (back into the outbox, delivered
@@ -14,6 +15,8 @@ from typing import Any
 
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
+
+from . import events
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ async def retry(conn: AsyncConnection[Any], ids: list[int] | None) -> list[int]:
         )
         done = [int(r[0]) for r in await cur.fetchall()]
         if done:
-            await conn.execute("NOTIFY journeys_outbox")
+            await events.notify(conn)
     return done
 
 

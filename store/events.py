@@ -1,0 +1,197 @@
+"""The one writer of ``events`` and ``outbox``, and of the ``journeys_outbox`` NOTIFY.
+
+Every event Journeys stores goes through here, whoever produced it: an accepted Segment
+message (``ingest.accept``), a fact Journeys itself made true (an offer redeemed, a survey
+answered, a task done: :func:`record`, with ``source`` :data:`INTERNAL_SOURCE`), or a
+customer's segment change (``activities.segments``). Each call runs in the caller's
+transaction, so an event, its place in the outbox and the fact it reports commit together.
+The segment fan-out (:func:`record_segment_changes`) is one set-based statement, so a
+refresh that changed a million customers never round-trips their rows through Python.
+
+``(source, message_id)`` is unique: appending a message stored before stores nothing, and
+the caller learns which of its messages were new. Events get their ids in the order given,
+which is the order the dispatcher delivers them in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from engine.names import normalize_event_name
+
+INTERNAL_SOURCE = 0  # events Journeys produces; no write key has this source
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """One event to append: a row of ``events`` without its id, source and receipt time."""
+
+    message_id: str
+    type: str
+    customer_id: str
+    name: str | None
+    properties: dict[str, Any]
+    event_time: datetime
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Queued:
+    """One stored event waiting in the outbox for the customer's journeys."""
+
+    event_id: int
+    customer_id: str
+
+
+async def append(
+    conn: AsyncConnection[Any],
+    source: int,
+    events: Sequence[NewEvent],
+    *,
+    received_at: datetime,
+) -> dict[str, int]:
+    """Append ``events`` (message ids unique among them) in one statement; returns the new
+    ones' ids by message id (a message id stored before for ``source`` is left out)."""
+    if not events:
+        return {}
+    cur = await conn.execute(
+        """
+        INSERT INTO events (source, message_id, type, customer_id, name, properties,
+                            event_time, received_at, context)
+        SELECT %s, m, t, c, n, p, e, %s, x
+          FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[],
+                      %s::timestamptz[], %s::jsonb[]) AS u(m, t, c, n, p, e, x)
+        ON CONFLICT (source, message_id) DO NOTHING
+        RETURNING id, message_id
+        """,
+        (
+            source,
+            received_at,
+            [e.message_id for e in events],
+            [e.type for e in events],
+            [e.customer_id for e in events],
+            [e.name for e in events],
+            [Jsonb(e.properties) for e in events],
+            [e.event_time for e in events],
+            [Jsonb(e.context) for e in events],
+        ),
+    )
+    return {str(row[1]): int(row[0]) for row in await cur.fetchall()}
+
+
+async def queue(conn: AsyncConnection[Any], queued: Sequence[Queued]) -> int:
+    """Put stored events into the outbox and wake the dispatcher (the NOTIFY is delivered
+    when the caller's transaction commits); returns how many were queued."""
+    if not queued:
+        return 0
+    await conn.execute(
+        "INSERT INTO outbox (event_id, customer_id) SELECT * FROM unnest(%s::bigint[], %s::text[])",
+        ([q.event_id for q in queued], [q.customer_id for q in queued]),
+    )
+    await notify(conn)
+    return len(queued)
+
+
+async def notify(conn: AsyncConnection[Any]) -> None:
+    """Wake the dispatcher: something new waits in the outbox."""
+    await conn.execute("NOTIFY journeys_outbox")  # store.outbox.listen hears it
+
+
+async def record(
+    conn: AsyncConnection[Any],
+    customer_id: str,
+    name: str,
+    properties: dict[str, Any],
+    *,
+    message_id: str,
+    at: datetime | None = None,
+) -> int | None:
+    """Store one event Journeys produced (a ``track``, source :data:`INTERNAL_SOURCE`) and
+    queue it for delivery; return its id, or None when ``message_id`` was stored before.
+    ``message_id`` is deterministic (``offer_redeemed:CODE``), so producing the same fact
+    twice stores it once. Call inside the transaction that made the fact true."""
+    now = at or datetime.now(UTC)
+    event = NewEvent(message_id, "track", customer_id, normalize_event_name(name), properties, now)
+    stored = await append(conn, INTERNAL_SOURCE, [event], received_at=now)
+    event_id = stored.get(message_id)
+    if event_id is None:
+        return None
+    await queue(conn, [Queued(event_id, customer_id)])
+    return event_id
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """A batch of segment changes recorded as events: how many, and the key (refresh id,
+    customer id) of the last one, to resume after (None: there was none left)."""
+
+    count: int
+    last: tuple[int, str] | None
+
+
+async def record_segment_changes(
+    conn: AsyncConnection[Any], *, after: tuple[int, str], limit: int, wanted: bool
+) -> FanOut:
+    """Record up to ``limit`` pending ``segment_changes`` after the key ``after`` as
+    ``segment_changed`` events (message id ``segment_changed:REFRESH:CUSTOMER``), queue
+    them if ``wanted`` (a journey listens), and mark the changes notified; rows another
+    transaction holds are skipped. Call in a transaction: the batch commits whole."""
+    cur = await conn.execute(
+        _SEGMENT_CHANGES,
+        {
+            "source": INTERNAL_SOURCE,
+            "wanted": wanted,
+            "limit": limit,
+            "refresh": after[0],
+            "customer": after[1],
+        },
+    )
+    row = await cur.fetchone()  # none: the batch was empty
+    if row is None or not row[0]:
+        return FanOut(0, None)
+    if wanted:
+        await notify(conn)
+    return FanOut(int(row[0]), (int(row[1]), str(row[2])))
+
+
+# One batch in one statement: pick pending changes (skipping rows another worker holds),
+# store them as events, queue those a journey wants, mark the changes notified.
+_SEGMENT_CHANGES = """
+WITH batch AS (
+    SELECT refresh_id, customer_id, previous_segment, segment, previous_tier, tier, r, f, m
+      FROM segment_changes
+     WHERE (refresh_id, customer_id) > (%(refresh)s, %(customer)s) AND notified_at IS NULL
+     ORDER BY refresh_id, customer_id
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+), stored AS (
+    INSERT INTO events (source, message_id, type, customer_id, name, properties,
+                        event_time, received_at)
+    SELECT %(source)s, 'segment_changed:' || refresh_id || ':' || customer_id, 'track',
+           customer_id, 'segment_changed',
+           jsonb_build_object('segment', segment, 'previous_segment', previous_segment,
+                              'tier', tier, 'previous_tier', previous_tier,
+                              'r', r, 'f', f, 'm', m, 'refresh_id', refresh_id),
+           now(), now()
+      FROM batch
+    ON CONFLICT (source, message_id) DO NOTHING
+    RETURNING id, customer_id
+), queued AS (
+    INSERT INTO outbox (event_id, customer_id)
+    SELECT id, customer_id FROM stored WHERE %(wanted)s
+), marked AS (
+    UPDATE segment_changes s SET notified_at = now()
+      FROM batch b
+     WHERE s.refresh_id = b.refresh_id AND s.customer_id = b.customer_id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM marked), last.refresh_id, last.customer_id
+  FROM (SELECT refresh_id, customer_id FROM batch
+         ORDER BY refresh_id DESC, customer_id DESC LIMIT 1) AS last
+"""
