@@ -22,6 +22,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+import channels  # noqa: F401  registers the channels rules are validated against
 from activities.actions import ActionActivities
 from activities.assignment import ManagerNotes
 from activities.journeys import JourneyActivities

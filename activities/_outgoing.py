@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
-from channels import Email, post_webhook, send_email, send_sms
+from channels import Outbound, registry
 from settings import Settings
 
-Channel = Literal["email", "sms", "webhook"]
 MIN_DELIVERY_SECONDS = 1.0
 CHECK_MIN, CHECK_MAX = timedelta(seconds=15), timedelta(minutes=2)
 
@@ -23,7 +22,7 @@ class Outgoing:
     journey: str
     state: str
     template: str
-    channel: Channel
+    channel: str  # a registered channel's name (channels.registry)
     marketing: bool
     context: dict[str, Any] = field(default_factory=dict)  # offer, survey, manager, ...
     to: str | None = None  # staff address; None: the customer's, read from their profile
@@ -33,24 +32,14 @@ class Outgoing:
 async def deliver(
     settings: Settings, out: Outgoing, recipient: str, rendered: Any, context: dict[str, Any]
 ) -> str:
-    """Hand ``out`` to its channel; returns the provider's id for it."""
-    if out.channel == "email":
-        return await send_email(
-            settings,
-            Email(
-                to=recipient,
-                subject=rendered.subject or "",
-                text=rendered.text,
-                html=rendered.html,
-                idempotency_key=out.key,
-                unsubscribe_url=context.get("unsubscribe_url"),
-            ),
-        )
-    if out.channel == "sms":
-        body = rendered.sms or rendered.text or ""
-        return await send_sms(settings, to=recipient, body=body, idempotency_key=out.key)
-    payload = rendered.webhook or {"text": rendered.text}
-    return await post_webhook(settings, url=recipient, payload=payload, idempotency_key=out.key)
+    """Hand ``out`` to its channel's sender; returns the provider's id for it."""
+    message = Outbound(
+        to=recipient,
+        parts=rendered.parts,
+        idempotency_key=out.key,
+        unsubscribe_url=context.get("unsubscribe_url"),
+    )
+    return await registry.get(out.channel).send(settings, message)
 
 
 def budget_left() -> float:

@@ -25,6 +25,7 @@ from channels import TransientDeliveryError
 from engine.actions import ACTIONS, Offer, Send, Survey, Task
 from engine.identity import scrub_text
 from engine.policy import Policy
+from engine.template_context import action_context, offer_context, survey_context
 from messaging.render import Renderer
 from settings import Settings
 from store import action_log, managers, offers, surveys, tags, tasks, waitlist
@@ -117,14 +118,17 @@ class ActionActivities:
         async with self.pool.connection() as conn:
             manager = await managers.manager_of(conn, data.customer_id)
         event = cmd.event
-        return {
-            "customer": {"id": data.customer_id, "tier": data.tier, "segment": data.segment},
-            "journey": {"name": cmd.journey, "version": cmd.version},
-            "state": cmd.state,
-            "ctx": data.context,
-            "event": event.model_dump(mode="json") if event else None,
-            "manager": {"name": manager.name, "email": manager.email} if manager else None,
-        }
+        return action_context(
+            customer_id=data.customer_id,
+            tier=data.tier,
+            segment=data.segment,
+            journey=cmd.journey,
+            version=cmd.version,
+            state=cmd.state,
+            ctx=data.context,
+            event=event.model_dump(mode="json") if event else None,
+            manager={"name": manager.name, "email": manager.email} if manager else None,
+        )
 
     async def _log(self, data: ActionInput, result: ActionResult) -> ActionResult:
         """Every action, once, in ``action_log`` (with how it ended), for audits."""
@@ -215,20 +219,20 @@ class ActionActivities:
         if coupon is None:
             reason = f"offer budget '{spec.budget}' is exhausted: no coupon issued"
             return await self._log(data, ActionResult(status="skipped", reason=reason))
-        offer = {
-            "code": coupon.code,
-            "percent_off": coupon.percent_off,
-            "amount_off": coupon.amount_off,
-            "expires_at": coupon.expires_at,
-            "discount": coupon.discount,
-        }
+        offer = offer_context(
+            code=coupon.code,
+            percent_off=coupon.percent_off,
+            amount_off=coupon.amount_off,
+            expires_at=coupon.expires_at,
+            discount=coupon.discount,
+        )
         out = self._outgoing(
             data,
             "/message",
             template=spec.template,
             channel=spec.channel,
             marketing=True,
-            context={"offer": offer},
+            context=offer,
         )
         result = await self._with_message(data, out, {"code": coupon.code})
         if result.detail.get("message") == "skipped":
@@ -307,7 +311,7 @@ class ActionActivities:
                 now=now,
             )
         url = survey.url(self.settings.public_url)
-        context = {"survey": {"url": url, "kind": survey.kind, "expires_at": survey.expires_at}}
+        context = survey_context(url=url, kind=survey.kind, expires_at=survey.expires_at)
         out = self._outgoing(
             data,
             "/message",

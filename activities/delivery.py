@@ -37,7 +37,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from temporalio.exceptions import ApplicationError
 
-from channels import PermanentDeliveryError, TransientDeliveryError
+from channels import PermanentDeliveryError, TransientDeliveryError, registry
 from engine.identity import contact_values, is_hashed, scrub_text
 from engine.policy import DeliveryMode, Policy, decide
 from messaging.render import Renderer, TemplateError
@@ -51,8 +51,6 @@ from ._outgoing import MIN_DELIVERY_SECONDS, Outgoing, budget_left, deliver, nex
 __all__ = ["CONFIG_ERROR", "Messenger", "Outgoing", "Sent", "config_error", "profile"]
 log = logging.getLogger(__name__)
 CONFIG_ERROR = "ActionConfigError"
-Channel = Literal["email", "sms", "webhook"]
-_ADDRESS = {"email": "email", "sms": "phone"}
 
 
 @dataclass
@@ -94,6 +92,10 @@ class Messenger:
         """Send ``out`` once; ``base`` is the template context shared by all actions
         (customer, journey, state, ctx, event). ``drop``: a deferred message no longer
         wanted, recorded as suppressed with that reason."""
+        try:
+            kind = registry.get(out.channel).kind
+        except KeyError as exc:  # a channel removed since the journey was published
+            raise config_error(f"{out.template}: {exc.args[0]}") from None
         mode = self.policy.delivery.mode(out.template, out.channel)
         async with self.pool.connection() as conn, conn.transaction():
             row = await messages.claim(conn, _new_message(out), now=now)
@@ -119,11 +121,11 @@ class Messenger:
             verdict = await self._decide(conn, out, traits, now)
             if verdict is not None:
                 return verdict
-            if out.channel == "webhook" and not out.url:
-                raise config_error(f"{out.template} by webhook has no url to post to")
-            recipient = out.to or out.url or traits.get(_ADDRESS.get(out.channel, ""))
+            if kind.contact is None and not out.url:
+                raise config_error(f"{out.template} by {out.channel} has no url to post to")
+            recipient = out.to or out.url or (traits.get(kind.contact) if kind.contact else None)
             if not recipient:
-                return await self._no_address(conn, out, now, row.first_attempt)
+                return await self._no_address(conn, out, now, row.first_attempt, kind.contact)
             budget = budget_left()
             deadline = asyncio.get_running_loop().time() + budget
             if budget < MIN_DELIVERY_SECONDS:
@@ -133,7 +135,8 @@ class Messenger:
             # from here the message counts as handed over until its outcome is written
             await messages.hand_over(conn, out.key, for_seconds=budget + 1.0)
         # what a provider's or a template's error text may quote back: scrubbed from it
-        known = [*contact_values(traits), *([str(recipient)] if out.channel != "webhook" else [])]
+        # a webhook's url is the journey's, not the customer's: not scrubbed
+        known = [*contact_values(traits), *([str(recipient)] if kind.contact else [])]
         if is_hashed(out.customer_id):
             known.append(out.customer_id)
         context = {**base, "customer": {**base.get("customer", {}), "traits": traits}}
@@ -147,9 +150,7 @@ class Messenger:
         context.update(out.context)
         try:
             # off the event loop: a heavy template must not stall other activities
-            rendered = await asyncio.to_thread(
-                self.renderer.render, out.template, out.channel, context
-            )
+            rendered = await asyncio.to_thread(self.renderer.render, out.template, kind, context)
         except TemplateError as exc:
             why = scrub_text(str(exc), known)
             await self._finish(out.key, "failed", reason=why)
@@ -216,12 +217,17 @@ class Messenger:
         return Sent("done", provider_id=provider_id)
 
     async def _no_address(
-        self, conn: AsyncConnection[Any], out: Outgoing, now: datetime, first: datetime
+        self,
+        conn: AsyncConnection[Any],
+        out: Outgoing,
+        now: datetime,
+        first: datetime,
+        contact: str | None,
     ) -> Sent:
         """A customer without the channel's address: wait for it (``await_contact``, from
         the message's first attempt: an identify often comes after the sign-up), checking
         again at growing intervals, then suppress it."""
-        what = _ADDRESS.get(out.channel, "address")
+        what = contact or "address"
         wait = self.policy.await_contact if out.to is None else 0
         give_up = first + timedelta(seconds=wait)
         if now < give_up:

@@ -9,6 +9,7 @@ import os
 import psycopg
 import uvicorn
 
+import channels  # noqa: F401  registers the channels consent and unsubscribe links name
 from ingest.bootstrap import check_secrets
 from settings import check_settings, get_settings
 

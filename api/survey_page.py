@@ -8,16 +8,14 @@ English): ``lang``, ``page_title``, ``question``, ``low_label``, ``high_label``,
 
 from __future__ import annotations
 
-import functools
 import logging
 from html import escape
 from pathlib import Path
 
-from jinja2 import Template, TemplateError
+from jinja2 import TemplateError
 
-from engine.templates import MAX_TEMPLATE_BYTES, SUFFIX
-from messaging._limits import budget
-from messaging._sandbox import Sandbox
+from channels import registry as channels
+from messaging import render_blocks
 from store.surveys import MAX_COMMENT, Survey
 
 log = logging.getLogger(__name__)
@@ -58,48 +56,19 @@ button{font:inherit;min-height:3rem;padding:.5rem 1.5rem;margin-top:1rem;cursor:
 """
 
 
-@functools.cache
-def _sandbox() -> Sandbox:
-    return Sandbox(autoescape=False)  # the messages' sandbox: bounded time and output
-
-
-@functools.lru_cache(maxsize=64)
-def _compiled(path: Path, stamp: tuple[int, int]) -> Template:
-    return _sandbox().from_string(path.read_text(encoding="utf-8"))
-
-
-def _template(templates_dir: Path, name: str) -> Template:
-    path = templates_dir / f"{name}{SUFFIX}"
-    stat = path.stat()
-    if stat.st_size > MAX_TEMPLATE_BYTES:
-        raise OSError(f"{path} is larger than {MAX_TEMPLATE_BYTES} bytes")
-    return _compiled(path, (stat.st_mtime_ns, stat.st_size))
-
-
 def strings(templates_dir: Path, survey: Survey, *, url: str = "") -> dict[str, str]:
     """The page's wording: blocks of the survey's template where it defines them, else
     English. A block that fails to render falls back to English (and is logged)."""
     out = {**COMMON, **DEFAULTS[survey.kind]}
-    try:
-        template = _template(Path(templates_dir), survey.template)
-    except (TemplateError, OSError, UnicodeDecodeError) as exc:
-        log.warning("survey page: template %s unusable: %s", survey.template, exc)
-        return out
     # the names a survey message has (engine.templates.CONTEXT), so `journeys validate`
     # checks these blocks like the rest of the template
     context = {"survey": {"kind": survey.kind, "url": url, "expires_at": survey.expires_at}}
-    with budget(0.5):
-        for name in out:
-            block = template.blocks.get(name)
-            if block is None:
-                continue
-            try:
-                text = "".join(block(template.new_context(dict(context)))).strip()
-            except Exception as exc:  # ops' template: a mistake must not break the page
-                log.warning("survey page: block %s of %s failed: %s", name, survey.template, exc)
-                continue
-            if text:
-                out[name] = text[:MAX_STRING]
+    try:
+        found = render_blocks(Path(templates_dir), survey.template, list(out), context)
+    except (TemplateError, OSError, UnicodeDecodeError) as exc:
+        log.warning("survey page: template %s unusable: %s", survey.template, exc)
+        return out
+    out.update({name: text[:MAX_STRING] for name, text in found.items() if text})
     return out
 
 
@@ -142,18 +111,20 @@ def message_page(title: str, message: str, *, lang: str = "en") -> str:
     return _page(lang, title, f"<p>{escape(message)}</p>")
 
 
-CHANNEL_NAMES = {
-    "email": "emails",
-    "sms": "text messages",
-    "webhook": "notifications",
-    "all": "all messages",
-}
+def _plural(channel: str) -> str:
+    """What the page calls the messages of ``channel`` ("emails", "text messages")."""
+    if channel == "all":
+        return "all messages"
+    try:
+        return channels.get(channel).kind.plural
+    except KeyError:
+        return channel
 
 
 def unsubscribe_form(token: str, channel: str) -> str:
     """Confirmation before opting out: a GET must not unsubscribe (mail scanners follow
     links), so the change takes a POST from this form or an RFC 8058 one-click client."""
-    what = CHANNEL_NAMES.get(channel, channel)
+    what = _plural(channel)
     body = (
         f"<p>Stop receiving marketing {escape(what)} from us?</p>\n"
         f'<form method="post" action="/u/{escape(token)}">\n'
@@ -164,7 +135,7 @@ def unsubscribe_form(token: str, channel: str) -> str:
 
 
 def unsubscribed_page(channel: str) -> str:
-    what = CHANNEL_NAMES.get(channel, channel)
+    what = _plural(channel)
     return message_page(
         "You are unsubscribed",
         f"You will not receive marketing {what} from us any more. "

@@ -10,6 +10,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import channels  # noqa: F401  registers the channels the rules are validated against
 from engine import Catalog, CustomerState, Event, fire_timers, handle_event, load_rules
 from engine.model import Customer
 

@@ -1,4 +1,7 @@
-"""Email over SMTP (aiosmtplib): STARTTLS or implicit TLS and login as configured.
+"""The email channel: SMTP (aiosmtplib), STARTTLS or implicit TLS and login as configured.
+
+A template sends by email with a ``subject`` block and a ``text`` or ``html`` block (or
+both: multipart/alternative); the address is the customer's ``email`` trait.
 
 The Message-ID is derived from the action's idempotency key, so the same action always
 sends the same Message-ID: when a worker dies after the relay accepted a message but
@@ -15,9 +18,11 @@ from email.utils import formatdate, parseaddr
 
 import aiosmtplib
 
+from engine.channel_kinds import ChannelKind, Part
 from settings import Settings
 
 from ._errors import PermanentDeliveryError, TransientDeliveryError, header_key
+from .registry import Channel, Outbound, register
 
 IDEMPOTENCY_HEADER = "X-Journeys-Idempotency-Key"
 _ADDRESS = re.compile(r"[^@\s<>,;]+@[^@\s<>,;]+")
@@ -140,3 +145,46 @@ async def send_email(settings: Settings, email: Email) -> str:
             maybe_delivered=not never_sent,
         ) from None
     return str(msg["Message-ID"])
+
+
+async def _send(settings: Settings, message: Outbound) -> str:
+    parts = message.parts
+    return await send_email(
+        settings,
+        Email(
+            to=message.to,
+            subject=parts.get("subject") or "",
+            text=parts.get("text"),
+            html=parts.get("html"),
+            idempotency_key=message.idempotency_key,
+            unsubscribe_url=message.unsubscribe_url,
+        ),
+    )
+
+
+CHANNEL = register(
+    Channel(
+        ChannelKind(
+            name="email",
+            parts=(
+                Part("subject", ("subject",), limit=998, form="line"),  # one header line
+                Part("text", ("text",), limit=256 * 1024),
+                Part("html", ("html",), limit=256 * 1024, form="html"),
+            ),
+            needs=(("subject",), ("text", "html")),
+            contact="email",
+            plural="emails",
+        ),
+        _send,
+        settings=(
+            "smtp_host",
+            "smtp_port",
+            "smtp_username",
+            "smtp_password",
+            "smtp_tls",
+            "smtp_starttls",
+            "smtp_timeout_seconds",
+            "mail_from",
+        ),
+    )
+)

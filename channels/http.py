@@ -1,4 +1,5 @@
-"""SMS and webhooks over HTTP (httpx), signed, idempotent, guarded against SSRF.
+"""Calling a provider over HTTP (httpx) for the SMS and webhook channels: idempotent,
+retried, signed, guarded against SSRF.
 
 Every call carries an ``Idempotency-Key`` header (the action's key), so a provider that
 honours it, like Stripe's API does, drops the resend after a worker died between its call
@@ -6,10 +7,7 @@ and the activity's completion. Transient failures are retried a few times here, 
 with exponential backoff and jitter; beyond that the activity fails and Temporal retries it
 with its own policy. Redirects are never followed: the URL configured is the URL called.
 Every call passes the SSRF guard (:mod:`channels.guard`); the SMS provider's own host
-(JOURNEYS_SMS_URL, the operator's configuration rather than data) may be private.
-
-Webhooks are signed the way Stripe signs its own (``Journeys-Signature: t=<unix
-seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">``); receivers check them with :func:`verify`."""
+(JOURNEYS_SMS_URL, the operator's configuration rather than data) may be private."""
 
 from __future__ import annotations
 
@@ -17,13 +15,10 @@ import asyncio
 import email.utils
 import hashlib
 import hmac
-import json
 import logging
 import random
-import re
 import time
 from dataclasses import replace
-from typing import Any
 
 import httpx
 
@@ -41,8 +36,6 @@ RETRY_AFTER_MAX = 5.0  # a provider asking for a longer pause gets it from Tempo
 TRANSIENT_STATUS = frozenset({408, 409, 425, 429})  # and every 5xx
 SIGNATURE_HEADER = "Journeys-Signature"
 USER_AGENT = "Journeys/1"
-
-_warned_unsigned = False
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -76,62 +69,6 @@ def verify(
     return any(hmac.compare_digest(expected, c) for c in candidates)
 
 
-async def send_sms(settings: Settings, *, to: str, body: str, idempotency_key: str) -> str:
-    """Send ``body`` to the phone number ``to`` through the SMS provider; returns the
-    provider's message id (or ``"HTTP <status>"`` when it gives none)."""
-    if not settings.sms_url:
-        raise PermanentDeliveryError(
-            "no SMS provider is configured: set JOURNEYS_SMS_URL to the provider's endpoint"
-            " (and JOURNEYS_SMS_TOKEN if it needs a bearer token)"
-        )
-    number = re.sub(r"[\s().-]", "", to)
-    if not re.fullmatch(r"\+?[0-9]{4,15}", number):
-        raise PermanentDeliveryError(f"{to!r} is not a phone number (expected e.g. +4915112345678)")
-    headers = {"Content-Type": "application/json"}
-    if settings.sms_token:
-        headers["Authorization"] = f"Bearer {settings.sms_token}"
-    content = json.dumps({"to": number, "body": body}, separators=(",", ":")).encode()
-    response = await _post(
-        settings,
-        settings.sms_url,
-        content,
-        headers,
-        idempotency_key=idempotency_key,
-        what="SMS",
-        hint="check JOURNEYS_SMS_URL and JOURNEYS_SMS_TOKEN",
-        trusted=True,
-    )
-    return provider_id(response)
-
-
-async def post_webhook(
-    settings: Settings, *, url: str, payload: dict[str, Any], idempotency_key: str
-) -> str:
-    """POST ``payload`` as JSON to ``url``, signed when JOURNEYS_WEBHOOK_SECRET is set;
-    returns the receiver's id for it (or ``"HTTP <status>"``)."""
-    global _warned_unsigned
-    # sorted and compact, so every retry sends the same bytes; str() for dates and decimals
-    content = json.dumps(payload, separators=(",", ":"), sort_keys=True, default=str).encode()
-    if not settings.webhook_secret and not _warned_unsigned:
-        _warned_unsigned = True
-        log.warning(
-            "webhooks are sent unsigned: set JOURNEYS_WEBHOOK_SECRET so receivers can verify"
-            " the %s header",
-            SIGNATURE_HEADER,
-        )
-    response = await _post(
-        settings,
-        url,
-        content,
-        {"Content-Type": "application/json"},
-        idempotency_key=idempotency_key,
-        what="webhook",
-        hint="check the webhook URL and what its receiver expects",
-        secret=settings.webhook_secret,
-    )
-    return provider_id(response)
-
-
 def provider_id(response: httpx.Response) -> str:
     """The receiver's id for what it accepted: ``id``/``sid``/``message_id`` in a JSON body,
     else an ``X-Message-Id``/``X-Request-Id`` header, else ``"HTTP <status>"``."""
@@ -150,7 +87,7 @@ def provider_id(response: httpx.Response) -> str:
     return f"HTTP {response.status_code}"
 
 
-async def _post(
+async def post(
     settings: Settings,
     url: str,
     content: bytes,
@@ -162,7 +99,8 @@ async def _post(
     secret: str | None = None,
     trusted: bool = False,
 ) -> httpx.Response:
-    """POST with retries; ``trusted``: the URL's host is the operator's own configuration
+    """POST ``content`` to ``url`` with retries, signed with ``secret`` when given (see
+    :func:`sign`); ``trusted``: the URL's host is the operator's own configuration
     (JOURNEYS_SMS_URL), not data, so it may be private without being listed."""
     try:
         target = httpx.URL(url)

@@ -10,6 +10,8 @@ import argparse
 import os
 import sys
 
+import channels  # noqa: F401  registers the channels rules are validated against
+
 from .commands import OFFLINE, UserError
 from .dead_letters import DEAD_LETTERS
 from .live import LIVE

@@ -15,7 +15,8 @@ from engine import Catalog, JourneyValidationError, load_rules
 from engine.graph import mermaid
 from engine.policy import load_policy
 from engine.segments import load_segments
-from engine.simulate import SimulationInputError, parse_messages, parse_time, simulate
+from engine.simulate import simulate
+from ingest.event_file import SimulationInputError, parse_messages, parse_time
 
 
 class UserError(Exception):
@@ -131,7 +132,8 @@ def _simulate_args(p: argparse.ArgumentParser) -> None:
         type=Path,
         required=True,
         metavar="FILE.jsonl",
-        help="Segment track/identify messages, one JSON object per line",
+        help="Segment messages as the API takes them (track, identify, page, screen, group, "
+        "alias, or a batch), one JSON object per line",
     )
     p.add_argument(
         "--until",

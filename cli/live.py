@@ -8,11 +8,14 @@ import json
 import sys
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import JourneyValidationError
 
 from .commands import Command, UserError, _known, _load, _rules_args
+
+if TYPE_CHECKING:
+    from orchestration.upgrade import Upgraded
 
 # --- against a running system -------------------------------------------------------------
 
@@ -153,40 +156,25 @@ def upgrade(args: argparse.Namespace) -> int:
     catalog = _load(args)
     _known(catalog, args.journey)
 
-    async def go() -> tuple[int, int, int]:
+    async def go() -> Upgraded:
         import psycopg
 
-        from store import catalog as store
-        from workflows.io import SIGNAL_CATALOG, CatalogChanged
+        from orchestration.upgrade import upgrade_journey
 
         settings, client, _ = await _connect()
-        assert settings.database_url
         async with await psycopg.AsyncConnection.connect(
             settings.database_url, autocommit=True
         ) as conn:
-            await store.publish(conn, catalog.journeys(), reason=f"upgrade {args.journey}")
             try:
-                seq, version = await store.raise_floor(conn, args.journey)
+                return await upgrade_journey(conn, client, catalog.journeys(), args.journey)
             except JourneyValidationError as exc:
                 print(str(exc), file=sys.stderr)
                 raise UserError("fix migrate: and run again; nobody was moved") from None
-        older = ", ".join(f"'{args.journey}@{v}'" for v in range(1, version))
-        if not older:
-            return seq, version, 0
-        query = (
-            f"WorkflowType = 'CustomerWorkflow' AND ExecutionStatus = 'Running' AND "
-            f"JourneyVersions IN ({older})"
-        )
-        count = 0
-        async for wf in client.list_workflows(query):
-            await client.get_workflow_handle(wf.id).signal(SIGNAL_CATALOG, CatalogChanged(seq=seq))
-            count += 1
-        return seq, version, count
 
-    seq, version, count = asyncio.run(go())
+    done = asyncio.run(go())
     print(
-        f"{args.journey}: customers move to v{version} at their next step "
-        f"(catalog {seq}); {count} in-flight customer(s) notified"
+        f"{args.journey}: customers move to v{done.version} at their next step "
+        f"(catalog {done.seq}); {done.notified} in-flight customer(s) notified"
     )
     return 0
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from channels import registry as channels
 
 from .commands import Command, UserError
 
@@ -22,7 +24,7 @@ TEMPORAL_WAIT = 3.0  # seconds; a preview should not hang on a stack that is not
 def _render_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("template", help="template name, e.g. welcome for templates/welcome.j2")
     p.add_argument("--customer", required=True, metavar="ID", help="customer id (userId)")
-    p.add_argument("--channel", choices=("email", "sms", "webhook"), default="email")
+    p.add_argument("--channel", choices=channels.names(), default="email")
     p.add_argument(
         "--journey",
         metavar="J",
@@ -61,14 +63,12 @@ def render(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
-    for part in ("subject", "text", "html", "sms"):
-        value = getattr(rendered, part)
-        if value is not None:
-            print(f"--- {part} ---\n{value.rstrip()}")
-    if rendered.webhook is not None:
-        import json
+    for part, value in rendered.parts.items():
+        if isinstance(value, dict):  # a JSON part (webhook)
+            import json
 
-        print(f"--- webhook ---\n{json.dumps(rendered.webhook, indent=2, default=str)}")
+            value = json.dumps(value, indent=2, default=str)
+        print(f"--- {part} ---\n{value.rstrip()}")
     return 0
 
 
@@ -79,30 +79,20 @@ def sample_context(
     journey: str | None,
     public_url: str,
 ) -> dict[str, Any]:
-    """The context the send activities would build, with samples for action results."""
-    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(days=14)
-    name = run.journey if run is not None else journey or "preview"
-    return {
-        "customer": {"id": customer_id, "traits": traits, "tier": None, "segment": None},
-        "journey": {"name": name, "version": run.version if run is not None else 1},
-        "state": run.state if run is not None else "preview",
-        "ctx": dict(run.context) if run is not None else {},
-        "event": None,
-        "unsubscribe_url": f"{public_url.rstrip('/')}/u/SAMPLE-TOKEN",
-        "manager": {"name": "Sam Sample", "email": "sam.sample@example.com"},
-        "offer": {
-            "code": "SAMPLE-7KQ2-9XWD",
-            "percent_off": 15,
-            "amount_off": None,
-            "expires_at": expires,
-            "discount": "15%",
-        },
-        "survey": {
-            "url": f"{public_url.rstrip('/')}/s/SAMPLE-TOKEN",
-            "kind": "nps",
-            "expires_at": expires,
-        },
-    }
+    """The context the send activities would build for the customer's ``run`` (or, without
+    one, for ``journey`` before any state), with samples for action results."""
+    from engine.template_context import sample_context as sample
+
+    return sample(
+        customer_id=customer_id,
+        traits=traits,
+        journey=run.journey if run is not None else journey or "preview",
+        version=run.version if run is not None else 1,
+        state=run.state if run is not None else "preview",
+        ctx=dict(run.context) if run is not None else {},
+        public_url=public_url,
+        now=datetime.now(UTC),
+    )
 
 
 async def _profile(url: str, customer_id: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import channels  # noqa: F401  registers the channels rules are validated against
 from devstack.stack import ROOT, Stack
 from engine import JourneyValidationError, load_rules
 

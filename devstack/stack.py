@@ -246,7 +246,7 @@ class Stack:
             )
         env = {**os.environ, **self.env(), "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "channels.mailcatcher"],
+            [sys.executable, "-m", "devstack.mailcatcher"],
             env=env,
             cwd=ROOT,
             stdout=self._log("mailcatcher"),

@@ -2,6 +2,7 @@
 
 from ._errors import JourneyError, JourneyValidationError, MoveError, Problem, UnknownJourneyError
 from .catalog import Catalog, digest
+from .checks import migration_problems
 from .loader import load_rules
 from .machine import Step, fire_timers, handle_event, journeys_attribute, move, next_due, upgrade
 from .model import ActionCommand, Customer, CustomerState, Event, Journey, Run
@@ -25,6 +26,7 @@ __all__ = [
     "handle_event",
     "journeys_attribute",
     "load_rules",
+    "migration_problems",
     "move",
     "next_due",
     "upgrade",

@@ -2,22 +2,20 @@
 
 A ``_Stepper`` takes a copy of the customer's state, applies events and timers to it and
 collects what to do (actions) and what happened (transitions). The semantics are
-documented in ``engine.machine``.
+documented in ``engine.machine``; what an expression sees and how conditions and ``set:``
+are evaluated is ``engine._evaluate``.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections import deque
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import expr
+from . import _evaluate, expr
 from ._outcome import (
     DEDUPE_MAX,
     DEDUPE_WINDOW,
-    MAX_CONTEXT_BYTES,
     MAX_EMIT_DEPTH,
     MAX_HISTORY,
     MAX_PROBLEMS,
@@ -242,80 +240,23 @@ class _Stepper:
                 return
 
     def _env(self, run: Run, event: Event | None) -> dict[str, Any]:
-        customer = self.state.customer
-        return {
-            "event": {
-                "name": event.name if event else "",
-                "id": event.id if event else "",
-                "timestamp": event.timestamp if event else self.now,
-                "properties": event.properties if event else {},
-            },
-            "ctx": run.context,
-            "customer": {
-                "id": customer.id,
-                "traits": customer.traits,
-                "tier": customer.tier or "",
-                "segment": customer.segment or "",
-                "rfm": customer.rfm,
-                "ltv": customer.ltv,
-                "tags": customer.tags,
-            },
-            "state": run.state,
-            "now": self.now,
-        }
+        return _evaluate.environment(self.state.customer, run, event, self.now)
 
     def _holds(self, run: Run, definition: Journey, source: str, event: Event | None) -> bool:
-        try:
-            result = expr.evaluate(source, self._env(run, event))
-        except expr.ExpressionError as exc:
-            self._problem(run, str(exc))
-            return False
-        if not isinstance(result, bool):
-            self._problem(run, f"'{source}' gave {result!r}, not true or false")
+        result = _evaluate.condition(source, self._env(run, event))
+        if isinstance(result, str):
+            self._problem(run, result)
             return False
         return result
 
     def _assign(
         self, run: Run, definition: Journey, assignments: dict[str, str], event: Event
     ) -> bool:
-        env = self._env(run, event)
-        values: dict[str, Any] = {}
-        for name, source in assignments.items():
-            try:
-                value = expr.evaluate(source, env)
-            except expr.ExpressionError as exc:
-                self._problem(run, f"set {name}: {exc}")
-                return False
-            if isinstance(value, float) and not math.isfinite(value):
-                self._problem(
-                    run,
-                    f"set {name}: '{source}' gave {value}, which is not a "
-                    "number a context can hold; the rule was skipped",
-                )
-                return False
-            declared = definition.context.get(name)
-            if not expr.fits(declared, value):
-                self._problem(
-                    run,
-                    f"set {name}: '{source}' gave {type(value).__name__}, but "
-                    f"ctx.{name} holds {type(declared).__name__}",
-                )
-                return False
-            if isinstance(declared, float) and isinstance(value, int):
-                value = float(value)
-            values[name] = value
-        merged = {**run.context, **values}
-        try:
-            size = len(json.dumps(merged, default=str))
-        except (TypeError, ValueError):
-            self._problem(run, "set: a value cannot be stored in the context")
-            return False
-        if size > MAX_CONTEXT_BYTES:
-            self._problem(
-                run,
-                f"set: the context would grow to {size} bytes, over the "
-                f"{MAX_CONTEXT_BYTES} limit; the rule was skipped",
-            )
+        merged = _evaluate.assign(
+            run.context, definition.context, assignments, self._env(run, event)
+        )
+        if isinstance(merged, str):
+            self._problem(run, merged)
             return False
         run.context = merged
         return True

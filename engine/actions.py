@@ -3,6 +3,12 @@
 Adding an action kind is one model here, decorated with :func:`action`, plus one activity
 in ``activities/`` registered under the same ``activity`` name. ``emit`` is the exception:
 it is an internal event, handled by the interpreter itself, and needs no activity.
+
+What else differs between kinds is said by the model's class attributes and read where it
+matters, never spelled there: ``templates`` (the fields naming message templates, checked
+when journeys load), ``provides`` (template names only this kind's messages have,
+``engine.templates``), ``dropped_when_stale`` (a deferred message of this kind is dropped
+once the customer left the state it was made for, ``workflows._actions.is_stale``).
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -22,6 +29,9 @@ from pydantic import (
     model_validator,
 )
 
+from .channel_kinds import check_channel, check_person_channel
+from .channel_kinds import kind as channel_kind
+from .channel_kinds import names as channel_names
 from .durations import format_duration, parse_duration
 from .names import normalize_event_name
 
@@ -53,6 +63,13 @@ class ActionSpec(Spec):
     kind: ClassVar[str]
     activity: ClassVar[str | None]
     templates: ClassVar[tuple[str, ...]] = ()
+    # A deferred action (the policy held its message back) is dropped when its journey run
+    # ended; one of a kind marked here also when the customer left the state it was made
+    # for: a win-back offer after they came back would be wrong, a welcome is still right.
+    dropped_when_stale: ClassVar[bool] = False
+    # the names of the template context only this kind's messages have, with their
+    # attributes (None: free-form); engine.templates checks templates against them
+    provides: ClassVar[dict[str, frozenset[str] | None]] = {}
 
     def summary(self, customer_id: str) -> str:
         """One line for the Temporal UI: what this does to whom."""
@@ -77,8 +94,10 @@ def action(kind: str, *, activity: str | None) -> Callable[[type[ActionSpec]], t
     return register
 
 
-Channel = Literal["email", "sms", "webhook"]
-PersonChannel = Literal["email", "sms"]  # what reaches a person: coupons and survey links
+# Channel names are registered by the channels package (see engine.channel_kinds), so an
+# unknown one in YAML is reported with the channels there are.
+Channel = Annotated[str, AfterValidator(check_channel)]
+PersonChannel = Annotated[str, AfterValidator(check_person_channel)]  # coupons, survey links
 Seconds = Annotated[int, Field(gt=0)]
 
 
@@ -93,11 +112,18 @@ class Send(ActionSpec):
     url: str | None = Field(default=None, pattern=r"^https?://", exclude_if=lambda v: v is None)
 
     @model_validator(mode="after")
-    def _webhook_url(self) -> Send:
-        if self.channel == "webhook" and not self.url:
-            raise ValueError("a webhook needs 'url: https://...' (where to POST the message)")
-        if self.url and self.channel != "webhook":
-            raise ValueError(f"'url' is only for channel: webhook (this sends by {self.channel})")
+    def _url_for_channel(self, info: ValidationInfo) -> Send:
+        if not (info.context and info.context.get("from_yaml")):
+            return self  # a stored definition, checked when it was published
+        if not channel_kind(self.channel).reaches_person and not self.url:
+            raise ValueError(
+                f"a {self.channel} needs 'url: https://...' (where to POST the message)"
+            )
+        if self.url and channel_kind(self.channel).reaches_person:
+            addressed = ", ".join(n for n in channel_names() if not channel_kind(n).reaches_person)
+            raise ValueError(
+                f"'url' is only for channel: {addressed} (this sends by {self.channel})"
+            )
         return self
 
     def summary(self, customer_id: str) -> str:
@@ -107,6 +133,8 @@ class Send(ActionSpec):
 @action("offer", activity="issue_offer")
 class Offer(ActionSpec):
     templates = ("template",)
+    dropped_when_stale = True
+    provides = {"offer": frozenset({"code", "percent_off", "amount_off", "expires_at", "discount"})}
     template: str = Field(pattern=_NAME)
     percent_off: float | None = Field(default=None, gt=0, le=100)
     amount_off: float | None = Field(default=None, gt=0)
@@ -141,6 +169,8 @@ class AssignManager(ActionSpec):
 @action("survey", activity="send_survey")
 class Survey(ActionSpec):
     templates = ("template",)
+    dropped_when_stale = True
+    provides = {"survey": frozenset({"url", "kind", "expires_at"})}
     kind_: Literal["nps", "csat"] = Field(alias="kind")
     template: str = Field(pattern=_NAME)
     expires_in: Seconds = 7 * 86400

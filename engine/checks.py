@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from . import expr
 from ._errors import Problem
-from ._yaml import Document, Loc
+from ._yaml import Document, Loc, parse
 from .actions import ACTIONS, unwrap
 from .durations import HELP as DURATION_HELP
 from .model import NAME, Journey, Rule
@@ -251,3 +252,28 @@ def unknown_action_message(keys: list[str]) -> str:
     return (
         f"unknown action '{keys[0]}'{did_you_mean(keys[0], kinds)}; actions are: {', '.join(kinds)}"
     )
+
+
+def migration_problems(old: list[Journey], new: Journey) -> list[Problem]:
+    """States of older versions that ``new`` neither has nor maps under ``migrate:``,
+    located in ``new``'s YAML file when it is still on disk (``Journey.source``), else at
+    the journey's name. An empty list: every customer of ``old`` can be upgraded."""
+    problems: list[Problem] = []
+    doc = None
+    if new.source:
+        doc, _ = parse(Path(new.source), new.source)
+    for version in old:
+        for state in version.states:
+            if state in new.states or state in new.migrate:
+                continue
+            message = (
+                f"state '{state}' of v{version.version} is gone in this version; map it "
+                f"under migrate: (e.g. '{state}: {new.start}') so customers in it can "
+                "be upgraded"
+            )
+            if doc is not None:
+                loc = ("migrate",) if "migrate" in (doc.data or {}) else ("states",)
+                problems.append(doc.problem(loc, message, key=True))
+            else:
+                problems.append(Problem(new.source or new.journey, 1, 1, "migrate", message))
+    return problems

@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from . import channel_kinds
+
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _PHONE = re.compile(r"^\+?[\d\s().-]{7,}$")
 WORKFLOW_PREFIX = "customer-"
@@ -119,6 +121,7 @@ def _is_contact_key(key: str) -> bool:
         norm in _CONTACT_NAMES
         or bool(set(norm.split("_")) & _CONTACT_PARTS)
         or norm.replace("_", "") in _CONTACT_PARTS | _CONTACT_NAMES
+        or key in channel_kinds.contact_traits()  # a channel's address, whatever its name
     )
 
 

@@ -28,6 +28,7 @@ Semantics, in the words of docs/journeys.md:
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from ._errors import MoveError
 from ._outcome import (
@@ -42,7 +43,7 @@ from ._outcome import (
 )
 from ._stepper import _Stepper
 from .catalog import Catalog
-from .model import CustomerState, Event
+from .model import Customer, CustomerState, Event
 
 __all__ = [
     "DEDUPE_MAX",
@@ -58,6 +59,7 @@ __all__ = [
     "journeys_attribute",
     "move",
     "next_due",
+    "patch_customer",
     "upgrade",
 ]
 
@@ -137,3 +139,27 @@ def journeys_attribute(state: CustomerState) -> list[str]:
         f"{name}:{'exited' if run.status == 'exited' else run.state}"
         for name, run in state.runs.items()
     )
+
+
+def patch_customer(
+    customer: Customer,
+    *,
+    traits: dict[str, Any] | None = None,
+    tier: str | None = None,
+    segment: str | None = None,
+    rfm: dict[str, int] | None = None,
+    ltv: float | None = None,
+) -> Customer:
+    """``customer`` with what is newly known of them: each given field replaces the old
+    value, and ``traits`` merge key by key into the known ones (as the profile in PostgreSQL
+    does: a trait sent once stays until a later message sets it again). ``None``: unknown,
+    the old value stays. Traits must come without contact details
+    (``engine.identity.redact_traits``)."""
+    update: dict[str, Any] = {
+        k: v
+        for k, v in (("tier", tier), ("segment", segment), ("rfm", rfm), ("ltv", ltv))
+        if v is not None
+    }
+    if traits is not None:
+        update["traits"] = {**customer.traits, **traits}
+    return customer.model_copy(update=update)

@@ -31,23 +31,24 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
 
 from ._errors import JourneyValidationError
 from ._yaml import read_mapping
 from .actions import FROM_YAML, Spec, _seconds
+from .channel_kinds import check_channel, person_channels
 
-ChannelName = Literal["email", "sms", "webhook"]
+ChannelName = Annotated[str, AfterValidator(check_channel)]  # see engine.channel_kinds
 Choice = Literal["defer", "skip"]
 POLICY_FILE = "policy.yaml"
 
 
-def _default_opt_outs() -> dict[ChannelName, list[str]]:
-    return {"email": ["unsubscribed"], "sms": ["unsubscribed"]}
+def _default_opt_outs() -> dict[str, list[str]]:
+    return {name: ["unsubscribed"] for name in person_channels()}
 
 
-def _people_channels() -> list[ChannelName]:
-    return ["email", "sms"]
+def _people_channels() -> list[str]:
+    return person_channels()
 
 
 def _await_seconds(value: Any, info: Any) -> int:
@@ -173,7 +174,7 @@ class Decision:
 def decide(
     policy: Policy,
     *,
-    channel: ChannelName,
+    channel: str,
     marketing: bool,
     now: datetime,
     opted_out: bool,

@@ -1,6 +1,7 @@
 """Message templates as ops write them: ``templates/NAME.j2``, one file per message.
 
-A template holds the parts of a message as Jinja2 blocks, one for each channel it serves::
+A template holds the parts of a message as Jinja2 blocks, one for each channel it serves
+(each channel names the blocks it renders: ``engine.channel_kinds``)::
 
     {% block subject %}Welcome, {{ customer.traits.first_name }}{% endblock %}
     {% block text %}...{% endblock %}      email text part (and the fallback for sms)
@@ -25,20 +26,19 @@ from pathlib import Path
 import jinja2
 from jinja2 import meta, nodes
 
+from . import channel_kinds
 from ._errors import Problem
+from .actions import ACTIONS
 from .names import did_you_mean
 
 SUFFIX = ".j2"
 MAX_TEMPLATE_BYTES = 64 * 1024
-CHANNEL_BLOCKS = {
-    "email": ({"subject"}, {"text", "html"}),
-    "sms": (set(), {"sms", "text"}),
-    "webhook": (set(), {"webhook", "text"}),
-}
 
-# The names a template may use, with the attributes of those whose shape is fixed (None:
-# free-form or a plain value). messaging.render documents each; the activities build them.
-CONTEXT: dict[str, frozenset[str] | None] = {
+# The names every action's messages have, with the attributes of those whose shape is fixed
+# (None: free-form or a plain value); an action kind adds its own (``ActionSpec.provides``).
+# messaging.render documents each; engine.template_context builds them (for the send
+# activities and the preview of journeys render).
+SHARED_CONTEXT: dict[str, frozenset[str] | None] = {
     "customer": frozenset({"id", "traits", "tier", "segment"}),
     "journey": frozenset({"name", "version"}),
     "state": None,
@@ -46,11 +46,23 @@ CONTEXT: dict[str, frozenset[str] | None] = {
     "event": frozenset({"name", "properties", "timestamp"}),
     "unsubscribe_url": None,
     "manager": frozenset({"name", "email"}),
-    "offer": frozenset({"code", "percent_off", "amount_off", "expires_at", "discount"}),
-    "survey": frozenset({"url", "kind", "expires_at"}),
 }
-# Names only one action kind provides; every other name is there for every action.
-ACTION_ONLY = {"offer": "offer", "survey": "survey"}
+
+
+def declared_context() -> tuple[dict[str, frozenset[str] | None], dict[str, str]]:
+    """Every name a template may use (with its attributes), and which names only one
+    action kind provides (name -> kind), from the shared names and the action models."""
+    names = dict(SHARED_CONTEXT)
+    only: dict[str, str] = {}
+    for kind, spec in ACTIONS.items():
+        for name, attrs in spec.provides.items():
+            names[name] = attrs
+            only[name] = kind
+    return names, only
+
+
+# every action kind is registered by engine.actions, imported above
+CONTEXT, ACTION_ONLY = declared_context()
 # Jinja's globals that templates keep (lipsum is dropped: it only makes text up).
 GLOBALS = ("range", "dict", "cycler", "joiner", "namespace")
 
@@ -82,13 +94,7 @@ class TemplateInfo:
 
     def missing_for(self, channel: str) -> str | None:
         """Why this template cannot serve ``channel``, or None when it can."""
-        required, any_of = CHANNEL_BLOCKS[channel]
-        missing = sorted(required - self.blocks)
-        if missing:
-            return f"has no {{% block {missing[0]} %}}, which {channel} needs"
-        if any_of and not any_of & self.blocks:
-            return f"needs one of the blocks {', '.join(sorted(any_of))} for {channel}"
-        return None
+        return channel_kinds.kind(channel).missing_in(self.blocks)
 
     def context_problems(self, kind: str, declared: Iterable[str]) -> list[str]:
         """Why this template cannot serve an action of ``kind`` in a journey whose context:

@@ -52,7 +52,13 @@ async def accept(
     async with conn.transaction():
         received = [
             NewEvent(
-                m.message_id, m.type, m.customer_id, m.name, _properties(m), m.event_time, m.context
+                m.message_id,
+                m.type,
+                m.customer_id,
+                m.name,
+                m.stored_properties(),
+                m.event_time,
+                m.context,
             )
             for m in unique
         ]
@@ -102,9 +108,3 @@ def _check_profiles(batch: list[Message], sizes: list[customers.ProfileSize]) ->
             f"{MAX_TRAITS_BYTES // 1024} KB or {MAX_TRAIT_KEYS} keys; "
             "send fewer or smaller traits (nothing was stored)",
         )
-
-
-def _properties(m: Message) -> dict[str, Any]:
-    if m.type in ("identify", "group"):
-        return {**m.properties, **({"traits": m.traits} if m.traits else {}), **m.extra}
-    return {**m.properties, **m.extra} if m.extra else m.properties

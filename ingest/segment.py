@@ -3,6 +3,8 @@
 Pure functions over bytes and dicts; the HTTP layer (``api``) and the store (``ingest.accept``)
 do the I/O. Limits and semantics follow Segment's HTTP Tracking API: 32 KB per message,
 500 KB per request, event time = ``timestamp`` corrected by ``receivedAt - sentAt``.
+``journeys simulate`` reads its event file through the same functions (``ingest.event_file``):
+one parser, one set of bounds, one wording of every refusal.
 """
 
 from __future__ import annotations
@@ -91,6 +93,15 @@ class Message:
     context: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # groupId, previousId, ...
 
+    def stored_properties(self) -> dict[str, Any]:
+        """The properties as the events history keeps them, and as a journey sees a
+        ``track``'s (redacted by the dispatcher): with the extra fields, and for
+        ``identify`` and ``group`` with their traits."""
+        if self.type in ("identify", "group"):
+            traits = {"traits": self.traits} if self.traits else {}
+            return {**self.properties, **traits, **self.extra}
+        return {**self.properties, **self.extra} if self.extra else self.properties
+
 
 def _time(value: Any, where: str) -> datetime | None:
     if value is None:
@@ -133,14 +144,17 @@ def normalize(
     *,
     kind: str | None,
     where: str,
-    received_at: datetime,
+    received_at: datetime | None,
     batch_sent_at: datetime | None = None,
     batch_context: dict[str, Any] | None = None,
     batch_context_bytes: int = 0,
+    default_id: str | None = None,
 ) -> Message:
     """Check one message and bring it to our shape. ``kind`` is the endpoint's type
     (None inside a batch, where each message carries its own ``type``); the batch's
-    context counts towards the message's size."""
+    context counts towards the message's size. ``received_at`` None: the message was
+    never received (an event file), so its ``timestamp`` is required and taken as it is.
+    ``default_id``: the ``messageId`` of a message without one (else a new UUID)."""
     if not isinstance(msg, dict):
         raise IngestError(400, "bad_message", f"{where} must be a JSON object")
     _sanitize.check_text(msg, where)
@@ -182,6 +196,14 @@ def normalize(
     extra = {k: msg[k] for k in ("groupId", "previousId", "category") if msg.get(k) is not None}
     stamp = _time(msg.get("timestamp"), f"{where}.timestamp")
     sent_at = _time(msg.get("sentAt"), f"{where}.sentAt") or batch_sent_at
+    if received_at is None:  # no receipt: no clock to correct, no time to default to
+        if stamp is None:
+            raise IngestError(
+                400,
+                "missing_timestamp",
+                f"{where}.timestamp is required in an event file (there is no time of receipt)",
+            )
+        received_at, sent_at = stamp, None
     try:
         if stamp is None:
             event_time = received_at
@@ -198,7 +220,7 @@ def normalize(
             "bad_timestamp",
             f"{where}.timestamp, corrected by sentAt, is outside 0001-01-02 to 9999-12-30",
         ) from None
-    message_id = _id(msg, "messageId", where) or f"gen-{uuid.uuid4()}"
+    message_id = _id(msg, "messageId", where) or default_id or f"gen-{uuid.uuid4()}"
     return Message(
         type=mtype,
         message_id=message_id,
@@ -217,8 +239,16 @@ def _json_bytes(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), default=str).encode())
 
 
-def messages(data: dict[str, Any], *, kind: str | None, received_at: datetime) -> list[Message]:
-    """All messages of one request: a single message, or ``batch`` for ``/v1/batch``."""
+def messages(
+    data: dict[str, Any],
+    *,
+    kind: str | None,
+    received_at: datetime | None,
+    default_id: str | None = None,
+) -> list[Message]:
+    """All messages of one request: a single message, or ``batch`` for ``/v1/batch``.
+    ``received_at`` and ``default_id`` as for :func:`normalize` (in a batch, a message's
+    default id is ``default_id[i]``)."""
     if kind is None:
         batch = data.get("batch")
         if not isinstance(batch, list):
@@ -246,7 +276,10 @@ def messages(data: dict[str, Any], *, kind: str | None, received_at: datetime) -
                 batch_sent_at=sent_at,
                 batch_context=context,
                 batch_context_bytes=context_bytes,
+                default_id=f"{default_id}[{i}]" if default_id else None,
             )
             for i, m in enumerate(batch)
         ]
-    return [normalize(data, kind=kind, where="message", received_at=received_at)]
+    return [
+        normalize(data, kind=kind, where="message", received_at=received_at, default_id=default_id)
+    ]

@@ -1,5 +1,7 @@
-"""Message templates: rendering ops' ``templates/NAME.j2`` in a bounded sandbox."""
+"""Message templates: rendering ops' ``templates/NAME.j2`` in a bounded sandbox, for a
+channel (``render``) or, block by block, for a page (``blocks``)."""
 
-from .render import PART_LIMITS, Rendered, Renderer, TemplateError
+from .blocks import render_blocks
+from .render import Rendered, Renderer, TemplateError
 
-__all__ = ["PART_LIMITS", "Rendered", "Renderer", "TemplateError"]
+__all__ = ["Rendered", "Renderer", "TemplateError", "render_blocks"]

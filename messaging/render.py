@@ -1,10 +1,11 @@
 """Rendering ops' message templates (``templates/NAME.j2``) for one customer.
 
-A template's parts are Jinja2 blocks (see ``engine.templates``): ``subject``, ``text`` and
-``html`` for email, ``sms``, ``webhook`` (a JSON object). Each part renders on its own in a
+A template's parts are Jinja2 blocks (see ``engine.templates``); which blocks a channel
+renders, and how, its description says (``engine.channel_kinds``: email renders ``subject``,
+``text`` and ``html``, sms ``sms``, webhook a JSON object). Each part renders on its own in a
 bounded sandbox (``_sandbox``, ``_limits``): no Python internals, no changes to the
-context, at most ``max_seconds`` per message, bounded output. Only ``html`` is
-HTML-escaped; a webhook block should write values with ``|tojson``. A missing value is an
+context, at most ``max_seconds`` per message, bounded output. Only an ``html`` part is
+HTML-escaped; a JSON part (webhook) should write values with ``|tojson``. A missing value is an
 error, not an empty string, except in truth tests: ``{% if customer.traits.first_name %}``.
 
 The context the send activities pass (``engine.templates.CONTEXT`` lists the same names,
@@ -33,28 +34,23 @@ from __future__ import annotations
 import json
 import re
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 import jinja2
 
+from engine import channel_kinds
+from engine.channel_kinds import ChannelKind, Part
 from engine.templates import MAX_TEMPLATE_BYTES, SUFFIX
 
 from ._limits import LimitExceeded, budget
 from ._sandbox import Sandbox
 
-__all__ = ["PART_LIMITS", "Rendered", "Renderer", "TemplateError"]
+__all__ = ["Rendered", "Renderer", "TemplateError"]
 
-# Characters each part may have once rendered.
-PART_LIMITS = {
-    "subject": 998,  # one header line (RFC 5322)
-    "text": 256 * 1024,
-    "html": 256 * 1024,
-    "sms": 1600,  # ten concatenated SMS segments
-    "webhook": 64 * 1024,
-}
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
@@ -65,13 +61,16 @@ class TemplateError(Exception):
 
 @dataclass(frozen=True)
 class Rendered:
-    """One message, ready for its channel; parts the channel does not use are None."""
+    """One message, ready for its channel: its parts by name (a JSON part is a dict). A
+    part reads as an attribute too, None when the channel does not use it or the template
+    has no block for it: ``rendered.subject``, ``rendered.sms``."""
 
-    subject: str | None = None
-    text: str | None = None
-    html: str | None = None
-    sms: str | None = None
-    webhook: dict[str, Any] | None = None
+    parts: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return self.parts.get(name)
 
 
 @dataclass
@@ -95,61 +94,72 @@ class Renderer:
         self._cache: dict[str, _Compiled] = {}
         self._lock = threading.Lock()
 
-    def render(
-        self, name: str, channel: Literal["email", "sms", "webhook"], context: dict[str, Any]
-    ) -> Rendered:
-        """The message ``name`` renders for ``channel`` with ``context``; raises
-        :class:`TemplateError` (and renders nothing) when any needed part fails."""
+    def render(self, name: str, channel: str | ChannelKind, context: dict[str, Any]) -> Rendered:
+        """The message ``name`` renders for ``channel`` (a registered channel's name or its
+        description) with ``context``; raises :class:`TemplateError` (and renders nothing)
+        when any needed part fails."""
+        kind = channel if isinstance(channel, ChannelKind) else _kind(channel)
         compiled = self._load(name)
         blocks = compiled.plain.blocks
+        if any(not set(group) & set(blocks) for group in kind.needs):
+            raise TemplateError(
+                f"template {compiled.path} needs {kind.needs_text} to be sent by {kind.name}"
+            )
+        parts: dict[str, Any] = {}
         with budget(self.max_seconds):
-            if channel == "email":
-                if "subject" not in blocks or not {"text", "html"} & set(blocks):
-                    raise TemplateError(
-                        f"template {compiled.path} cannot be sent by email: it needs a "
-                        "{% block subject %} and a {% block text %} or {% block html %}"
-                    )
-                subject = " ".join(self._part(compiled, "subject", context).split())
-                if not subject:
-                    raise TemplateError(f"template {compiled.path}: the subject is empty")
-                text = self._part(compiled, "text", context) if "text" in blocks else None
-                html = self._part(compiled, "html", context) if "html" in blocks else None
-                return Rendered(subject=subject, text=text, html=html)
-            if channel == "sms":
-                block = "sms" if "sms" in blocks else "text"
-                self._need(compiled, block, "an sms or a text block", "sms")
-                return Rendered(sms=self._part(compiled, block, context, limit="sms").strip())
-            if "webhook" not in blocks:
-                self._need(compiled, "text", "a webhook or a text block", "webhook")
-                return Rendered(webhook={"text": self._part(compiled, "text", context)})
-            return Rendered(webhook=self._json(compiled, self._part(compiled, "webhook", context)))
+            for part in kind.parts:
+                block = next((b for b in part.blocks if b in blocks), None)
+                if block is not None:
+                    parts[part.name] = self._shaped(compiled, part, block, context)
+        return Rendered(parts)
 
-    def _need(self, compiled: _Compiled, block: str, what: str, channel: str) -> None:
-        if block not in compiled.plain.blocks:
-            raise TemplateError(f"template {compiled.path} needs {what} to be sent by {channel}")
+    def _shaped(self, compiled: _Compiled, part: Part, block: str, context: dict[str, Any]) -> Any:
+        """``block`` rendered as ``part`` of the message (see ``engine.channel_kinds.Part``)."""
+        text = self._part(
+            compiled, block, context, limit=part.limit, label=part.name, escaped=part.form == "html"
+        )
+        if part.form == "line":
+            text = " ".join(text.split())
+            if not text:
+                raise TemplateError(f"template {compiled.path}: the {part.name} is empty")
+        elif part.form == "stripped":
+            text = text.strip()
+        elif part.form == "json":
+            if block != part.blocks[0]:  # a fallback block: its text, as a JSON object
+                return {block: text}
+            return self._json(compiled, part.name, text)
+        return text
 
-    def _json(self, compiled: _Compiled, body: str) -> dict[str, Any]:
+    def _json(self, compiled: _Compiled, block: str, body: str) -> dict[str, Any]:
         try:
             data = json.loads(body)
         except json.JSONDecodeError as exc:
             raise TemplateError(
-                f"template {compiled.path}: the webhook block is not valid JSON ({exc.msg} at "
+                f"template {compiled.path}: the {block} block is not valid JSON ({exc.msg} at "
                 f"line {exc.lineno} column {exc.colno} of the output); write values with "
                 '|tojson, e.g. {"name": {{ customer.traits.first_name|tojson }}}'
             ) from None
         if not isinstance(data, dict):
             raise TemplateError(
-                f"template {compiled.path}: the webhook block must make a JSON object "
+                f"template {compiled.path}: the {block} block must make a JSON object "
                 f"({{...}}), not a {type(data).__name__}"
             )
         return data
 
     def _part(
-        self, compiled: _Compiled, block: str, context: dict[str, Any], *, limit: str = ""
+        self,
+        compiled: _Compiled,
+        block: str,
+        context: dict[str, Any],
+        *,
+        limit: int,
+        label: str,
+        escaped: bool = False,
     ) -> str:
-        """One block, rendered with its output counted as it is produced."""
-        template = self._html_of(compiled) if block == "html" else compiled.plain
-        most = PART_LIMITS[limit or block]
+        """One block, rendered with its output counted as it is produced (at most ``limit``
+        characters: the ``label`` part is too long beyond)."""
+        template = self._html_of(compiled) if escaped else compiled.plain
+        most = limit
         out: list[str] = []
         length = 0
         try:
@@ -157,7 +167,7 @@ class Renderer:
                 length += len(chunk)
                 if length > most:
                     raise TemplateError(
-                        f"template {compiled.path}: the {limit or block} part is longer than "
+                        f"template {compiled.path}: the {label} part is longer than "
                         f"{most:,} characters; shorten it"
                     )
                 out.append(chunk)
@@ -209,6 +219,13 @@ class Renderer:
                 f"template {shown}:{exc.lineno}: syntax error: {exc.message}"
             ) from None
         return env.template_class.from_code(env, code, env.make_globals(None))
+
+
+def _kind(channel: str) -> ChannelKind:
+    try:
+        return channel_kinds.kind(channel)
+    except ValueError as exc:
+        raise TemplateError(str(exc)) from None
 
 
 def _explain(compiled: _Compiled, template: jinja2.Template, exc: Exception) -> str:

@@ -12,8 +12,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from engine import Catalog, Journey, JourneyValidationError, Problem
-from engine._yaml import parse
+from engine import Catalog, Journey, JourneyValidationError, Problem, migration_problems
 
 _LOCK = 0x4A6F7572  # serialises publishers
 
@@ -102,31 +101,6 @@ async def versions_of(conn: AsyncConnection[Any], journey: str) -> list[Journey]
         "SELECT definition FROM journey_versions WHERE journey = %s ORDER BY version", (journey,)
     )
     return [Journey.model_validate(row[0]) for row in await cur.fetchall()]
-
-
-def migration_problems(old: list[Journey], new: Journey) -> list[Problem]:
-    """States of older versions that ``new`` neither has nor maps under ``migrate:``."""
-    problems: list[Problem] = []
-    doc = None
-    if new.source:
-        from pathlib import Path
-
-        doc, _ = parse(Path(new.source), new.source)
-    for version in old:
-        for state in version.states:
-            if state in new.states or state in new.migrate:
-                continue
-            message = (
-                f"state '{state}' of v{version.version} is gone in this version; map it "
-                f"under migrate: (e.g. '{state}: {new.start}') so customers in it can "
-                "be upgraded"
-            )
-            if doc is not None:
-                loc = ("migrate",) if "migrate" in (doc.data or {}) else ("states",)
-                problems.append(doc.problem(loc, message, key=True))
-            else:
-                problems.append(Problem(new.source or new.journey, 1, 1, "migrate", message))
-    return problems
 
 
 async def raise_floor(conn: AsyncConnection[Any], journey: str) -> tuple[int, int]:

@@ -1,7 +1,9 @@
 """Per-channel opt-outs and the signed unsubscribe links that set them.
 
 An opt-out for ``all`` covers every channel. Identify traits may opt a customer out
-(``unsubscribed``, ``email_opt_out``, ``sms_opt_out``, ``webhook_opt_out``, or camelCase);
+(``unsubscribed`` of all; of one channel, the traits its description names, by default
+``email_opt_out``, ``sms_opt_out``, ``webhook_opt_out``, or camelCase: see
+``engine.channel_kinds``);
 a trait saying ``false`` only lifts opt-outs that identify traits set, never one the
 customer made through an unsubscribe link: a shop re-sending stale traits must not
 re-subscribe someone who asked to stop."""
@@ -16,22 +18,28 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-CHANNELS = ("email", "sms", "webhook", "all")
+from engine import channel_kinds
 
-_TRAITS = {
-    "unsubscribed": "all",
-    "email_opt_out": "email",
-    "emailOptOut": "email",
-    "sms_opt_out": "sms",
-    "smsOptOut": "sms",
-    "webhook_opt_out": "webhook",
-    "webhookOptOut": "webhook",
-}
+ALL = "all"
+
+
+def channels() -> list[str]:
+    """What an opt-out may name: every registered channel, and ``all``."""
+    return [*channel_kinds.names(), ALL]
+
+
+def _traits() -> dict[str, str]:
+    """Identify trait -> the channel it opts out of."""
+    traits = {"unsubscribed": ALL}
+    for name in channel_kinds.names():
+        traits.update(dict.fromkeys(channel_kinds.kind(name).opt_out_traits, name))
+    return traits
 
 
 def _channel(channel: str) -> str:
-    if channel not in CHANNELS:
-        raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, got '{channel}'")
+    known = channels()
+    if channel not in known:
+        raise ValueError(f"channel must be one of {', '.join(known)}, got '{channel}'")
     return channel
 
 
@@ -73,7 +81,7 @@ async def sync_from_traits(
     """Apply opt-out traits of an identify call (see the module docstring); other traits
     and non-boolean values are ignored."""
     wanted: dict[str, bool] = {}
-    for trait, channel in _TRAITS.items():
+    for trait, channel in _traits().items():
         value = traits.get(trait)
         if isinstance(value, bool):
             wanted[channel] = wanted.get(channel, False) or value
@@ -119,7 +127,7 @@ def check_unsubscribe_token(secret: str, token: str) -> tuple[str, str] | None:
     if not hmac.compare_digest(given, _mac(secret, payload)):
         return None
     channel, sep, customer_id = payload.decode(errors="replace").partition(":")
-    if not sep or channel not in CHANNELS or not customer_id:
+    if not sep or channel not in channels() or not customer_id:
         return None
     return customer_id, channel
 

@@ -19,6 +19,7 @@ import pytest
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+import channels  # noqa: F401  registers email, sms, webhook, as every entry point does
 from orchestration.codec import data_converter
 from settings import DEV_PAYLOAD_KEYS
 from store.db import migrate, pool

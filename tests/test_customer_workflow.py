@@ -15,7 +15,8 @@ from temporalio.worker import Replayer
 
 from engine.identity import workflow_id
 from engine.model import Event
-from engine.simulate import parse_messages, simulate
+from engine.simulate import simulate
+from ingest.event_file import parse_messages
 from orchestration import customers
 from orchestration.codec import data_converter
 from orchestration.replay import replay_history

@@ -1,6 +1,6 @@
 """The development mail catcher: it stores what it catches in PostgreSQL, the dev API
 route lists it (development only, admin token), and it runs as ``python -m
-channels.mailcatcher``."""
+devstack.mailcatcher``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 import httpx
 
 from channels import send_email
-from channels.mailcatcher import serve_mailcatcher
+from devstack.mailcatcher import serve_mailcatcher
 from devstack.stack import free_port, port_open
 from tests.conftest import ROOT
 from tests.test_channels import settings, welcome
@@ -88,7 +88,7 @@ async def test_mailcatcher_runs_as_a_module(db_url, db):
     port = free_port()
     env = {**os.environ, "DATABASE_URL": db_url, "JOURNEYS_MAILCATCHER_PORT": str(port)}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "channels.mailcatcher", cwd=ROOT, env=env
+        sys.executable, "-m", "devstack.mailcatcher", cwd=ROOT, env=env
     )
     try:
         deadline = time.monotonic() + 20

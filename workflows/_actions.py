@@ -82,10 +82,12 @@ def for_good(exc: FailureError) -> bool:
 
 
 def is_stale(state: CustomerState, item: DeferredAction) -> bool:
-    """A deferred message whose journey run ended is dropped; an offer or a survey also
-    when the customer left the state it was made for. A plain message (a welcome, say)
-    still goes out while the run goes on."""
+    """A deferred message whose journey run ended is dropped; one whose action kind says
+    so (``ActionSpec.dropped_when_stale``: an offer, a survey) also when the customer left
+    the state it was made for. A plain message (a welcome, say) still goes out while the
+    run goes on."""
     run = state.runs.get(item.input.command.journey)
     if run is None or run.status != "active" or run.enrollment != item.enrollment:
         return True
-    return item.input.command.kind in ("offer", "survey") and run.visit != item.visit
+    spec = ACTIONS.get(item.input.command.kind)
+    return spec is not None and spec.dropped_when_stale and run.visit != item.visit

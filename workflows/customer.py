@@ -281,20 +281,14 @@ class CustomerWorkflow:
     def _patch_customer(self, signal: EventsSignal) -> None:
         patch = signal.customer
         assert patch is not None
-        customer = self._state.customer
-        update: dict[str, Any] = {
-            k: v
-            for k, v in (
-                ("tier", patch.tier),
-                ("segment", patch.segment),
-                ("rfm", patch.rfm),
-                ("ltv", patch.ltv),
-            )
-            if v is not None
-        }
-        if patch.traits is not None:
-            update["traits"] = {**customer.traits, **patch.traits}
-        self._state.customer = customer.model_copy(update=update)
+        self._state.customer = machine.patch_customer(
+            self._state.customer,
+            traits=patch.traits,
+            tier=patch.tier,
+            segment=patch.segment,
+            rfm=patch.rfm,
+            ltv=patch.ltv,
+        )
 
     async def _carry_out(self, step: Step) -> None:
         self._state = step.state

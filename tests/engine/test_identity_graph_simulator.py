@@ -13,7 +13,8 @@ from engine.catalog import Catalog
 from engine.graph import mermaid
 from engine.identity import customer_key, redact_traits, workflow_id
 from engine.loader import load_rules
-from engine.simulate import SimulationInputError, parse_messages, simulate
+from engine.simulate import simulate
+from ingest.event_file import SimulationInputError, parse_messages
 from tests.engine.support import ROOT
 
 # --- identity ----------------------------------------------------------------------------
@@ -124,28 +125,28 @@ def _line(**message: object) -> str:
     [
         (
             '{"userId": "u1",',
-            "ev.jsonl:3: not JSON (Expecting property name enclosed in double quotes at column 17)",
+            "ev.jsonl:3: the body is not valid JSON at line 1 column 17",
         ),
-        ("[1, 2]", "ev.jsonl:3: each line must be a JSON object"),
+        ("[1, 2]", "ev.jsonl:3: the body must be a JSON object"),
         (
             _line(type="track", event="x", timestamp="2025-01-01T00:00:00Z"),
-            "ev.jsonl:3: needs userId or anonymousId",
+            "ev.jsonl:3: message needs a userId or an anonymousId",
         ),
         (
             _line(type="track", event="x", userId="u1"),
-            "ev.jsonl:3: timestamp must be an ISO-8601 string",
+            "ev.jsonl:3: message.timestamp is required in an event file (there is no time of receipt)",
         ),
         (
             _line(type="track", event="x", userId="u1", timestamp="yesterday"),
-            "ev.jsonl:3: 'yesterday' is not an ISO-8601 timestamp",
+            "ev.jsonl:3: message.timestamp is not an ISO-8601 timestamp",
         ),
         (
-            _line(type="page", userId="u1", timestamp="2025-01-01T00:00:00Z"),
-            "ev.jsonl:3: type 'page' is not supported here (use track or identify)",
+            _line(type="click", userId="u1", timestamp="2025-01-01T00:00:00Z"),
+            "ev.jsonl:3: message.type must be one of track, identify, page, screen, group, alias",
         ),
         (
             _line(type="track", userId="u1", timestamp="2025-01-01T00:00:00Z"),
-            "ev.jsonl:3: a track message needs an 'event' name",
+            "ev.jsonl:3: message.event (the event name) is required",
         ),
     ],
 )

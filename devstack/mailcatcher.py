@@ -5,7 +5,7 @@ stores it in PostgreSQL (table ``dev_mail``), where ``GET /v1/dev/mail`` shows i
 without an SMTP relay, and nothing leaves the machine. It runs in the event loop itself
 (no aiosmtpd ``Controller`` thread)::
 
-    python -m channels.mailcatcher     # 127.0.0.1:JOURNEYS_MAILCATCHER_PORT, DATABASE_URL
+    python -m devstack.mailcatcher     # 127.0.0.1:JOURNEYS_MAILCATCHER_PORT, DATABASE_URL
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from settings import get_settings
 from store.db import pool as make_pool
+from store.dev_mail import record_caught
 
 log = logging.getLogger(__name__)
 MAX_SIZE = 10 * 1024 * 1024  # a development catcher; a 10 MB message is already odd
@@ -42,17 +43,14 @@ class CatchingHandler:
         subject = headers.get("Subject")
         try:
             async with self.pool.connection() as conn:
-                await conn.execute(
-                    "INSERT INTO dev_mail (message_id, mail_from, rcpt_to, subject, raw)"
-                    " VALUES (%s, %s, %s, %s, %s)",
-                    (
-                        str(message_id).strip() if message_id else None,
-                        envelope.mail_from or "",
-                        list(envelope.rcpt_tos),
-                        str(subject) if subject is not None else None,
-                        # text columns hold no NUL; the catcher shows, it does not archive
-                        raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
-                    ),
+                await record_caught(
+                    conn,
+                    message_id=str(message_id).strip() if message_id else None,
+                    mail_from=envelope.mail_from or "",
+                    rcpt_to=list(envelope.rcpt_tos),
+                    subject=str(subject) if subject is not None else None,
+                    # text columns hold no NUL; the catcher shows, it does not archive
+                    raw=raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
                 )
         except psycopg.Error as exc:
             log.error("could not store a caught message: %s", exc)
@@ -104,7 +102,7 @@ def _accept_any_login(*args: Any) -> AuthResult:
 
 
 def main() -> None:
-    """``python -m channels.mailcatcher``: serve until SIGINT or SIGTERM."""
+    """``python -m devstack.mailcatcher``: serve until SIGINT or SIGTERM."""
     from orchestration.logs import configure  # the recipients it logs are scrubbed
 
     configure(fmt="%(asctime)s %(name)s %(message)s")
