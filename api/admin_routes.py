@@ -18,7 +18,7 @@ from engine import CustomerState
 from engine.identity import is_hashed, scrub_text
 from ingest.segment import IngestError
 from orchestration import customers
-from store import dead_letters, read_model
+from store import dead_letters, read_model, tags
 
 from .app import AppState
 from .auth import credential
@@ -171,6 +171,7 @@ async def get_customer(
         metrics_row = await cur.fetchone()
         metrics = dict(zip(_METRIC_NAMES, metrics_row, strict=True)) if metrics_row else None
         snap = None if live else await read_model.read(conn, customer_id)
+        tagged = await tags.tags_of(conn, customer_id)
         history = await read_model.history(conn, customer_id) if snap else {}
     events = int(count_row[0]) if count_row else 0
     journeys: dict[str, Any] = {}
@@ -194,6 +195,7 @@ async def get_customer(
         "first_seen": profile[2] if profile else None,
         "tier": tier,
         "segment": segment,
+        "tags": [t.tag for t in tagged],  # what tag actions wrote (segments read the same)
         "metrics": metrics,
         "events": events,
         "journeys": journeys,

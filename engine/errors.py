@@ -4,7 +4,7 @@ answer. Every exception the project raises on purpose is under one of them::
     RulesError                    rules/ or templates/ are wrong: fix the file
     ├── engine.JourneyValidationError   every Problem in the journey, policy, segment files
     ├── engine.expr.ExpressionError     a CEL expression failed to evaluate
-    ├── engine._segment_sql.Unsupported a segment rule outside the SQL subset
+    ├── engine._segment_tokens.Unsupported  a segment rule outside the SQL subset
     ├── messaging.render.TemplateError  a template cannot be rendered
     └── messaging._limits.LimitExceeded a template went past its bounds
     InputError                    what a caller sent is refused: fix the request

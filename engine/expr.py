@@ -328,6 +328,7 @@ def _trial(
             "segment": "",
             "rfm": {"r": 0, "f": 0, "m": 0},
             "ltv": 0.0,
+            "tags": [],
         },
         "state": state,
         "now": TRIAL_NOW,

@@ -15,8 +15,11 @@ def _when(at: datetime) -> str:
 
 
 def markdown(state: CustomerState, catalog: Catalog | None = None) -> str:
-    """Per journey: state, since when, context, next timer, last transitions and why."""
+    """The customer's tags; per journey: state, since when, context, next timer, last
+    transitions and why."""
     out = [f"### Customer `{state.customer.id}`"]
+    if state.customer.tags:
+        out.append(f"Tags: {', '.join(state.customer.tags)}")
     if not state.runs:
         out.append("Not in any journey yet.")
     for name, run in sorted(state.runs.items()):
