@@ -19,6 +19,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 from temporalio.worker import Worker
 
@@ -27,20 +28,19 @@ from activities.actions import ActionActivities
 from activities.assignment import ManagerNotes
 from activities.journeys import JourneyActivities
 from activities.segments import SegmentActivities
-from engine import JourneyValidationError, load_rules
-from engine.policy import load_policy
-from engine.segments import load_segments
+from engine import Journey, JourneyValidationError
+from engine.rule_files import load_rule_files
+from engine.segments import Segments
 from orchestration.schedules import ensure_segment_schedule
 from orchestration.split_repair import repair_runner
 from orchestration.temporal import connect_with_retry, sandbox_runner
-from settings import Settings, check_settings, get_settings
-from store import catalog as catalog_store
-from store.db import migrate, pool
+from settings import ConfigurationError, Settings, check_settings, get_settings
+from store.db import pool, prepare_database
 from workflows.customer import CustomerWorkflow
 from workflows.segments import SegmentRefreshWorkflow
 
 log = logging.getLogger("journeys.worker")
-__all__ = ["build_worker", "main", "prepare_database", "run", "sandbox_runner"]
+__all__ = ["all_activities", "build_worker", "main", "run", "sandbox_runner"]
 
 
 def build_worker(
@@ -52,8 +52,8 @@ def build_worker(
     sticky_timeout: timedelta | None = None,
 ) -> Worker:
     """The worker for customer workflows. A long sticky timeout keeps throughput under a
-    backlog (shared/TEMPORAL-PERF.md); tests that restart workers pass a short one. Runs
-    whose recorded workflow tasks were split under load replay as recorded
+    backlog (docs/operations.md); tests that restart workers pass a short one. Runs whose
+    recorded workflow tasks were split under load replay as recorded
     (``orchestration.replay``)."""
     runner = repair_runner(sandboxed=settings.workflow_sandbox)
     runner.learn_from(client, asyncio.get_running_loop())
@@ -71,37 +71,34 @@ def build_worker(
     )
 
 
-async def prepare_database(settings: Settings) -> int:
-    """Migrate the schema and publish ``rules/``; return the current catalog seq."""
-    if not settings.database_url:
-        raise SystemExit(
-            "DATABASE_URL is not set: start the stack with 'make run', or set "
-            "DATABASE_URL=postgresql://user:pass@host/db"
-        )
-    journeys = load_rules(settings.rules_dir, settings.templates_dir)
-    load_policy(settings.rules_dir)
-    load_segments(settings.rules_dir)
-    await migrate(settings.database_url)
-    import psycopg
-
-    async with await psycopg.AsyncConnection.connect(
-        settings.database_url, autocommit=True
-    ) as conn:
-        seq = await catalog_store.publish(conn, journeys, reason="worker start")
-    log.info("published %d journey(s) as catalog %d", len(journeys), seq)
-    return seq
+def all_activities(
+    db: AsyncConnectionPool[Any], actions: ActionActivities, segments: Segments
+) -> list[Callable[..., Any]]:
+    """Every activity the workflows call, bound to ``db``: what the worker registers, and
+    what the tests' worker registers too, so the two lists cannot drift apart."""
+    journeys = JourneyActivities(db)
+    tiering = SegmentActivities(db, segments)
+    return [
+        *actions.all(),
+        journeys.load_catalog,
+        journeys.record_transitions,
+        tiering.refresh_segments,
+        tiering.notify_segment_changes,
+    ]
 
 
-async def prepare_with_retry(settings: Settings, stop: asyncio.Event) -> int | None:
-    """:func:`prepare_database`, retried with backoff (1 s doubling to 30 s) while
+async def prepare_with_retry(
+    database_url: str, journeys: list[Journey], stop: asyncio.Event
+) -> int | None:
+    """:func:`store.db.prepare_database`, retried with backoff (1 s doubling to 30 s) while
     PostgreSQL is unreachable, as the Temporal connection is; None if stopped meanwhile.
-    Bad rules or settings are not retried: they fail at once."""
+    Bad rules or settings are not retried: they fail at once, before this is called."""
     import psycopg
 
     delay = 1.0
     while not stop.is_set():
         try:
-            return await prepare_database(settings)
+            return await prepare_database(database_url, journeys)
         except (psycopg.OperationalError, OSError) as exc:
             log.warning(
                 "PostgreSQL is not reachable (%s); retrying in %.0fs",
@@ -115,26 +112,24 @@ async def prepare_with_retry(settings: Settings, stop: asyncio.Event) -> int | N
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    if await prepare_with_retry(settings, stop) is None:
+    """Prepare the database, then poll Temporal until ``stop`` is set."""
+    database_url = settings.require_database_url()
+    # parsed once, here, and passed down: checked before anything runs
+    rules = load_rule_files(settings.rules_dir, settings.templates_dir)
+    if await prepare_with_retry(database_url, rules.journeys, stop) is None:
         return
-    assert settings.database_url
-    db = pool(settings.database_url)
+    db = pool(database_url)
     await db.open()
     notes: asyncio.Task[None] | None = None
     try:
-        policy = load_policy(settings.rules_dir)  # checked before anything runs
-        actions = ActionActivities(db, settings, policy=policy)
-        activities = actions.all()
+        actions = ActionActivities(db, settings, policy=rules.policy)
+        activities = all_activities(db, actions, rules.segments)
         # customers assigned from a pool's queue: their managers' notes (activities/assignment)
         notes = asyncio.create_task(ManagerNotes(db, actions.messenger).run(stop))
-        journeys = JourneyActivities(db)
-        activities += [journeys.load_catalog, journeys.record_transitions]
-        tiering = SegmentActivities(db, load_segments(settings.rules_dir))
-        activities += [tiering.refresh_segments, tiering.notify_segment_changes]
         delay = 1.0
         while not stop.is_set():
             client = await connect_with_retry(settings)
-            await _schedule(client, settings)
+            await _schedule(client, settings, rules.segments.schedule)
             worker = build_worker(client, settings, activities)
             log.info(
                 "worker polling task queue %s on %s", settings.task_queue, settings.temporal_address
@@ -154,10 +149,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         await db.close()
 
 
-async def _schedule(client: Client, settings: Settings) -> None:
+async def _schedule(client: Client, settings: Settings, cron: str) -> None:
     """The segment refresh schedule; a failure here must not keep the worker from work."""
     try:
-        cron = load_segments(settings.rules_dir).schedule
         await ensure_segment_schedule(client, task_queue=settings.task_queue, cron=cron)
     except Exception as exc:
         log.warning("could not create or update the segment refresh schedule: %s", exc)
@@ -168,7 +162,10 @@ def main() -> None:
 
     configure()
     settings = get_settings()
-    check_settings(settings)  # before anything signs a link with a public secret
+    try:
+        check_settings(settings)  # before anything signs a link with a public secret
+    except ConfigurationError as exc:
+        raise SystemExit(str(exc)) from None
     stop = asyncio.Event()
 
     async def runner() -> None:
@@ -182,6 +179,8 @@ def main() -> None:
     except JourneyValidationError as exc:
         print(f"journeys in {settings.rules_dir} have problems:\n{exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    except ConfigurationError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 The action's deterministic idempotency key (customer, journey, enrolment, visit, step) is
 the unique key of the row each effect creates (a message, a coupon, a survey, a task; an
-assignment is unique per customer and pool), so a retried activity (the worker died after
-the side effect, a provider timed out) finds its earlier row and does nothing twice.
+assignment is unique per customer and pool, a tag per customer and tag), so a retried
+activity (the worker died after the side effect, a provider timed out) finds its earlier
+row and does nothing twice.
 Messages an action sends use the key plus a suffix (``/message``, ``/notify``).
 
 Bad configuration (a missing template, an unknown pool or budget) fails for good with a
@@ -27,7 +28,7 @@ from engine.policy import Policy
 from engine.template_context import action_context, offer_context, survey_context
 from messaging.render import Renderer
 from settings import Settings
-from store import action_log, managers, offers, surveys, tasks, waitlist
+from store import action_log, managers, offers, surveys, tags, tasks, waitlist
 from workflows.io import ActionInput, ActionResult
 
 from ._bookkeeping import with_retries
@@ -342,6 +343,8 @@ class ActionActivities:
         return await self._log(data, ActionResult(status="done", detail={"task": task.id}))
 
     async def _tag_customer(self, data: ActionInput) -> ActionResult:
+        async with self.pool.connection() as conn:  # the workflow holds them already
+            await tags.record(conn, data.customer_id, data.command, now=now_of(data))
         return await self._log(data, ActionResult(status="done"))
 
     @activity.defn(name="send_message")

@@ -11,7 +11,7 @@ import uvicorn
 
 import channels  # noqa: F401  registers the channels consent and unsubscribe links name
 from ingest.bootstrap import check_secrets
-from settings import check_settings, get_settings
+from settings import ConfigurationError, check_settings, get_settings
 
 from .app import create_app
 
@@ -23,16 +23,17 @@ def main() -> None:
     # JOURNEYS_LOG_LEVEL=DEBUG shows each delivery round of the outbox
     logging.getLogger("ingest").setLevel(os.environ.get("JOURNEYS_LOG_LEVEL", "INFO").upper())
     settings = get_settings()
-    check_settings(settings)  # before anything else, like the worker
-    if not settings.database_url:
-        raise SystemExit("DATABASE_URL is not set: start the stack with 'make run'")
+    try:
+        check_settings(settings)  # before anything else, like the worker
+        url = settings.require_database_url()
 
-    async def check() -> None:
-        assert settings.database_url
-        async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
-            await check_secrets(conn, settings)
+        async def check() -> None:
+            async with await psycopg.AsyncConnection.connect(url) as conn:
+                await check_secrets(conn, settings)
 
-    asyncio.run(check())
+        asyncio.run(check())
+    except ConfigurationError as exc:
+        raise SystemExit(str(exc)) from None
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,

@@ -15,7 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from engine import CustomerState
 from engine.identity import is_hashed, scrub_text
 from orchestration import customers
-from store import catalog, events, read_model
+from store import catalog, events, read_model, tags
 from store import customers as customer_store
 
 from .deps import Admin, Pool, State, Temporal, connected
@@ -86,6 +86,7 @@ async def get_customer(
         count = await events.count_of(conn, customer_id)
         found = await customer_store.metrics(conn, customer_id)
         snap = None if live else await read_model.read(conn, customer_id)
+        tagged = await tags.tags_of(conn, customer_id)
         history = await read_model.history(conn, customer_id) if snap else {}
     metrics = asdict(found) if found is not None else None
     journeys: dict[str, Any] = {}
@@ -110,6 +111,7 @@ async def get_customer(
         "first_seen": profile.first_seen if profile else None,
         "tier": tier,
         "segment": segment,
+        "tags": [t.tag for t in tagged],  # what tag actions wrote (segments read the same)
         "metrics": metrics,
         "events": count,
         "journeys": journeys,

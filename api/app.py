@@ -64,10 +64,9 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
         stop = asyncio.Event()
         task = None
         if settings.dispatcher:
-            assert settings.database_url
             state.dispatcher = Dispatcher(
                 state.pool,
-                settings.database_url,
+                settings.require_database_url(),
                 state.client,
                 task_queue=settings.task_queue,
                 on_delivered=state.delivered,

@@ -53,9 +53,10 @@ class AppState:
     """One per app, built in its lifespan."""
 
     def __init__(self, settings: Settings, *, temporal: Client | None = None) -> None:
-        assert settings.database_url, "DATABASE_URL is required"
         self.settings = settings
-        self.pool: AsyncConnectionPool[Any] = make_pool(settings.database_url, max_size=10)
+        self.pool: AsyncConnectionPool[Any] = make_pool(
+            settings.require_database_url(), max_size=10
+        )
         self.keys = KeyCache()
         self.ids = CustomerIds(settings.id_secret)
         self.metrics = Metrics()

@@ -11,6 +11,7 @@ import os
 import sys
 
 import channels  # noqa: F401  registers the channels rules are validated against
+from settings import ConfigurationError
 
 from .commands import OFFLINE, UserError
 from .dead_letters import DEAD_LETTERS
@@ -49,7 +50,7 @@ def run(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(COMMANDS[args.command][2](args) or 0)
-    except UserError as exc:
+    except (UserError, ConfigurationError) as exc:
         print(f"journeys {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

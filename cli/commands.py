@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from engine import Catalog, JourneyValidationError, load_rules
+from engine.errors import InputError
 from engine.graph import mermaid
 from engine.policy import load_policy
 from engine.segments import load_segments
@@ -19,7 +20,7 @@ from engine.simulate import simulate
 from ingest.event_file import SimulationInputError, parse_messages, parse_time
 
 
-class UserError(Exception):
+class UserError(InputError):
     """A mistake of the caller; the message says how to fix it."""
 
 
@@ -33,11 +34,7 @@ def with_database(
 
     from settings import get_settings
 
-    url = get_settings().database_url
-    if not url:
-        raise UserError(
-            "DATABASE_URL is not set and no stack is running ('make run' writes .data/stack.env)"
-        )
+    url = get_settings().require_database_url()
     try:
         asyncio.run(run(url, args))
     except psycopg.OperationalError as exc:

@@ -163,7 +163,7 @@ def upgrade(args: argparse.Namespace) -> int:
 
         settings, client, _ = await _connect()
         async with await psycopg.AsyncConnection.connect(
-            settings.database_url, autocommit=True
+            settings.require_database_url(), autocommit=True
         ) as conn:
             try:
                 return await upgrade_journey(conn, client, catalog.journeys(), args.journey)
@@ -196,12 +196,7 @@ def manage_keys(args: argparse.Namespace) -> int:
     from settings import get_settings
     from store.db import migrate
 
-    settings = get_settings()
-    if not settings.database_url:
-        raise UserError(
-            "DATABASE_URL is not set and no stack is running ('make run' writes .data/stack.env)"
-        )
-    url = settings.database_url
+    url = get_settings().require_database_url()
 
     async def go() -> int:
         await migrate(url)
@@ -234,13 +229,10 @@ def manage_keys(args: argparse.Namespace) -> int:
 
 async def _connect(*, need_db: bool = True) -> tuple[Any, Any, int]:
     from orchestration.temporal import connect
-    from settings import UnsafeSettings, check_settings, get_settings
+    from settings import check_settings, get_settings
 
     settings = get_settings()
-    try:
-        check_settings(settings)  # the same refusal as the worker and the API
-    except UnsafeSettings as exc:
-        raise UserError(str(exc.code)) from None
+    check_settings(settings)  # the same refusal as the worker and the API
     try:
         client = await connect(settings)
     except Exception as exc:
@@ -250,17 +242,13 @@ async def _connect(*, need_db: bool = True) -> tuple[Any, Any, int]:
         ) from None
     seq = 0
     if need_db:
-        if not settings.database_url:
-            raise UserError(
-                "DATABASE_URL is not set and no stack is running ('make run' "
-                "writes .data/stack.env)"
-            )
+        url = settings.require_database_url()
         import psycopg
 
         from store import catalog as store
 
         try:
-            async with await psycopg.AsyncConnection.connect(settings.database_url) as conn:
+            async with await psycopg.AsyncConnection.connect(url) as conn:
                 seq, _, _ = await store.head(conn)
         except psycopg.OperationalError as exc:
             raise UserError(f"cannot reach PostgreSQL ({str(exc).strip()})") from None

@@ -44,11 +44,7 @@ def render(args: argparse.Namespace) -> int:
     from settings import get_settings
 
     settings = get_settings()
-    if not settings.database_url:
-        raise UserError(
-            "DATABASE_URL is not set and no stack is running ('make run' writes .data/stack.env)"
-        )
-    customer = asyncio.run(_profile(settings.database_url, args.customer))
+    customer = asyncio.run(_profile(settings.require_database_url(), args.customer))
     notes: list[str] = []
     run, tier_segment = asyncio.run(_journey_state(settings, args.customer, args.journey, notes))
     context = sample_context(args.customer, customer, run, args.journey, settings.public_url)

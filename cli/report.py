@@ -59,11 +59,7 @@ def report(args: argparse.Namespace) -> int:
 
     if args.reactivation_days < 1:
         raise UserError("--reactivation-days takes a number of days, 1 or more")
-    url = get_settings().database_url
-    if not url:
-        raise UserError(
-            "DATABASE_URL is not set and no stack is running ('make run' writes .data/stack.env)"
-        )
+    url = get_settings().require_database_url()
     try:
         text = asyncio.run(_run(url, args))
     except psycopg.OperationalError as exc:

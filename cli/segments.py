@@ -73,9 +73,7 @@ async def _show() -> int:
     from settings import get_settings
     from store.segments import tier_counts
 
-    url = get_settings().database_url
-    if not url:
-        raise UserError("DATABASE_URL is not set and no stack is running")
+    url = get_settings().require_database_url()
     try:
         async with await psycopg.AsyncConnection.connect(url) as conn:
             rows = await tier_counts(conn)

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import channels  # noqa: F401  registers the channels rules are validated against
 from devstack.stack import ROOT, Stack
-from engine import JourneyValidationError, load_rules
+from engine import JourneyValidationError
+from engine.rule_files import load_rule_files
+from settings import ConfigurationError
 
 
 def main() -> int:
@@ -33,11 +35,12 @@ def main() -> int:
         log_dir=data / "logs",
         api_port=int(os.environ.get("JOURNEYS_API_PORT", "8000")),
     )
-    try:
-        journeys = load_rules(ROOT / "rules", ROOT / "templates")
+    try:  # parsed once: what is published below is what was checked here
+        rules = load_rule_files(stack.rules_dir, stack.templates_dir)
     except JourneyValidationError as exc:
         print(f"rules/ has problems, fix them and run again:\n{exc}", file=sys.stderr)
         return 1
+    journeys = rules.journeys
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -76,7 +79,7 @@ def main() -> int:
                     in ("TEMPORAL_ADDRESS", "DATABASE_URL", "JOURNEYS_TASK_QUEUE", "JOURNEYS_ENV")
                 )
             )
-            stack.prepare_database()
+            stack.prepare_database(journeys)
             write_key, admin_token = stack.dev_keys()
             catcher = None if os.environ.get("SMTP_HOST") else stack.start_mailcatcher()
             worker = stack.start_worker()
@@ -127,6 +130,9 @@ Try:
                 time.sleep(1)
     except KeyboardInterrupt:
         print("\nstopping...", flush=True)
+    except ConfigurationError as exc:  # a refused setting, a port taken, a binary missing
+        print(exc, file=sys.stderr)
+        return 1
     finally:
         (data / "stack.env").unlink(missing_ok=True)
     print("stopped.")

@@ -107,8 +107,7 @@ def main() -> None:
 
     configure(fmt="%(asctime)s %(name)s %(message)s")
     settings = get_settings()
-    if not settings.database_url:
-        raise SystemExit("set DATABASE_URL: the mail catcher stores what it catches there")
+    database_url = settings.require_database_url()  # it stores what it catches there
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -116,8 +115,7 @@ def main() -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
-        assert settings.database_url
-        await serve_mailcatcher(settings.database_url, "127.0.0.1", settings.mailcatcher_port, stop)
+        await serve_mailcatcher(database_url, "127.0.0.1", settings.mailcatcher_port, stop)
 
     asyncio.run(run())
 

@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from engine import Journey
+from settings import StartupRefused
+
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parent.parent
 SEARCH_ATTRIBUTES = ("CustomerId=Keyword", "Journeys=KeywordList", "JourneyVersions=KeywordList")
@@ -31,7 +34,7 @@ def binary(name: str) -> str:
     here = Path(sysconfig.get_path("scripts")) / name
     found = str(here) if here.exists() else shutil.which(name)
     if not found:
-        raise SystemExit(
+        raise StartupRefused(
             f"'{name}' is not installed in this environment; run 'make run' "
             "or 'uv sync' to install the project's dependencies"
         )
@@ -58,9 +61,9 @@ def wait_for_port(
         if port_open(host, port):
             return
         if proc is not None and proc.poll() is not None:
-            raise SystemExit(f"{what} exited with code {proc.returncode} before it was ready")
+            raise StartupRefused(f"{what} exited with code {proc.returncode} before it was ready")
         time.sleep(0.2)
-    raise SystemExit(f"{what} did not open {host}:{port} within {timeout:.0f}s")
+    raise StartupRefused(f"{what} did not open {host}:{port} within {timeout:.0f}s")
 
 
 @dataclass
@@ -116,7 +119,7 @@ class Stack:
         if self.temporal_address:
             return
         if port_open("127.0.0.1", self.temporal_port):
-            raise SystemExit(
+            raise StartupRefused(
                 f"port {self.temporal_port} is taken: is another stack running? "
                 "Stop it, or set TEMPORAL_ADDRESS to use that server"
             )
@@ -175,16 +178,20 @@ class Stack:
         self._pg = server
         self.database_url = server.get_uri()
 
-    def prepare_database(self) -> int:
-        """Migrate the schema and publish rules/ before anyone sends events; the worker
-        does the same on start, idempotently."""
+    def prepare_database(self, journeys: list[Journey] | None = None) -> int:
+        """Migrate the schema and publish ``journeys`` (by default, the ones in
+        :attr:`rules_dir`, validated with its policy and segments, as the worker does)
+        before anyone sends events; the worker does the same on start, idempotently."""
         import asyncio
 
+        from engine.rule_files import load_rule_files
         from settings import Settings
-        from worker import prepare_database
+        from store.db import prepare_database
 
         settings = Settings.model_validate(self.env())
-        return asyncio.run(prepare_database(settings))
+        if journeys is None:
+            journeys = load_rule_files(settings.rules_dir, settings.templates_dir).journeys
+        return asyncio.run(prepare_database(settings.require_database_url(), journeys))
 
     def dev_keys(self) -> tuple[str, str]:
         """The development write key and admin token (created if needed)."""
@@ -196,19 +203,17 @@ class Stack:
         from settings import Settings
 
         settings = Settings.model_validate({**os.environ, **self.env()})
+        url = settings.require_database_url()  # start_postgres() sets it
 
         async def go() -> tuple[str, str]:
-            assert self.database_url
-            async with await psycopg.AsyncConnection.connect(
-                self.database_url, autocommit=True
-            ) as conn:
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
                 return await dev_keys(conn, settings, self.data_dir / "dev-keys.env")
 
         return asyncio.run(go())
 
     def start_api(self) -> subprocess.Popen[bytes]:
         if port_open("127.0.0.1", self.api_port):
-            raise SystemExit(
+            raise StartupRefused(
                 f"port {self.api_port} is taken: is another stack running? Stop "
                 "it, or set JOURNEYS_API_PORT"
             )
@@ -240,7 +245,7 @@ class Stack:
         (``GET /v1/dev/mail``) instead of a real inbox."""
         port = int(self.env().get("JOURNEYS_MAILCATCHER_PORT", "1025"))
         if port_open("127.0.0.1", port):
-            raise SystemExit(
+            raise StartupRefused(
                 f"port {port} is taken, so the development mail catcher cannot start: stop "
                 "what uses it, or set JOURNEYS_MAILCATCHER_PORT and SMTP_PORT to a free port"
             )

@@ -7,6 +7,8 @@ Tree::
     ├── UnknownJourneyError       a journey or version that the catalog does not hold
     └── MoveError                 an admin move that cannot be applied (bad state, not enrolled)
 
+Each child also sits under its concern's root (``engine.errors``: RulesError, RefusedError).
+
 Problems in user files are collected, never raised one by one, so that an operator sees
 every mistake at once. Runtime CEL failures are not exceptions of this tree: the
 interpreter records them on the customer's state (see ``engine.machine``) and goes on.
@@ -15,6 +17,8 @@ interpreter records them on the customer's state (see ``engine.machine``) and go
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from .errors import RefusedError, RulesError
 
 
 @dataclass(frozen=True, order=True)
@@ -36,7 +40,7 @@ class JourneyError(Exception):
     """Root of the engine's exceptions."""
 
 
-class JourneyValidationError(JourneyError):
+class JourneyValidationError(JourneyError, RulesError):
     """Journey or template files have problems; ``problems`` lists all of them."""
 
     def __init__(self, problems: list[Problem]) -> None:
@@ -44,9 +48,9 @@ class JourneyValidationError(JourneyError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
-class UnknownJourneyError(JourneyError):
+class UnknownJourneyError(JourneyError, RefusedError):
     """A journey name or version that the catalog does not hold."""
 
 
-class MoveError(JourneyError):
+class MoveError(JourneyError, RefusedError):
     """An admin move that cannot be applied; the message says why."""

@@ -3,8 +3,9 @@ classifies a million customers in one set-based statement.
 
 Only the subset of CEL that segment rules need is accepted: int, double, string and bool
 literals; the variables in :data:`NUMBERS` and ``traits``; comparisons; ``&& || !``;
-``+ - * /``; parentheses; ``x in [literals]``; ``has(traits.x)``. Anything else is refused
-with its column, so an operator learns at load time, never during a refresh.
+``+ - * /``; parentheses; ``x in [literals]``; ``has(traits.x)``; ``"vip" in tags`` (also
+written ``customer.tags``, as journeys do). Anything else is refused with its column, so an
+operator learns at load time, never during a refresh.
 
 Typing follows CEL where it matters for the result:
 
@@ -16,6 +17,9 @@ Typing follows CEL where it matters for the result:
   commutative ``&&``/``||`` over errors).
 * int / int is integer division truncated toward zero (``div``), as in CEL; any division
   by zero is NULL (an error in CEL), never a failed refresh.
+* ``"vip" in tags`` is whether ``customer_tags`` holds the tag for the row's
+  ``customer_id`` (never NULL): one hashed set of the tag's customers per refresh, not a
+  lookup per customer.
 
 The result is SQL text with ``%s`` placeholders and its parameters: strings and trait names
 are always parameters, numbers are written by :func:`repr` of a parsed ``int``/``float``.
@@ -24,42 +28,27 @@ are always parameters, numbers are written by :func:`repr` of a parsed ``int``/`
 from __future__ import annotations
 
 import json
-import math
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-INTS = ("r", "f", "m", "recency_days", "orders", "first_order_days")
-NUMBERS = (*INTS, "revenue")
-NULLABLE = ("recency_days", "first_order_days")  # a customer without orders has neither
-VARIABLES = (*NUMBERS, "traits")
-SUPPORTED = (
-    "segments can use numbers, strings, true/false, "
-    + ", ".join(VARIABLES)
-    + ", comparisons, && || !, + - * /, parentheses, x in [...] and has(traits.x)"
+from ._segment_tokens import (
+    INTS,
+    NULLABLE,
+    NUMBERS,
+    SUPPORTED,
+    VARIABLES,
+    Token,
+    Unsupported,
+    tokens,
 )
 
-_TOKEN = re.compile(
-    r"\s*(?:(?P<num>\d+\.\d*(?:[eE][-+]?\d+)?|\d+[eE][-+]?\d+|\.\d+|\d+)(?P<suffix>[uU]?)"
-    r"|(?P<str>'(?:[^'\\\n]|\\.)*'|\"(?:[^\"\\\n]|\\.)*\")"
-    r"|(?P<name>[A-Za-z_]\w*)"
-    r"|(?P<op>&&|\|\||==|!=|<=|>=|[<>!+\-*/%()\[\],.?:{}]))"
-)
-_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"'}
-
-
-class Unsupported(Exception):
-    """A construct outside the segment subset; ``col`` is 1-based in the expression."""
-
-    def __init__(self, col: int, message: str) -> None:
-        super().__init__(message)
-        self.col = col
-        self.message = message
+__all__ = ["NUMBERS", "Sql", "Unsupported", "compile_case", "compile_condition"]
 
 
 @dataclass
 class Sql:
-    """A typed SQL fragment: ``kind`` is int, double, string, bool, trait or list."""
+    """A typed SQL fragment: ``kind`` is int, double, string, bool, trait, list, tags (the
+    customer's tags) or customer (only ``customer.tags`` and ``customer.traits``)."""
 
     text: str
     kind: str
@@ -70,54 +59,13 @@ class Sql:
     nullable_var: bool = False
 
 
-@dataclass
-class _Tok:
-    kind: str
-    text: str
-    col: int
-    value: Any = None
-
-
-def _tokens(source: str) -> list[_Tok]:
-    out: list[_Tok] = []
-    pos = 0
-    while pos < len(source):
-        if not source[pos:].strip():
-            break
-        m = _TOKEN.match(source, pos)
-        if not m or m.end() == pos:
-            col = pos + len(source[pos:]) - len(source[pos:].lstrip()) + 1
-            raise Unsupported(col, f"'{source[col - 1]}' is not understood here; {SUPPORTED}")
-        col = m.start(m.lastgroup or 0) + 1
-        if m.group("num") is not None:
-            col = m.start("num") + 1
-            if m.group("suffix"):
-                raise Unsupported(col, f"unsigned ints are not supported; {SUPPORTED}")
-            raw = m.group("num")
-            value: Any = int(raw) if raw.isdigit() else float(raw)
-            if not math.isfinite(value) or abs(value) >= 2**63:
-                raise Unsupported(col, f"{raw} is out of range")
-            out.append(_Tok("int" if raw.isdigit() else "double", raw, col, value))
-        elif m.group("str") is not None:
-            raw = m.group("str")
-            value = re.sub(r"\\(.)", lambda e: _ESCAPES.get(e.group(1), e.group(1)), raw[1:-1])
-            out.append(_Tok("string", raw, col, value))
-        elif m.group("name") is not None:
-            out.append(_Tok("name", m.group("name"), col))
-        else:
-            out.append(_Tok("op", m.group("op"), col))
-        pos = m.end()
-    out.append(_Tok("end", "", len(source) + 1))
-    return out
-
-
 _RELATIONS = ("==", "!=", "<", "<=", ">", ">=")
 _NUMERIC = ("int", "double")
 
 
 def compile_condition(source: str) -> Sql:
     """One rule's condition as a boolean SQL fragment; raises :class:`Unsupported`."""
-    parser = _Parser(_tokens(source))
+    parser = _Parser(tokens(source))
     node = parser.disjunction()
     if parser.peek.kind != "end":
         raise parser.refuse(parser.peek)
@@ -138,32 +86,32 @@ def compile_case(rules: list[tuple[str, str]]) -> tuple[str, list[Any]]:
 
 
 class _Parser:
-    def __init__(self, toks: list[_Tok]) -> None:
+    def __init__(self, toks: list[Token]) -> None:
         self.toks = toks
         self.i = 0
         self.start_col = toks[0].col
 
     @property
-    def peek(self) -> _Tok:
+    def peek(self) -> Token:
         return self.toks[self.i]
 
-    def take(self) -> _Tok:
+    def take(self) -> Token:
         tok = self.toks[self.i]
         self.i += 1
         return tok
 
-    def accept(self, op: str) -> _Tok | None:
+    def accept(self, op: str) -> Token | None:
         if self.peek.kind == "op" and self.peek.text == op:
             return self.take()
         return None
 
-    def expect(self, op: str) -> _Tok:
+    def expect(self, op: str) -> Token:
         tok = self.accept(op)
         if tok is None:
             raise Unsupported(self.peek.col, f"expected '{op}' here")
         return tok
 
-    def refuse(self, tok: _Tok) -> Unsupported:
+    def refuse(self, tok: Token) -> Unsupported:
         if tok.kind == "end":
             return Unsupported(tok.col, "the expression ends too early")
         what = {"?": "the conditional operator '? :'", "%": "'%'", "{": "maps"}.get(
@@ -222,7 +170,7 @@ class _Parser:
         if tok := self.accept("-"):
             inner = _as(self.unary(), "number", tok.col)
             if inner.is_literal:
-                return _literal(_Tok(inner.kind, "", tok.col, -inner.literal))
+                return _literal(Token(inner.kind, "", tok.col, -inner.literal))
             return Sql(f"(- {inner.text})", inner.kind, inner.params)
         return self.member()
 
@@ -273,7 +221,7 @@ class _Parser:
             return Sql("", "list", literal=items, is_literal=True)
         raise self.refuse(tok)
 
-    def call(self, name: _Tok) -> Sql:
+    def call(self, name: Token) -> Sql:
         if name.text != "has":
             raise _no_function(name)
         self.expect("(")
@@ -284,13 +232,15 @@ class _Parser:
         return Sql("((traits #> %s::text[]) IS NOT NULL)", "bool", [arg.path])
 
 
-def _no_function(tok: _Tok) -> Unsupported:
+def _no_function(tok: Token) -> Unsupported:
     return Unsupported(tok.col, f"'{tok.text}()' is not supported in segment rules; {SUPPORTED}")
 
 
-def _variable(tok: _Tok) -> Sql:
+def _variable(tok: Token) -> Sql:
     if tok.text == "traits":
         return Sql("traits", "trait", path=[])
+    if tok.text in ("tags", "customer"):
+        return Sql("", tok.text)
     if tok.text in NUMBERS:
         kind = "int" if tok.text in INTS else "double"
         return Sql(tok.text, kind, nullable_var=tok.text in NULLABLE)
@@ -298,19 +248,25 @@ def _variable(tok: _Tok) -> Sql:
 
     if tok.text in ("null", "in"):
         raise Unsupported(tok.col, f"'{tok.text}' is not supported here; {SUPPORTED}")
-    hint = did_you_mean(tok.text, VARIABLES)
+    hint = did_you_mean(tok.text, (*VARIABLES, "tags"))
     raise Unsupported(
         tok.col, f"unknown variable '{tok.text}'{hint}; segments can use {', '.join(VARIABLES)}"
     )
 
 
 def _field(node: Sql, name: str, col: int) -> Sql:
+    if node.kind == "customer":
+        if name not in ("tags", "traits"):
+            raise Unsupported(
+                col, f"segments know customer.tags and customer.traits, not customer.{name}"
+            )
+        return Sql("", "tags") if name == "tags" else Sql("traits", "trait", path=[])
     if node.kind != "trait":
         raise Unsupported(col, 'only traits have fields: traits.plan or traits["plan"]')
     return Sql("", "trait", path=[*(node.path or []), name])
 
 
-def _literal(tok: _Tok) -> Sql:
+def _literal(tok: Token) -> Sql:
     if tok.kind == "string":
         return Sql("%s::text", "string", [tok.value], literal=tok.value, is_literal=True)
     return Sql(f"({tok.value!r})", tok.kind, literal=tok.value, is_literal=True)
@@ -329,6 +285,7 @@ def _json(node: Sql, col: int) -> Sql:
 
 def _as(node: Sql, want: str, col: int) -> Sql:
     """``node`` as ``want`` (bool, number or string); traits are cast by their JSON type."""
+    _not_tags(node, col)
     kinds = {"bool": ("bool",), "number": _NUMERIC, "string": ("string",)}[want]
     if node.kind in kinds:
         return node
@@ -358,7 +315,16 @@ def _want_of(node: Sql) -> str:
     return "number" if node.kind in _NUMERIC else node.kind
 
 
+def _not_tags(node: Sql, col: int) -> None:
+    if node.kind == "tags":
+        raise Unsupported(col, "tags can only follow 'in': \"vip\" in tags")
+    if node.kind == "customer":
+        raise Unsupported(col, "segments know customer.tags and customer.traits")
+
+
 def _compare(op: str, left: Sql, right: Sql, col: int) -> Sql:
+    _not_tags(left, col)
+    _not_tags(right, col)
     if "list" in (left.kind, right.kind):
         raise Unsupported(col, "lists can only follow 'in': x in [1, 2]")
     if op in ("==", "!=") and "trait" in (left.kind, right.kind):
@@ -384,6 +350,14 @@ def _compare(op: str, left: Sql, right: Sql, col: int) -> Sql:
 
 
 def _member_of(left: Sql, right: Sql, col: int) -> Sql:
+    if right.kind == "tags":
+        if left.kind != "string" or not left.is_literal:
+            raise Unsupported(col, 'ask for one tag by name: "vip" in tags')
+        # uncorrelated: PostgreSQL hashes the tag's customers once for the whole refresh
+        text = "(customer_id IN (SELECT t.customer_id FROM customer_tags t WHERE t.tag = %s))"
+        return Sql(text, "bool", [left.literal])
+    _not_tags(left, col)
+    _not_tags(right, col)
     if right.kind != "list":
         raise Unsupported(col, "'in' takes a list of literals: x in [1, 2]")
     items: list[Sql] = right.literal

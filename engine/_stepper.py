@@ -25,7 +25,7 @@ from ._outcome import (
     copy_state,
     in_firing_order,
 )
-from .actions import Emit, unwrap
+from .actions import Emit, TagCustomer, unwrap
 from .catalog import Catalog
 from .identity import shown_id
 from .model import (
@@ -39,6 +39,7 @@ from .model import (
     Run,
     Transition,
 )
+from .tags import apply_tags
 
 
 class _Stepper:
@@ -287,6 +288,10 @@ class _Stepper:
                 )
                 self.emitted.append((emitted, self.depth + 1))
                 continue
+            if isinstance(spec, TagCustomer):  # seen at once by every journey's rules
+                self.state.customer, spec, problem = apply_tags(self.state.customer, spec)
+                if problem:
+                    self._problem(run, problem)
             self.actions.append(
                 ActionCommand(
                     kind=spec.kind,

@@ -75,9 +75,6 @@ class ActionSpec(Spec):
         """One line for the Temporal UI: what this does to whom."""
         return f"{self.kind} for customer {customer_id}"
 
-    def template_names(self) -> list[str]:
-        return [getattr(self, f) for f in self.templates if getattr(self, f, None)]
-
 
 ACTIONS: dict[str, type[ActionSpec]] = {}
 
@@ -198,10 +195,39 @@ class Task(ActionSpec):
         return f"task '{self.title}' for {self.assignee} about customer {customer_id}"
 
 
+# Tags are kept in every customer's workflow state and in PostgreSQL: both stay small.
+MAX_TAG_LENGTH = 64
+MAX_TAGS = 50  # per customer, over all journeys
+
+
 @action("tag", activity="tag_customer")
 class TagCustomer(ActionSpec):
+    """Add and remove tags of the customer (``engine.tags``: what the interpreter does)."""
+
     add: list[Annotated[str, Field(pattern=_NAME)]] = Field(default_factory=list)
     remove: list[Annotated[str, Field(pattern=_NAME)]] = Field(default_factory=list)
+
+    @field_validator("add", "remove")
+    @classmethod
+    def _bounded(cls, tags: list[str]) -> list[str]:
+        for tag in tags:
+            if len(tag) > MAX_TAG_LENGTH:
+                raise ValueError(
+                    f"tag '{tag[:20]}...' has {len(tag)} characters; a tag has at most "
+                    f"{MAX_TAG_LENGTH}"
+                )
+        if len(set(tags)) > MAX_TAGS:
+            raise ValueError(
+                f"{len(set(tags))} tags in one action; a customer holds at most {MAX_TAGS}"
+            )
+        return tags
+
+    @model_validator(mode="after")
+    def _add_or_remove(self) -> TagCustomer:
+        both = sorted(set(self.add) & set(self.remove))
+        if both:
+            raise ValueError(f"'{both[0]}' is both added and removed; keep it in one list")
+        return self
 
     @model_validator(mode="before")
     @classmethod

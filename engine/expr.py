@@ -31,6 +31,7 @@ from typing import Any
 import cel
 
 from ._cel_tokens import code_only, comprehensions
+from .errors import RulesError
 from .names import did_you_mean
 
 ROOTS = ("event", "ctx", "customer", "state", "now")
@@ -71,7 +72,7 @@ _CANDIDATE_FUNCTIONS = [
 TRIAL_NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-class ExpressionError(Exception):
+class ExpressionError(RulesError):
     """A CEL expression failed to evaluate; the message is for the admin."""
 
 
@@ -327,6 +328,7 @@ def _trial(
             "segment": "",
             "rfm": {"r": 0, "f": 0, "m": 0},
             "ltv": 0.0,
+            "tags": [],
         },
         "state": state,
         "now": TRIAL_NOW,

@@ -172,14 +172,12 @@ def _pydantic_problem(
     loc = list(err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden":
-        parent = _value_at(doc.data, loc[:-1])
         allowed = (allowed_keys or (lambda at: _allowed_keys(doc, at)))(loc)
         name = str(loc[-1])
         hint = did_you_mean(name, allowed)
         text = f"unknown key '{name}'{hint}"
         if allowed:
             text += f"; allowed here: {', '.join(allowed)}"
-        del parent
         return doc.problem(loc, text, key=True)
     if kind == "missing":
         name = str(loc[-1])

@@ -186,6 +186,8 @@ class Customer(Data):
     # latest segment refresh (rules/segments.yaml)
     rfm: dict[str, int] = Field(default_factory=lambda: {"r": 0, "f": 0, "m": 0})
     ltv: float = 0.0
+    # sorted; set by the ``tag`` action (``engine.tags``) when the interpreter emits it
+    tags: list[str] = Field(default_factory=list)
 
 
 class Problem(Data):

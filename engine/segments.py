@@ -25,6 +25,8 @@ Semantics (``store.segments.refresh`` computes them in SQL, :func:`segment_of` i
   strictly more window revenue); the first tier whose ``top`` exceeds it is theirs (so the
   best customer is always in the first tier, and ties share the better tier). Customers
   without orders in the window are tier ``none``.
+* ``"vip" in tags`` (or ``customer.tags``, as journeys write it) holds when the customer
+  has the tag in ``customer_tags`` at the refresh (tags are set by journeys' ``tag``).
 * the last segment must be the catch-all ``when: 'true'``; a missing one is an error rather
   than an implicit default, so that every customer's segment is named in the file.
 """
@@ -52,7 +54,8 @@ SEGMENTS_FILE = "segments.yaml"
 NO_TIER = "none"
 _TRIAL = {
     "r": 3, "f": 3, "m": 3, "recency_days": 10, "orders": 2, "revenue": 100.0,
-    "first_order_days": 100, "traits": {},
+    "first_order_days": 100, "traits": {}, "tags": [],
+    "customer": {"tags": [], "traits": {}},
 }  # fmt: skip
 _MONTHS = "jan feb mar apr may jun jul aug sep oct nov dec".split()  # noqa: SIM905
 _DAYS = "sun mon tue wed thu fri sat".split()  # noqa: SIM905
@@ -171,7 +174,8 @@ class Segments(Spec):
 
     def case_sql(self) -> tuple[str, list[Any]]:
         """The segment rules as one SQL ``CASE`` (text with ``%s``, parameters) over the
-        columns ``r f m recency_days orders revenue first_order_days traits``."""
+        columns ``customer_id r f m recency_days orders revenue first_order_days traits``
+        (``customer_id`` for tags, kept in ``customer_tags``)."""
         return compile_case([(s.name, s.when) for s in self.segments])
 
 
@@ -198,8 +202,10 @@ def check_cron(text: str) -> None:
 def segment_of(defs: Segments, values: Mapping[str, Any]) -> str:
     """The segment of one customer, by the real CEL library (the reference the SQL is tested
     against). ``values`` holds the rule variables; an error means the rule does not match."""
-    env = {k: values.get(k) for k in (*NUMBERS, "traits")}
+    env = {k: values.get(k) for k in (*NUMBERS, "traits", "tags")}
     env["traits"] = env["traits"] or {}
+    env["tags"] = list(env["tags"] or [])
+    env["customer"] = {"tags": env["tags"], "traits": env["traits"]}
     for key in ("revenue",):
         env[key] = float(env[key] or 0)
     for rule in defs.segments:

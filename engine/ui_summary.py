@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+from ._errors import UnknownJourneyError
 from .catalog import Catalog
 from .model import CustomerState
 
@@ -14,8 +15,11 @@ def _when(at: datetime) -> str:
 
 
 def markdown(state: CustomerState, catalog: Catalog | None = None) -> str:
-    """Per journey: state, since when, context, next timer, last transitions and why."""
+    """The customer's tags; per journey: state, since when, context, next timer, last
+    transitions and why."""
     out = [f"### Customer `{state.customer.id}`"]
+    if state.customer.tags:
+        out.append(f"Tags: {', '.join(state.customer.tags)}")
     if not state.runs:
         out.append("Not in any journey yet.")
     for name, run in sorted(state.runs.items()):
@@ -33,7 +37,7 @@ def markdown(state: CustomerState, catalog: Catalog | None = None) -> str:
                     spec = catalog.get(name, run.version).states[run.state].after[nxt.index]
                     gotos = [r.goto for r in spec.rules if r.goto]
                     target = f" → `{gotos[0]}`" if gotos else ""
-                except (KeyError, IndexError, Exception):
+                except (UnknownJourneyError, KeyError, IndexError):  # not loaded, or changed
                     target = ""
             out.append(f"- next: after {nxt.label}{target} at {_when(nxt.due_at)}")
         for t in reversed(run.history[-3:]):

@@ -4,8 +4,10 @@
 
 from __future__ import annotations
 
+from engine.errors import InputError
 
-class IngestError(Exception):
+
+class IngestError(InputError):
     """A request we refuse; ``status`` is the HTTP status, the message says what to fix
     and never repeats the submitted data (it may hold personal data)."""
 

@@ -16,6 +16,7 @@ import pydantic
 import pydantic_core
 from temporalio.converter import DataConverter
 
+from engine.errors import InputError
 from engine.model import Event
 from workflows.io import CustomerPatch, EventsSignal
 
@@ -25,7 +26,7 @@ _PATCH_SHARE = 4  # the customer's traits may take at most a quarter of the budg
 Item = tuple[int, Event]  # (outbox event id, event)
 
 
-class Unsendable(Exception):
+class Unsendable(InputError):
     """A signal that must not be sent: it does not survive the round trip through the
     workflow's data converter, or it is over the budget. The message says why and never
     holds event data."""

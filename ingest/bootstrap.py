@@ -7,7 +7,7 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
-from settings import Settings, check_settings
+from settings import Settings, StartupRefused, check_settings
 from store import keys as key_store
 
 from . import keys
@@ -50,7 +50,7 @@ async def check_secrets(conn: AsyncConnection[Any], settings: Settings) -> None:
         return
     check_settings(settings)
     if not await key_store.live_admins(conn):
-        raise SystemExit(
+        raise StartupRefused(
             "no admin token exists: create one with 'journeys keys create --kind "
             "admin --name ops' (or set JOURNEYS_ENV=development for a dev stack)"
         )

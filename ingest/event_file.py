@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from engine.errors import InputError
 from engine.identity import redact_properties
 from engine.model import Event
 from engine.simulate import Message as SimulatedMessage
@@ -31,7 +32,7 @@ from engine.simulate import Message as SimulatedMessage
 from .segment import IngestError, Message, messages, normalize, parse_json, read_body
 
 
-class SimulationInputError(ValueError):
+class SimulationInputError(InputError, ValueError):
     """A line of the event file is not a usable Segment message; the text says which."""
 
 

@@ -23,6 +23,8 @@ from typing import Any
 
 from jinja2.utils import Namespace
 
+from engine.errors import RulesError
+
 MAX_VALUE = 1_000_000  # characters (or items) of any one value a template builds
 MAX_OUTPUT = 2_000_000  # characters one render writes, {% set %} captures included
 MAX_ITERATIONS = 100_000  # {% for %} iterations per render
@@ -31,7 +33,7 @@ MAX_INT_BITS = 10_000  # an integer's size (about 3,000 digits)
 MAX_WIDTH = 1_000  # a field width or precision in a format string
 
 
-class LimitExceeded(Exception):
+class LimitExceeded(RulesError):
     """A template went past one of the bounds; the message says which and what to do."""
 
 

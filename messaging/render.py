@@ -44,6 +44,7 @@ import jinja2
 
 from engine import channel_kinds
 from engine.channel_kinds import ChannelKind, Part
+from engine.errors import RulesError
 from engine.templates import MAX_TEMPLATE_BYTES, SUFFIX
 
 from ._limits import LimitExceeded, budget
@@ -54,7 +55,7 @@ __all__ = ["Rendered", "Renderer", "TemplateError"]
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 
 
-class TemplateError(Exception):
+class TemplateError(RulesError):
     """A template cannot be rendered: the message says which template, which line if known,
     and what to fix. Retrying does not help."""
 

@@ -14,7 +14,6 @@ Admins read decoded payloads in the Temporal UI and CLI through the API's codec 
 from __future__ import annotations
 
 import base64
-import binascii
 import dataclasses
 import os
 from collections.abc import Sequence
@@ -29,40 +28,20 @@ from temporalio.converter import (
     PayloadCodec,
 )
 
+from settings.payload_keys import PayloadKeyError, parse_keys  # the settings check parses alike
+
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
 _NONCE = 12
-
-
-class PayloadKeyError(ValueError):
-    """``JOURNEYS_PAYLOAD_KEYS`` is malformed, or a payload needs a key that is not listed."""
-
-
-def parse_keys(spec: str) -> list[tuple[str, bytes]]:
-    """``id:base64key`` pairs, comma-separated, first one encrypting; keys of 32 bytes."""
-    keys: list[tuple[str, bytes]] = []
-    for part in (p.strip() for p in spec.split(",")):
-        if not part:
-            continue
-        key_id, sep, encoded = part.partition(":")
-        if not sep or not key_id.strip():
-            raise PayloadKeyError(
-                "JOURNEYS_PAYLOAD_KEYS must list id:base64key pairs, comma-separated"
-            )
-        try:
-            key = base64.b64decode(encoded.strip(), validate=True)
-        except binascii.Error:
-            raise PayloadKeyError(f"payload key {key_id.strip()!r} is not valid base64") from None
-        if len(key) != 32:
-            raise PayloadKeyError(
-                f"payload key {key_id.strip()!r} has {len(key)} bytes; AES-256 needs 32"
-            )
-        if any(k == key_id.strip() for k, _ in keys):
-            raise PayloadKeyError(f"payload key id {key_id.strip()!r} is listed twice")
-        keys.append((key_id.strip(), key))
-    if not keys:
-        raise PayloadKeyError("JOURNEYS_PAYLOAD_KEYS lists no key")
-    return keys
+__all__ = [
+    "ENCODING",
+    "KEY_ID",
+    "EncryptionCodec",
+    "PayloadKeyError",
+    "data_converter",
+    "new_key_spec",
+    "parse_keys",
+]
 
 
 def new_key_spec(key_id: str) -> str:

@@ -1,10 +1,14 @@
 """Configuration, read once from the environment (and ``.data/stack.env`` written by
 ``make run``, so CLI commands find the running development stack).
 
-Every entry point (the worker, the API, the CLI commands that talk to a running system,
-``make run``) calls :func:`check_settings` before it does anything: in production
-(``JOURNEYS_ENV``'s default) a secret left at its development value, which is public in
-this repository, is refused with a sentence saying what to set.
+Every entry point that signs, encrypts or hashes with the secrets (the worker, the API,
+the CLI commands that talk to Temporal, ``make run``) calls :func:`check_settings` before
+it does anything: in production (``JOURNEYS_ENV``'s default) a secret left at its
+development value, which is public in this repository, is refused with a sentence saying
+what to set. The development mail catcher and the database-only CLI commands hold no
+secret and need only :meth:`Settings.require_database_url`. What a process cannot start
+with is a :class:`ConfigurationError` (its tree in ``settings.errors``); entry points turn
+it into exit 1 with its sentence.
 
 Workflows never import this module: they receive everything they need as input."""
 
@@ -16,6 +20,32 @@ from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import (
+    ConfigurationError,
+    MissingSetting,
+    PayloadKeyError,
+    StartupRefused,
+    UnsafeSettings,
+)
+from .payload_keys import parse_keys
+
+__all__ = [
+    "DATA_DIR",
+    "DEV_ID_SECRET",
+    "DEV_LINK_SECRET",
+    "DEV_PAYLOAD_KEYS",
+    "STACK_ENV",
+    "ConfigurationError",
+    "MissingSetting",
+    "PayloadKeyError",
+    "Settings",
+    "StartupRefused",
+    "UnsafeSettings",
+    "check_settings",
+    "get_settings",
+    "unsafe_defaults",
+]
 
 DATA_DIR = Path(".data")
 STACK_ENV = DATA_DIR / "stack.env"
@@ -44,7 +74,7 @@ class Settings(BaseSettings):
     max_cached_workflows: int = Field(10_000, alias="JOURNEYS_MAX_CACHED_WORKFLOWS")
     # How long a customer's next task waits for the worker that has it cached before any
     # worker may take it: long keeps throughput under a backlog, short recovers faster
-    # from a crashed worker (shared/TEMPORAL-PERF.md).
+    # from a crashed worker (docs/operations.md).
     sticky_timeout_seconds: float = Field(120.0, alias="JOURNEYS_STICKY_TIMEOUT_SECONDS", gt=0)
     # On SIGTERM the worker stops polling and lets in-flight activities finish for this
     # long before cancelling them: past an action's timeout (60 s), a send under way is
@@ -94,17 +124,21 @@ class Settings(BaseSettings):
     outbound_allow: str = Field("", alias="JOURNEYS_OUTBOUND_ALLOW")
     outbound_timeout_seconds: float = Field(10.0, alias="JOURNEYS_OUTBOUND_TIMEOUT_SECONDS", gt=0)
 
+    def require_database_url(self) -> str:
+        """``DATABASE_URL``, or :class:`MissingSetting` saying how to get one: the one
+        place that sentence is written, for every entry point that needs PostgreSQL."""
+        if not self.database_url:
+            raise MissingSetting(
+                "DATABASE_URL is not set and no stack is running: start one with 'make run'"
+                " (it writes .data/stack.env), or set DATABASE_URL=postgresql://user:pass@host/db"
+            )
+        return self.database_url
+
 
 @functools.cache
 def get_settings() -> Settings:
     """The process's settings; tests call ``get_settings.cache_clear()`` after patching env."""
     return Settings()
-
-
-class UnsafeSettings(SystemExit):
-    """Production settings that hold a development or public default; the message says
-    what to set. A ``SystemExit``, so an entry point that does not catch it exits 1 with
-    the sentence."""
 
 
 def unsafe_defaults(settings: Settings) -> list[str]:
@@ -125,8 +159,6 @@ def unsafe_defaults(settings: Settings) -> list[str]:
             "the worker and the API (it signs unsubscribe links), e.g. "
             "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
         )
-    from orchestration.codec import PayloadKeyError, parse_keys  # the codec reads them the same way
-
     dev_id, dev_key = DEV_PAYLOAD_KEYS.split(":", 1)
     specs = [part.strip().split(":", 1) for part in settings.payload_keys.split(",")]
     try:

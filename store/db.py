@@ -1,13 +1,16 @@
-"""PostgreSQL: connection pools and schema migrations."""
+"""PostgreSQL: connection pools, schema migrations, and a database made ready for this code."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
+
+from engine import Journey
 
 log = logging.getLogger(__name__)
 _LOCK = 0x4A6F75726E  # advisory lock id: only one process migrates at a time
@@ -61,3 +64,18 @@ async def migrate(url: str) -> list[str]:
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK,))
     return applied
+
+
+async def prepare_database(
+    database_url: str, journeys: Sequence[Journey], *, reason: str = "worker start"
+) -> int:
+    """Migrate the schema and publish ``journeys`` (a changed journey becomes a new version;
+    customers in flight keep theirs); return the current catalog seq. Idempotent: the
+    worker does it at every start, ``make run`` before anyone sends events."""
+    from . import catalog  # catalog's queries need the schema this module migrates
+
+    await migrate(database_url)
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        seq = await catalog.publish(conn, list(journeys), reason=reason)
+    log.info("published %d journey(s) as catalog %d", len(journeys), seq)
+    return seq

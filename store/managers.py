@@ -22,8 +22,10 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
+from engine.errors import RefusedError
 
-class ManagerError(Exception):
+
+class ManagerError(RefusedError):
     """Something a manager call refuses; the message says what to do."""
 
 

@@ -21,6 +21,8 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
+from engine.errors import RefusedError
+
 from . import events
 
 log = logging.getLogger(__name__)
@@ -32,7 +34,7 @@ PREFIX = "JRN"
 GROUPS, GROUP_LEN = 3, 4
 
 
-class OfferError(Exception):
+class OfferError(RefusedError):
     """Something an offer call refuses; the message says why."""
 
 

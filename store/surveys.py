@@ -17,6 +17,8 @@ from typing import Any, Literal
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
+from engine.errors import RefusedError
+
 from . import events
 
 Kind = Literal["nps", "csat"]
@@ -24,7 +26,7 @@ SCALES: dict[str, tuple[int, int]] = {"nps": (0, 10), "csat": (1, 5)}
 MAX_COMMENT = 2000
 
 
-class SurveyRefused(Exception):
+class SurveyRefused(RefusedError):
     """An answer that cannot be taken. ``code``: unknown, expired, answered, bad_score,
     bad_comment; ``reason``: the sentence to show."""
 

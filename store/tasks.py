@@ -18,13 +18,15 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
+from engine.errors import RefusedError
+
 from . import events
 from .managers import UnknownPool, manager_of
 
 UNASSIGNED = "unassigned"
 
 
-class UnknownTask(LookupError):
+class UnknownTask(RefusedError, LookupError):
     def __init__(self, task_id: int) -> None:
         super().__init__(f"no task with id {task_id}")
         self.task_id = task_id

@@ -119,24 +119,14 @@ async def running_worker(
     """A real worker (sandboxed workflows, real activities against ``db``). Without a
     ``policy`` no quiet hours or caps apply, so tests do not depend on the time of day."""
     from activities.actions import ActionActivities
-    from activities.journeys import JourneyActivities
-    from activities.segments import SegmentActivities
     from engine.policy import Policy
     from engine.segments import load_segments
     from settings import Settings
-    from worker import build_worker
+    from worker import all_activities, build_worker
 
     settings = settings or Settings()
-    journeys = JourneyActivities(db)
     actions = ActionActivities(db, settings, policy=policy or Policy())
-    tiering = SegmentActivities(db, load_segments(ROOT / "rules"))
-    activities = [
-        *actions.all(),
-        journeys.load_catalog,
-        journeys.record_transitions,
-        tiering.refresh_segments,
-        tiering.notify_segment_changes,
-    ]
+    activities = all_activities(db, actions, load_segments(ROOT / "rules"))
     worker = build_worker(
         client, settings, activities, task_queue=task_queue, sticky_timeout=timedelta(seconds=1)
     )

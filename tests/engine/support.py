@@ -90,3 +90,8 @@ class Trace:
 
     def keys(self) -> list[str]:
         return [a.idempotency_key for a in self.actions]
+
+
+def dump(state: CustomerState) -> dict[str, Any]:
+    """A state as JSON, the form tests compare (and workflows carry)."""
+    return state.model_dump(mode="json")

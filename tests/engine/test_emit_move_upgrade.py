@@ -8,7 +8,6 @@ import pytest
 
 from engine._errors import MoveError
 from engine.catalog import Catalog
-from engine.loader import load_rules
 from engine.machine import (
     MAX_EMIT_DEPTH,
     fire_timers,
@@ -20,7 +19,6 @@ from engine.machine import (
 from tests.engine.support import (
     DAY,
     HOUR,
-    ROOT,
     T0,
     Trace,
     catalog_of,
@@ -40,16 +38,6 @@ states:
   done:
     final: true
 """
-
-
-@pytest.fixture
-def shipped(monkeypatch: pytest.MonkeyPatch) -> Catalog:
-    monkeypatch.chdir(ROOT)
-    return Catalog.of(load_rules("rules", "templates"))
-
-
-def dump(state) -> dict:
-    return state.model_dump(mode="json")
 
 
 # --- emit --------------------------------------------------------------------------------

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from engine.catalog import Catalog
-from engine.loader import load_rules
 from engine.machine import (
     fire_timers,
     handle_event,
@@ -17,7 +15,6 @@ from engine.machine import (
 from tests.engine.support import (
     DAY,
     HOUR,
-    ROOT,
     T0,
     Trace,
     catalog_of,
@@ -37,16 +34,6 @@ states:
   done:
     final: true
 """
-
-
-@pytest.fixture
-def shipped(monkeypatch: pytest.MonkeyPatch) -> Catalog:
-    monkeypatch.chdir(ROOT)
-    return Catalog.of(load_rules("rules", "templates"))
-
-
-def dump(state) -> dict:
-    return state.model_dump(mode="json")
 
 
 # --- event names ------------------------------------------------------------------------

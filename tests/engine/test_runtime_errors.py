@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from engine.catalog import Catalog
-from engine.loader import load_rules
 from engine.machine import (
     MAX_CONTEXT_BYTES,
     MAX_PROBLEMS,
@@ -17,7 +14,6 @@ from engine.machine import (
 from engine.model import CustomerState
 from tests.engine.support import (
     HOUR,
-    ROOT,
     T0,
     Trace,
     catalog_of,
@@ -37,16 +33,6 @@ states:
   done:
     final: true
 """
-
-
-@pytest.fixture
-def shipped(monkeypatch: pytest.MonkeyPatch) -> Catalog:
-    monkeypatch.chdir(ROOT)
-    return Catalog.of(load_rules("rules", "templates"))
-
-
-def dump(state) -> dict:
-    return state.model_dump(mode="json")
 
 
 # --- run-time CEL errors -----------------------------------------------------------------

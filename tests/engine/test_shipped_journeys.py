@@ -5,14 +5,12 @@ from __future__ import annotations
 import pytest
 
 from engine.catalog import Catalog
-from engine.loader import load_rules
 from engine.machine import (
     handle_event,
 )
 from tests.engine.support import (
     DAY,
     HOUR,
-    ROOT,
     T0,
     Trace,
     customer,
@@ -31,16 +29,6 @@ states:
   done:
     final: true
 """
-
-
-@pytest.fixture
-def shipped(monkeypatch: pytest.MonkeyPatch) -> Catalog:
-    monkeypatch.chdir(ROOT)
-    return Catalog.of(load_rules("rules", "templates"))
-
-
-def dump(state) -> dict:
-    return state.model_dump(mode="json")
 
 
 # --- the shipped journeys ----------------------------------------------------------------

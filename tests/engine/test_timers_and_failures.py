@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from engine.catalog import Catalog
-from engine.loader import load_rules
 from engine.machine import (
     fire_timers,
     handle_event,
@@ -17,11 +14,11 @@ from engine.machine import (
 from tests.engine.support import (
     DAY,
     HOUR,
-    ROOT,
     T0,
     Trace,
     catalog_of,
     customer,
+    dump,
     ev,
 )
 
@@ -37,16 +34,6 @@ states:
   done:
     final: true
 """
-
-
-@pytest.fixture
-def shipped(monkeypatch: pytest.MonkeyPatch) -> Catalog:
-    monkeypatch.chdir(ROOT)
-    return Catalog.of(load_rules("rules", "templates"))
-
-
-def dump(state) -> dict:
-    return state.model_dump(mode="json")
 
 
 # --- re-entry and timers -----------------------------------------------------------------

@@ -5,10 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from engine.catalog import Catalog
-from engine.loader import load_rules
 from engine.machine import (
     fire_timers,
     handle_event,
@@ -18,10 +15,10 @@ from engine.machine import (
 from tests.engine.support import (
     DAY,
     HOUR,
-    ROOT,
     T0,
     Trace,
     customer,
+    dump,
     ev,
     load_one,
     two_versions,
@@ -39,16 +36,6 @@ states:
   done:
     final: true
 """
-
-
-@pytest.fixture
-def shipped(monkeypatch: pytest.MonkeyPatch) -> Catalog:
-    monkeypatch.chdir(ROOT)
-    return Catalog.of(load_rules("rules", "templates"))
-
-
-def dump(state) -> dict:
-    return state.model_dump(mode="json")
 
 
 # --- upgrade -----------------------------------------------------------------------------

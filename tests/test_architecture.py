@@ -1,0 +1,49 @@
+"""The shape of the house (docs/architecture.md): every package is under the layer contract
+that `lint-imports` checks in `make test`, and no module grows past 400 lines."""
+
+from __future__ import annotations
+
+import tomllib
+
+from tests.helpers import ROOT
+
+MAX_LINES = 400
+
+
+def _contract() -> dict:
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        return tomllib.load(f)["tool"]["importlinter"]
+
+
+def _packages() -> set[str]:
+    return {
+        p.parent.name
+        for p in ROOT.glob("*/__init__.py")
+        if not p.parent.name.startswith(".") and p.parent.name not in {"tests", "bench"}
+    }
+
+
+def test_every_package_is_under_the_layer_contract() -> None:
+    contract = _contract()
+    roots = set(contract["root_packages"])
+    layers = {
+        name.strip()
+        for c in contract["contracts"]
+        if c["type"] == "layers"
+        for line in c["layers"]
+        for name in line.split("|")
+    }
+    missing = _packages() - roots
+    assert not missing, f"add {sorted(missing)} to root_packages in pyproject.toml"
+    unlayered = roots - layers
+    assert not unlayered, f"give {sorted(unlayered)} a layer in pyproject.toml"
+
+
+def test_no_module_is_over_400_lines() -> None:
+    too_long = {
+        str(p.relative_to(ROOT)): n
+        for p in ROOT.rglob("*.py")
+        if p.relative_to(ROOT).parts[0] not in {".venv", ".tools", ".data"}
+        and (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
+    }
+    assert not too_long, f"split by concern, under {MAX_LINES} lines: {too_long}"
