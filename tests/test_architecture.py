@@ -3,6 +3,7 @@ that `lint-imports` checks in `make test`, and no module grows past 400 lines.""
 
 from __future__ import annotations
 
+import ast
 import tomllib
 
 from tests.helpers import ROOT
@@ -47,3 +48,22 @@ def test_no_module_is_over_400_lines() -> None:
         and (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert not too_long, f"split by concern, under {MAX_LINES} lines: {too_long}"
+
+
+def test_nothing_imports_the_worker() -> None:
+    """worker.py is an entry point at the root, outside the import contract: nothing
+    stands on it (what it shares with devstack lives in store, engine and orchestration)."""
+    importers = []
+    for package in sorted(_packages()):
+        for p in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                    if isinstance(node, ast.ImportFrom) and node.level == 0
+                    else []
+                )
+                if any(n == "worker" or n.startswith("worker.") for n in names):
+                    importers.append(f"{p.relative_to(ROOT)}:{node.lineno}")
+    assert not importers, f"move what these need out of worker.py: {importers}"
