@@ -53,13 +53,14 @@ INGESTION_PATHS = frozenset(
     f"/v1/{kind}"
     for kind in ("track", "identify", "page", "screen", "group", "alias", "batch", "import")
 )
+SOURCE_PREFIX = "/v1/sources/"  # webhooks of other event sources (ingest/sources/)
 PUBLIC_PREFIXES = ("/v1/surveys/", "/s/", "/u/")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def route_class(path: str) -> RouteClass:
     """The class whose limits apply to ``path``."""
-    if path.rstrip("/") in INGESTION_PATHS:
+    if path.rstrip("/") in INGESTION_PATHS or path.startswith(SOURCE_PREFIX):
         return INGESTION
     if path.startswith(PUBLIC_PREFIXES) or path == "/codec/login":
         return PUBLIC

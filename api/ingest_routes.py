@@ -1,4 +1,5 @@
-"""Segment-compatible ingestion: /v1/track, identify, page, screen, group, alias, batch."""
+"""Segment-compatible ingestion: /v1/track, identify, page, screen, group, alias, batch;
+and /v1/sources/{name}, the webhooks of other event sources (``ingest.sources``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
+from ingest import sources
 from ingest.accept import accept
 from ingest.segment import MAX_BATCH_BYTES, IngestError, messages, parse_json, read_body
 
@@ -51,19 +53,26 @@ async def _raw_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-async def ingest(request: Request, kind: str | None) -> JSONResponse:
+async def ingest(
+    request: Request, kind: str | None, source_name: str | None = None
+) -> JSONResponse:
     """Accept ``kind`` messages (a batch when None): the Segment contract, answered the
-    Segment way (``{"success": ...}``), with metrics per endpoint and refusal reason."""
+    Segment way (``{"success": ...}``), with metrics per endpoint and refusal reason.
+    With ``source_name``, the body is that source's webhook delivery: verified and
+    translated into a batch (:mod:`ingest.sources`), then accepted exactly like one."""
     state = app_state(request)
     metrics = state.metrics
     started = time.perf_counter()
-    endpoint = kind or "batch"
+    endpoint = kind or ("source" if source_name else "batch")
     try:
         received_at = datetime.now(UTC)
+        source = sources.get(source_name) if source_name is not None else None
+        if source is not None:
+            endpoint = f"source:{source.name}"  # registered names only: bounded labels
         body = read_body(await _raw_body(request), request.headers.get("content-encoding"))
         data = parse_json(body)
         key = credential(request.headers.get("authorization"))
-        if key is None and isinstance(data.get("writeKey"), str):
+        if key is None and source is None and isinstance(data.get("writeKey"), str):
             key = data["writeKey"]
         if not key:
             raise IngestError(
@@ -74,10 +83,15 @@ async def ingest(request: Request, kind: str | None) -> JSONResponse:
             )
         async with state.pool.connection(timeout=5.0) as conn:
             await state.refresh(conn)
-            source = state.keys.check(key, "write")
-            if source is None:
+            key_source = state.keys.check(key, "write")
+            if key_source is None:
                 raise IngestError(401, "bad_key", "the write key is unknown or revoked")
-            if not state.limiter.allow(source):
+            if source is not None:
+                source.verify(state.settings, request.headers, body)
+                data = _translated(source, data)
+                if not data["batch"]:
+                    return JSONResponse({**OK, "ignored": 1})
+            if not state.limiter.allow(key_source):
                 metrics.rejected.labels("rate_limited").inc()
                 return error(
                     429,
@@ -94,7 +108,7 @@ async def ingest(request: Request, kind: str | None) -> JSONResponse:
                     **{"Retry-After": "5"},
                 )
             batch = messages(data, kind=kind, received_at=received_at)
-            result = await accept(conn, source, batch, received_at, state.interest)
+            result = await accept(conn, key_source, batch, received_at, state.interest)
         metrics.accepted.inc(result.stored)
         metrics.deduped.inc(result.duplicates)
         return JSONResponse(OK)
@@ -111,6 +125,32 @@ async def ingest(request: Request, kind: str | None) -> JSONResponse:
         )
     finally:
         metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+
+
+def _translated(source: sources.Source, delivery: dict[str, Any]) -> dict[str, Any]:
+    """``delivery`` as the batch it means. A source refuses what it cannot read with an
+    ``IngestError``; anything else it raises is still the delivery's shape, not ours."""
+    try:
+        batch = source.translate(delivery)
+    except IngestError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+        raise IngestError(
+            400,
+            "bad_source_message",
+            f"the body is not a {source.name} delivery this source can read",
+        ) from None
+    return {"batch": batch}
+
+
+@router.post("/v1/sources/{name}", summary="Another event source's webhook")
+async def ingest_source(request: Request, name: str) -> JSONResponse:
+    """Accept a webhook delivery of the event source ``name`` (``ingest/sources/``: e.g.
+    ``stripe``), authenticated with a write key like ``/v1/batch`` and verified by the
+    source (its signature). The delivery becomes Segment messages, checked, deduplicated
+    and stored exactly like a batch; a kind of delivery Journeys does not use is answered
+    ``{"success": true, "ignored": 1}`` and stores nothing."""
+    return await ingest(request, None, name)
 
 
 def _route(kind: str | None) -> Any:

@@ -119,6 +119,9 @@ class Settings(BaseSettings):
     sms_token: str | None = Field(None, alias="JOURNEYS_SMS_TOKEN")
     # webhooks: signed with HMAC-SHA256 (Journeys-Signature: t=...,v1=...)
     webhook_secret: str | None = Field(None, alias="JOURNEYS_WEBHOOK_SECRET")
+    # the signing secret of the Stripe webhook endpoint (whsec_...): without it
+    # /v1/sources/stripe refuses every delivery (write keys are public)
+    stripe_webhook_secret: str | None = Field(None, alias="JOURNEYS_STRIPE_WEBHOOK_SECRET")
     # outbound HTTP may reach private, loopback and link-local addresses only when listed
     # here (comma-separated hosts or CIDRs); everything public is allowed
     outbound_allow: str = Field("", alias="JOURNEYS_OUTBOUND_ALLOW")
