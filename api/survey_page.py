@@ -15,6 +15,7 @@ from pathlib import Path
 from jinja2 import TemplateError
 
 from channels import registry as channels
+from engine.template_context import survey_context
 from messaging import render_blocks
 from store.surveys import MAX_COMMENT, Survey
 
@@ -60,9 +61,9 @@ def strings(templates_dir: Path, survey: Survey, *, url: str = "") -> dict[str, 
     """The page's wording: blocks of the survey's template where it defines them, else
     English. A block that fails to render falls back to English (and is logged)."""
     out = {**COMMON, **DEFAULTS[survey.kind]}
-    # the names a survey message has (engine.templates.CONTEXT), so `journeys validate`
-    # checks these blocks like the rest of the template
-    context = {"survey": {"kind": survey.kind, "url": url, "expires_at": survey.expires_at}}
+    # the names a survey message has, so `journeys validate` checks these blocks like the
+    # rest of the template
+    context = survey_context(url=url, kind=survey.kind, expires_at=survey.expires_at)
     try:
         found = render_blocks(Path(templates_dir), survey.template, list(out), context)
     except (TemplateError, OSError, UnicodeDecodeError) as exc:
