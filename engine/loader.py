@@ -6,9 +6,9 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from ._errors import JourneyValidationError, Problem
@@ -164,6 +164,22 @@ _FIELD_HINTS = {
 }
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_mapping(
+    doc: Document, model: type[M], allowed_keys: Callable[[list[int | str]], list[str]]
+) -> M:
+    """``doc`` (a rules file holding one mapping) as ``model``, or
+    :class:`JourneyValidationError` with every problem at file:line:col; ``allowed_keys``
+    names the keys a misspelt one could have meant, at its place."""
+    try:
+        return model.model_validate(doc.data, context=FROM_YAML)
+    except ValidationError as exc:
+        problems = [_pydantic_problem(doc, e, allowed_keys) for e in exc.errors()]
+        raise JourneyValidationError(problems) from None
+
+
 def _pydantic_problem(
     doc: Document,
     err: ErrorDetails,
@@ -225,7 +241,6 @@ def _value_at(data: Any, loc: list[int | str]) -> Any:
 
 def _allowed_keys(doc: Document, loc: list[int | str]) -> list[str]:
     """The keys the model at ``loc[:-1]`` accepts, found by walking the model classes."""
-    from pydantic import BaseModel
 
     from .actions import ACTIONS
     from .model import Enroll, Rule, State

@@ -31,11 +31,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from ._errors import JourneyValidationError
 from ._yaml import read_mapping
-from .actions import FROM_YAML, Spec, _seconds
+from .actions import Spec, _seconds
 from .channel_kinds import check_channel, person_channels
 
 ChannelName = Annotated[str, AfterValidator(check_channel)]  # see engine.channel_kinds
@@ -234,7 +233,7 @@ def _human(seconds: int) -> str:
 def load_policy(rules_dir: Path | str = "rules", *, display_root: Path | None = None) -> Policy:
     """``rules_dir/policy.yaml`` validated (the defaults when there is none); raises
     :class:`JourneyValidationError` with every problem, at file:line:col."""
-    from .loader import _pydantic_problem
+    from .loader import validate_mapping
 
     doc = read_mapping(
         Path(rules_dir) / POLICY_FILE,
@@ -243,11 +242,7 @@ def load_policy(rules_dir: Path | str = "rules", *, display_root: Path | None = 
     )
     if doc is None:
         return Policy()
-    try:
-        return Policy.model_validate(doc.data, context=FROM_YAML)
-    except ValidationError as exc:
-        problems = [_pydantic_problem(doc, e, _allowed_keys) for e in exc.errors()]
-        raise JourneyValidationError(problems) from None
+    return validate_mapping(doc, Policy, _allowed_keys)
 
 
 def _allowed_keys(loc: list[int | str]) -> list[str]:

@@ -40,13 +40,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from . import expr
 from ._errors import JourneyValidationError, Problem
 from ._segment_sql import NUMBERS, Unsupported, compile_case, compile_condition
 from ._yaml import Document, read_mapping
-from .actions import FROM_YAML, Spec, _seconds
+from .actions import Spec, _seconds
 from .checks import _inner_offset
 from .names import normalize_event_name
 
@@ -220,7 +220,7 @@ def segment_of(defs: Segments, values: Mapping[str, Any]) -> str:
 def load_segments(rules_dir: Path | str = "rules", *, display_root: Path | None = None) -> Segments:
     """``rules_dir/segments.yaml`` validated (the defaults when there is none); raises
     :class:`JourneyValidationError` with every problem, at file:line:col."""
-    from .loader import _pydantic_problem
+    from .loader import validate_mapping
 
     doc = read_mapping(
         Path(rules_dir) / SEGMENTS_FILE,
@@ -229,11 +229,7 @@ def load_segments(rules_dir: Path | str = "rules", *, display_root: Path | None 
     )
     if doc is None:
         return Segments()
-    try:
-        defs = Segments.model_validate(doc.data, context=FROM_YAML)
-    except ValidationError as exc:
-        problems = [_pydantic_problem(doc, e, _allowed_keys) for e in exc.errors()]
-        raise JourneyValidationError(problems) from None
+    defs = validate_mapping(doc, Segments, _allowed_keys)
     problems = _check_rules(doc, defs)
     if problems:
         raise JourneyValidationError(problems)
