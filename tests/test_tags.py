@@ -6,6 +6,7 @@ read the table; ``GET /v1/customers/{id}`` and ``journeys show`` list the tags."
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +30,7 @@ from settings import Settings, get_settings
 from store import segments, tags
 from tests.conftest import running_worker
 from tests.engine.test_tags import ROUTER, TAGGER
-from tests.helpers import journeys_from, publish
+from tests.helpers import ROOT, journeys_from, publish
 from tests.test_actions_workflow import Shop, rows
 from tests.test_segments_sql import order
 from workflows.io import ActionInput
@@ -165,11 +166,18 @@ async def test_one_journey_tags_and_another_branches_on_customer_tags(
 
             assert await until(lambda: routed("pro-1")) == "vip"
             assert await until(lambda: routed("free-1")) == "regular"
+            if os.environ.get("RECORD_HISTORIES"):  # replayed by test_customer_workflow
+                history = await (await customers.handle(time_env.client, "pro-1")).fetch_history()
+                (ROOT / "tests/histories/tags_across_two_journeys_v5.json").write_text(
+                    history.to_json()
+                )
             stored = await rows(
                 db, "SELECT customer_id, tag, journey FROM customer_tags ORDER BY 2"
             )
             assert stored == [("pro-1", "pro_plan", "a_tagger"), ("pro-1", "vip", "a_tagger")]
+            started = asyncio.get_running_loop().time() + 30
             while not server.started:
+                assert asyncio.get_running_loop().time() < started, "the API did not start"
                 await asyncio.sleep(0.02)
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
                 auth = {"Authorization": f"Bearer {admin}"}
