@@ -57,13 +57,12 @@ def test_nothing_imports_the_worker() -> None:
     for package in sorted(_packages()):
         for p in (ROOT / package).rglob("*.py"):
             for node in ast.walk(ast.parse(p.read_text(encoding="utf-8"))):
-                names = (
-                    [a.name for a in node.names]
-                    if isinstance(node, ast.Import)
-                    else [node.module or ""]
-                    if isinstance(node, ast.ImportFrom) and node.level == 0
-                    else []
-                )
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                    names = [node.module or ""]
+                else:
+                    continue
                 if any(n == "worker" or n.startswith("worker.") for n in names):
                     importers.append(f"{p.relative_to(ROOT)}:{node.lineno}")
     assert not importers, f"move what these need out of worker.py: {importers}"
