@@ -1,8 +1,9 @@
 """Admin reads and overrides (admin token): a customer, their events, the published
-journeys, moving a customer to a state."""
+journeys, moving a customer to a state, upgrading a journey."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import asdict
 from typing import Annotated, Any
@@ -12,9 +13,10 @@ from pydantic import BaseModel, Field
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from engine import CustomerState
+from engine import Catalog, CustomerState, JourneyValidationError, load_rules
 from engine.identity import is_hashed, scrub_text
 from orchestration import customers
+from orchestration.upgrade import upgrade_journey
 from store import catalog, events, read_model, tags
 from store import customers as customer_store
 
@@ -229,3 +231,44 @@ async def move_customer(
             ) from None
         raise
     return result.model_dump()
+
+
+@router.post("/v1/journeys/{journey}/upgrade", tags=["admin"])
+async def upgrade(journey: str, _: Admin, pool: Pool, state: State) -> dict[str, Any]:
+    """Publish the journeys of the server's rules directory (``JOURNEYS_RULES``) and move
+    the customers of ``journey`` in flight to its newest version: what ``journeys upgrade``
+    does (``orchestration.upgrade``), for a deploy that ships rules without the CLI. A 422
+    lists every problem at file:line when the rules do not validate, or when an older
+    version has a state the new one neither has nor maps under ``migrate:``; nobody is
+    moved then."""
+    client = await connected(state)
+    settings = state.settings
+    try:
+        found = await asyncio.to_thread(load_rules, settings.rules_dir, settings.templates_dir)
+    except JourneyValidationError as exc:
+        raise HTTPException(422, {"error": "invalid_rules", "message": str(exc)}) from None
+    rules = Catalog.of(found)
+    if journey not in rules.latest:
+        shown = f"'{journey}'" if re.fullmatch(r"[a-z][a-z0-9_]*", journey) else "with this name"
+        known = ", ".join(sorted(rules.latest)) or "none"
+        raise HTTPException(
+            404,
+            {
+                "error": "unknown_journey",
+                "message": f"the rules hold no journey {shown}; journeys: {known}",
+            },
+        )
+    async with pool.connection() as conn:
+        try:
+            done = await upgrade_journey(conn, client, rules.journeys(), journey)
+        except JourneyValidationError as exc:
+            raise HTTPException(
+                422,
+                {"error": "unmapped_state", "message": f"{exc}; fix migrate:, nobody was moved"},
+            ) from None
+    return {
+        "journey": journey,
+        "version": done.version,
+        "catalog": done.seq,
+        "notified": done.notified,
+    }

@@ -7,24 +7,31 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TypeVar
 
+import httpx
 import psycopg
 import pytest
+import uvicorn
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from api import create_app
+from devstack.stack import free_port
 from engine import JourneyValidationError, Run
 from engine.model import Event
+from ingest import keys
 from orchestration import customers
 from orchestration.codec import data_converter
 from orchestration.temporal import register_search_attributes
 from orchestration.upgrade import upgrade_journey
-from settings import DEV_PAYLOAD_KEYS
+from settings import DEV_PAYLOAD_KEYS, Settings
 from store import catalog as catalog_store
 from tests.conftest import running_worker, tool
-from tests.helpers import journeys_from, publish
+from tests.helpers import ROOT, journeys_from, publish
 
 T = TypeVar("T")
 
@@ -123,3 +130,94 @@ async def test_upgrade_journey_refuses_an_unmapped_state_and_moves_nobody(
             )
         _, latest, floor = await catalog_store.head(conn)
     assert (latest, floor) == ({"upg": 2}, {})
+
+
+@asynccontextmanager
+async def serving(settings: Settings, client: Client) -> AsyncIterator[str]:
+    """The real API on uvicorn; yields its base URL."""
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, temporal=client),
+            host="127.0.0.1",
+            port=(port := free_port()),
+            log_level="warning",
+            lifespan="on",
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the API did not start"
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def test_the_api_upgrades_a_journey_from_the_servers_rules_as_the_cli_does(
+    dev_env, db, db_url, task_queue, tmp_path
+):
+    client = dev_env.client
+    seq = await publish(db_url, journeys_from(tmp_path / "v1", "upg", V1))
+    journeys_from(tmp_path / "v2", "upg", V2)  # what the next deploy ships
+    broken = tmp_path / "broken"
+    journeys_from(broken, "upg", V2.replace("migrate:\n  member: subscriber\n", ""))
+    cid = f"api-{task_queue}"
+    async with db.connection() as conn:
+        _, admin = await keys.create(conn, "admin", "deploys")
+    auth = {"Authorization": f"Bearer {admin}"}
+
+    def settings_for(rules: Path) -> Settings:
+        return Settings.model_validate(
+            {
+                "DATABASE_URL": db_url,
+                "JOURNEYS_TASK_QUEUE": task_queue,
+                "JOURNEYS_ENV": "development",
+                "JOURNEYS_DISPATCHER": "false",
+                "JOURNEYS_RULES": str(rules),
+                "JOURNEYS_TEMPLATES": str(ROOT / "templates"),
+            }
+        )
+
+    async def run() -> Run | None:
+        return (await customers.state(client, cid)).runs.get("upg")
+
+    async with running_worker(client, db, task_queue):
+        now = datetime.now(UTC)
+        events = [Event(name=n, id=n, timestamp=now) for n in ("joined", "paid")]
+        await customers.send_events(client, cid, events, task_queue=task_queue, catalog_seq=seq)
+        assert (await eventually(run)).state == "member"
+        await eventually(
+            lambda: _listed(client, f"JourneyVersions = 'upg@1' AND CustomerId = '{cid}'")
+        )
+
+        async with (
+            serving(settings_for(broken / "upg"), client) as url,
+            httpx.AsyncClient(base_url=url, timeout=30) as http,
+        ):
+            refused = await http.post("/v1/journeys/upg/upgrade", headers=auth)
+            assert refused.status_code == 422, refused.text
+            assert "state 'member' of v1 is gone" in refused.json()["message"]
+            unknown = await http.post("/v1/journeys/nope/upgrade", headers=auth)
+            assert unknown.status_code == 404
+            assert unknown.json()["message"] == "the rules hold no journey 'nope'; journeys: upg"
+            anonymous = await http.post("/v1/journeys/upg/upgrade")
+            assert anonymous.status_code == 401
+        still = await run()
+        assert still is not None and still.version == 1  # nobody moved
+
+        async with (
+            serving(settings_for(tmp_path / "v2" / "upg"), client) as url,
+            httpx.AsyncClient(base_url=url, timeout=30) as http,
+        ):
+            done = await http.post("/v1/journeys/upg/upgrade", headers=auth)
+        assert done.status_code == 200, done.text
+        assert {k: done.json()[k] for k in ("journey", "version", "notified")} == {
+            "journey": "upg",
+            "version": 3,  # the refused upgrade published v2 and moved nobody, as the CLI does
+            "notified": 1,
+        }
+        moved = await eventually(lambda: _on_version(run, 3))
+        assert (moved.version, moved.state) == (3, "subscriber")
