@@ -51,6 +51,12 @@ class JourneyValidationError(JourneyError, RulesError):
 class UnknownJourneyError(JourneyError, RefusedError):
     """A journey name or version that the catalog does not hold."""
 
+    status = 404
+    code = "unknown_journey"
+
 
 class MoveError(JourneyError, RefusedError):
     """An admin move that cannot be applied; the message says why."""
+
+    status = 400
+    code = "invalid_move"

@@ -15,3 +15,4 @@ class IngestError(InputError):
         super().__init__(message)
         self.status = status
         self.reason = reason
+        self.code = reason  # the ``error`` field, as every root's handler reads it

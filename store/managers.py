@@ -28,8 +28,14 @@ from engine.errors import RefusedError
 class ManagerError(RefusedError):
     """Something a manager call refuses; the message says what to do."""
 
+    status = 422  # e.g. a name of blanks only
+    code = "bad_manager"
+
 
 class UnknownPool(ManagerError):
+    status = 404
+    code = "unknown_pool"
+
     def __init__(self, pool: str) -> None:
         super().__init__(
             f"no account manager was ever added to pool '{pool}'; add one with "
@@ -39,13 +45,17 @@ class UnknownPool(ManagerError):
 
 
 class UnknownManager(ManagerError):
+    status = 404
+    code = "unknown_manager"
+
     def __init__(self, manager_id: int) -> None:
         super().__init__(f"no manager with id {manager_id} (see 'journeys managers list')")
         self.manager_id = manager_id
 
 
 class DuplicateManager(ManagerError):
-    pass
+    status = 409
+    code = "duplicate_manager"
 
 
 @dataclass(frozen=True)

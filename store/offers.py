@@ -37,9 +37,14 @@ GROUPS, GROUP_LEN = 3, 4
 class OfferError(RefusedError):
     """Something an offer call refuses; the message says why."""
 
+    code = "offer_refused"
+
 
 class UnknownBudget(OfferError):
     """The offer names a budget that was never set: ops must set it before it can issue."""
+
+    status = 404
+    code = "unknown_budget"
 
     def __init__(self, name: str) -> None:
         super().__init__(
@@ -57,6 +62,7 @@ class RedeemRefused(OfferError):
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.status = 404 if code == "unknown_code" else 409
 
 
 @dataclass(frozen=True)

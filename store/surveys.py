@@ -26,14 +26,25 @@ SCALES: dict[str, tuple[int, int]] = {"nps": (0, 10), "csat": (1, 5)}
 MAX_COMMENT = 2000
 
 
+# the HTTP status of each refusal (the JSON answer and the HTML page)
+REFUSAL_STATUS = {
+    "unknown": 404,
+    "expired": 410,
+    "answered": 409,
+    "bad_score": 422,
+    "bad_comment": 422,
+}
+
+
 class SurveyRefused(RefusedError):
     """An answer that cannot be taken. ``code``: unknown, expired, answered, bad_score,
-    bad_comment; ``reason``: the sentence to show."""
+    bad_comment; ``reason``: the sentence to show; ``status``: the HTTP status of that code."""
 
     def __init__(self, code: str, reason: str) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
+        self.status = REFUSAL_STATUS[code]
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,9 @@ UNASSIGNED = "unassigned"
 
 
 class UnknownTask(RefusedError, LookupError):
+    status = 404
+    code = "unknown_task"
+
     def __init__(self, task_id: int) -> None:
         super().__init__(f"no task with id {task_id}")
         self.task_id = task_id
