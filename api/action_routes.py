@@ -7,7 +7,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 
 from store import managers, offers, tasks, waitlist
@@ -19,10 +19,6 @@ router = APIRouter()
 NAME = r"^[a-z][a-z0-9_]*$"  # budget and pool names, as journeys write them
 PG_INT = 2**31 - 1  # PostgreSQL integer columns (max_live, capacity)
 RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]  # bigserial ids
-
-
-def _error(status: int, error: str, message: str) -> HTTPException:
-    return HTTPException(status, {"error": error, "message": message})
 
 
 def _now() -> datetime:
@@ -47,13 +43,9 @@ async def redeem_offer(
     """Redeem a coupon (case and dashes do not matter): 404 unknown code, 409 refused
     (already redeemed, expired, another customer's) with the reason."""
     async with db.connection() as conn:
-        try:
-            coupon = await offers.redeem(
-                conn, code, customer_id=body.customer_id if body else None, via="api", now=_now()
-            )
-        except offers.RedeemRefused as exc:
-            status = 404 if exc.code == "unknown_code" else 409
-            raise _error(status, exc.code, exc.reason) from None
+        coupon = await offers.redeem(
+            conn, code, customer_id=body.customer_id if body else None, via="api", now=_now()
+        )
     return _coupon(coupon)
 
 
@@ -97,12 +89,7 @@ async def post_manager(body: ManagerBody, _: Admin, db: Pool) -> dict[str, Any]:
     waiting in the pool's queue get a manager at once (``assigned_from_queue``: how many);
     the worker sends their managers' notes."""
     async with db.connection() as conn:
-        try:
-            manager = await managers.add(conn, **body.model_dump())
-        except managers.DuplicateManager as exc:
-            raise _error(409, "duplicate_manager", str(exc)) from None
-        except managers.ManagerError as exc:  # e.g. a name of blanks only
-            raise _error(422, "bad_manager", str(exc)) from None
+        manager = await managers.add(conn, **body.model_dump())
         assigned = await waitlist.assign_waiting(conn, manager.pool, now=datetime.now(UTC))
         manager = await managers.get(conn, manager.id) or manager  # its load now
     return {**asdict(manager), "assigned_from_queue": len(assigned)}
@@ -112,10 +99,7 @@ async def post_manager(body: ManagerBody, _: Admin, db: Pool) -> dict[str, Any]:
 async def deactivate_manager(manager_id: RowId, _: Admin, db: Pool) -> dict[str, Any]:
     """Deactivate a manager; their customers and open tasks go to the others."""
     async with db.connection() as conn:
-        try:
-            moves = await managers.deactivate(conn, manager_id)
-        except managers.UnknownManager as exc:
-            raise _error(404, "unknown_manager", str(exc)) from None
+        moves = await managers.deactivate(conn, manager_id)
     return {
         "deactivated": manager_id,
         "reassigned": [{"customer_id": c, "manager": asdict(m) if m else None} for c, m in moves],
@@ -157,8 +141,5 @@ async def complete_task(
     """Mark a task done (again: no change); the customer's journeys get task_completed."""
     by = (body.by if body else None) or "admin"
     async with db.connection() as conn:
-        try:
-            task = await tasks.complete(conn, task_id, by=by, now=_now())
-        except tasks.UnknownTask as exc:
-            raise _error(404, "unknown_task", str(exc)) from None
+        task = await tasks.complete(conn, task_id, by=by, now=_now())
     return _task(task)

@@ -4,7 +4,9 @@ its error shapes.
 FastAPI because it gives the OpenAPI document (/docs) and pydantic v2 validation for free
 on an ASGI server (uvicorn); the ingestion hot path reads the raw body itself, to bound
 gzip inflation and to answer Segment's way. A route module is one ``APIRouter`` that
-takes what it needs from ``api.deps``; listing it in ``ROUTERS`` serves it."""
+takes what it needs from ``api.deps``; listing it in ``ROUTERS`` serves it. The error
+roots of ``engine.errors`` are answered here, once each, from their ``status`` and
+``code``."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
+from engine.errors import InputError, RefusedError, RulesError
 from ingest.dispatcher import Dispatcher
 from settings import Settings, get_settings
 
@@ -32,7 +35,7 @@ from . import (
     public_routes,
     report_routes,
 )
-from ._guard import RequestGuard
+from ._guard import INGESTION, RequestGuard, route_class
 from ._openapi import describe_contract, validation_message
 from .state import AppState
 
@@ -109,6 +112,18 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
             {"error": "invalid_request", "message": validation_message(exc.errors())},
             status_code=422,
         )
+
+    async def by_root(request: Request, exc: Exception) -> JSONResponse:
+        """A root of ``engine.errors`` no route caught: its ``status``, its ``code`` as
+        ``error`` and its sentence (which never holds submitted data)."""
+        assert isinstance(exc, InputError | RefusedError | RulesError)
+        shape = {"success": False} if route_class(request.scope["path"]) is INGESTION else {}
+        return JSONResponse(
+            {**shape, "error": exc.code, "message": str(exc)}, status_code=exc.status
+        )
+
+    for root in (InputError, RefusedError, RulesError):
+        app.add_exception_handler(root, by_root)
 
     app.add_middleware(RequestGuard)
     describe_contract(app)

@@ -12,7 +12,6 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from ingest import sanitize
-from ingest.segment import IngestError
 from store import consent, surveys
 
 from . import survey_page as pages
@@ -20,14 +19,6 @@ from .deps import Pool, State
 from .state import AppState
 
 router = APIRouter(tags=["public"])
-
-REFUSAL_STATUS = {
-    "unknown": 404,
-    "expired": 410,
-    "answered": 409,
-    "bad_score": 422,
-    "bad_comment": 422,
-}
 
 
 def _error(status: int, error: str, message: str) -> HTTPException:
@@ -67,7 +58,7 @@ async def survey_page(token: str, state: State) -> HTMLResponse:
     try:
         surveys.check(survey, _now())
     except surveys.SurveyRefused as exc:
-        return _html(pages.message_page("Survey", exc.reason), REFUSAL_STATUS[exc.code])
+        return _html(pages.message_page("Survey", exc.reason), exc.status)
     assert survey is not None
     return _html(pages.survey_form(survey, _strings(state, survey)))
 
@@ -99,9 +90,7 @@ async def answer_survey(token: str, request: Request, state: State) -> Response:
         raise _error(413, "too_large", f"the answer is over {MAX_BODY} bytes")
     if as_json:
         try:
-            data = sanitize.loads(raw or b"{}")
-        except IngestError as exc:
-            raise _error(400, exc.reason, str(exc)) from None
+            data = sanitize.loads(raw or b"{}")  # an IngestError: the app's InputError handler
         except ValueError:
             raise _error(400, "bad_json", "the body is not valid JSON") from None
         if not isinstance(data, dict):
@@ -112,10 +101,7 @@ async def answer_survey(token: str, request: Request, state: State) -> Response:
         except ValueError:
             raise _error(400, "bad_form", "send the fields score and comment") from None
         data = {k: v[0] for k, v in form.items()}
-    try:
-        sanitize.check_text(data, "body")  # a form's %00 too
-    except IngestError as exc:
-        raise _error(400, exc.reason, str(exc)) from None
+    sanitize.check_text(data, "body")  # a form's %00 too
     comment = data.get("comment")
     async with state.pool.connection() as conn:
         survey = await surveys.get(conn, token)
@@ -133,9 +119,9 @@ async def answer_survey(token: str, request: Request, state: State) -> Response:
                 now=_now(),
             )
         except surveys.SurveyRefused as exc:
-            status = REFUSAL_STATUS[exc.code]
+            status = exc.status
             if as_json:
-                raise _error(status, exc.code, exc.reason) from None
+                raise  # the app's RefusedError handler answers it
             if survey is not None and exc.code in ("bad_score", "bad_comment"):
                 text = _strings(state, survey)
                 return _html(pages.survey_form(survey, text, error=exc.reason), status)

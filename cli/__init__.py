@@ -11,9 +11,10 @@ import os
 import sys
 
 import channels  # noqa: F401  registers the channels rules are validated against
+from engine.errors import InputError, RefusedError, RulesError
 from settings import ConfigurationError
 
-from .commands import OFFLINE, UserError
+from .commands import OFFLINE
 from .dead_letters import DEAD_LETTERS
 from .live import LIVE
 from .managers import MANAGERS
@@ -50,7 +51,8 @@ def run(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return int(COMMANDS[args.command][2](args) or 0)
-    except (UserError, ConfigurationError) as exc:
+    # the roots of engine.errors (UserError is an InputError) and of settings.errors
+    except (InputError, RefusedError, RulesError, ConfigurationError) as exc:
         print(f"journeys {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
