@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 
 import psycopg
 import uvicorn
@@ -20,9 +19,8 @@ def main() -> None:
     from orchestration.logs import configure
 
     configure()
-    # JOURNEYS_LOG_LEVEL=DEBUG shows each delivery round of the outbox
-    logging.getLogger("ingest").setLevel(os.environ.get("JOURNEYS_LOG_LEVEL", "INFO").upper())
     settings = get_settings()
+    logging.getLogger("ingest").setLevel(settings.log_level.upper())  # JOURNEYS_LOG_LEVEL
     try:
         check_settings(settings)  # before anything else, like the worker
         url = settings.require_database_url()

@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     dev_admin_token: str | None = Field(None, alias="JOURNEYS_DEV_ADMIN_TOKEN")
     api_host: str = Field("127.0.0.1", alias="JOURNEYS_API_HOST")
     api_port: int = Field(8000, alias="JOURNEYS_API_PORT")
+    # the level of the API's ``ingest`` loggers; DEBUG shows each delivery round of the outbox
+    log_level: str = Field("INFO", alias="JOURNEYS_LOG_LEVEL")
     rate_limit: float = Field(500.0, alias="JOURNEYS_RATE_LIMIT", gt=0)  # requests/s per key
     max_outbox: int = Field(1_000_000, alias="JOURNEYS_MAX_OUTBOX", gt=0)
     dispatcher: bool = Field(True, alias="JOURNEYS_DISPATCHER")
