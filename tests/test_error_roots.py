@@ -100,6 +100,11 @@ async def complete_missing_task(task_id: int, pool: Pool) -> dict[str, Any]:
     return {}
 
 
+@router.get("/v1/sources/roots/refuse")  # an ingestion path: Segment's answer shape
+async def refuse_ingestion() -> dict[str, Any]:
+    raise IngestError(400, "bad_source", "the source sent nothing we can read")
+
+
 @router.get("/v1/roots/{which}")
 async def refuse(which: str) -> dict[str, Any]:
     if which == "shelf":
@@ -129,13 +134,14 @@ async def _get(db_url: str, *paths: str) -> list[httpx.Response]:
 
 
 async def test_a_route_without_a_catch_answers_through_the_roots(db_url):
-    task, shelf, plain, rules, bad = await _get(
+    task, shelf, plain, rules, bad, ingestion = await _get(
         db_url,
         "/v1/roots/task/424242",
         "/v1/roots/shelf",
         "/v1/roots/plain",
         "/v1/roots/rules",
         "/v1/roots/input",
+        "/v1/sources/roots/refuse",
     )
 
     assert (task.status_code, task.json()) == (
@@ -157,6 +163,10 @@ async def test_a_route_without_a_catch_answers_through_the_roots(db_url):
     assert (bad.status_code, bad.json()) == (
         400,
         {"error": "invalid_input", "message": "send a number"},
+    )
+    assert (ingestion.status_code, ingestion.json()) == (
+        400,
+        {"success": False, "error": "bad_source", "message": "the source sent nothing we can read"},
     )
 
 
