@@ -10,7 +10,7 @@ the subclasses that answer differently carry what a handler needs: ``status`` (H
     ├── messaging.render.TemplateError  a template cannot be rendered
     └── messaging._limits.LimitExceeded a template went past its bounds
     InputError  400 invalid_input what a caller sent is refused: fix the request
-    ├── ingest.IngestError              an event or request over HTTP (``status`` and
+    ├── ingest.segment.IngestError      an event or request over HTTP (``status`` and
     │                                   ``code``, also ``reason``, per instance)
     ├── ingest._signals.Unsendable      an event that cannot travel as a signal (dead letter)
     ├── ingest.event_file.SimulationInputError   a line of a ``journeys simulate`` file
