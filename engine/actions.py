@@ -1,7 +1,8 @@
 """Actions a journey can take (``enter:`` and ``do:``), one model each.
 
-Adding an action kind is one model here, decorated with :func:`action`, plus one activity
-in ``activities/`` registered under the same ``activity`` name. ``emit`` is the exception:
+Adding an action kind is one model here, decorated with :func:`action`, plus what it does:
+one module in ``activities/kinds/`` (``performs``), which becomes the Temporal activity the
+model's ``activity`` names. ``emit`` is the exception:
 it is an internal event, handled by the interpreter itself, and needs no activity.
 
 What else differs between kinds is said by the model's class attributes and read where it
