@@ -83,7 +83,7 @@ class AppState:
         if time.monotonic() - self._interest_at < 5.0:
             return
         self._interest_at = time.monotonic()
-        seq, _, _ = await catalog.head(conn)
+        seq = (await catalog.head(conn)).seq
         if seq == self._interest_seq:
             return
         versions = await catalog.every_version(conn)

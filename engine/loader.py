@@ -13,10 +13,10 @@ from pydantic_core import ErrorDetails
 
 from ._errors import JourneyValidationError, Problem
 from ._yaml import Document, parse
-from .actions import FROM_YAML
+from .actions import ACTIONS, FROM_YAML
 from .catalog import digest
 from .checks import check_journey, unknown_action_message
-from .model import Journey
+from .model import Enroll, Journey, Rule, State
 from .names import did_you_mean
 from .templates import TemplateInfo, scan
 
@@ -241,9 +241,6 @@ def _value_at(data: Any, loc: list[int | str]) -> Any:
 
 def _allowed_keys(doc: Document, loc: list[int | str]) -> list[str]:
     """The keys the model at ``loc[:-1]`` accepts, found by walking the model classes."""
-
-    from .actions import ACTIONS
-    from .model import Enroll, Rule, State
 
     parent = [s for s in loc[:-1] if isinstance(s, str)]
     model: type[BaseModel] = Journey

@@ -36,6 +36,8 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 from ._yaml import read_mapping
 from .actions import Spec, _seconds
 from .channel_kinds import check_channel, person_channels
+from .durations import format_duration
+from .loader import validate_mapping
 
 ChannelName = Annotated[str, AfterValidator(check_channel)]  # see engine.channel_kinds
 Choice = Literal["defer", "skip"]
@@ -225,16 +227,12 @@ def _s(seconds: int) -> timedelta:
 
 
 def _human(seconds: int) -> str:
-    from .durations import format_duration
-
     return format_duration(seconds)
 
 
 def load_policy(rules_dir: Path | str = "rules", *, display_root: Path | None = None) -> Policy:
     """``rules_dir/policy.yaml`` validated (the defaults when there is none); raises
     :class:`JourneyValidationError` with every problem, at file:line:col."""
-    from .loader import validate_mapping
-
     doc = read_mapping(
         Path(rules_dir) / POLICY_FILE,
         display_root,

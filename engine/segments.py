@@ -48,6 +48,7 @@ from ._segment_sql import NUMBERS, Unsupported, compile_case, compile_condition
 from ._yaml import Document, read_mapping
 from .actions import Spec, _seconds
 from .checks import _inner_offset
+from .loader import validate_mapping
 from .names import normalize_event_name
 
 SEGMENTS_FILE = "segments.yaml"
@@ -220,8 +221,6 @@ def segment_of(defs: Segments, values: Mapping[str, Any]) -> str:
 def load_segments(rules_dir: Path | str = "rules", *, display_root: Path | None = None) -> Segments:
     """``rules_dir/segments.yaml`` validated (the defaults when there is none); raises
     :class:`JourneyValidationError` with every problem, at file:line:col."""
-    from .loader import validate_mapping
-
     doc = read_mapping(
         Path(rules_dir) / SEGMENTS_FILE,
         display_root,

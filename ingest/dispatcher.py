@@ -91,7 +91,6 @@ class Dispatcher:
         self.max_backoff = max_backoff
         self._backoff: dict[str, tuple[float, float]] = {}  # customer -> (until, delay)
         self.ids = ids or customers.default_ids()
-        self.is_leader = False
         self._seq = (0, 0.0)
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -103,7 +102,6 @@ class Dispatcher:
                 ) as leader:
                     await self._lead(leader, stop)
             except (psycopg.Error, OSError) as exc:
-                self.is_leader = False
                 log.warning("dispatcher lost the database (%s); retrying", exc)
                 await _sleep(stop, 2.0)
 
@@ -114,35 +112,31 @@ class Dispatcher:
             await _sleep(stop, 2.0)
         if stop.is_set():
             return
-        self.is_leader = True
         await outbox.listen(leader)
         backoff = 0.5
         notifies = leader.notifies(timeout=1.0)
-        try:
-            while not stop.is_set():
+        while not stop.is_set():
+            try:
+                done = await self.deliver_once()
+            except Exception as exc:
+                log.warning("delivery failed (%s); retrying in %.1fs", exc, backoff)
+                await _sleep(stop, backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            backoff = 0.5
+            if done.customers < self.batch_size and not done.capped:
                 try:
-                    done = await self.deliver_once()
-                except Exception as exc:
-                    log.warning("delivery failed (%s); retrying in %.1fs", exc, backoff)
-                    await _sleep(stop, backoff)
-                    backoff = min(backoff * 2, 30.0)
-                    continue
-                backoff = 0.5
-                if done.customers < self.batch_size and not done.capped:
-                    try:
-                        async for _ in notifies:
-                            break
-                    except StopAsyncIteration:
-                        pass
-                    notifies = leader.notifies(timeout=1.0)
-        finally:
-            self.is_leader = False
+                    async for _ in notifies:
+                        break
+                except StopAsyncIteration:
+                    pass
+                notifies = leader.notifies(timeout=1.0)
 
     async def _catalog_seq(self) -> int:
         seq, at = self._seq
         if time.monotonic() - at > 2.0:
             async with self.pool.connection() as conn:
-                seq = (await catalog_store.head(conn))[0]
+                seq = (await catalog_store.head(conn)).seq
             self._seq = (seq, time.monotonic())
         return seq
 

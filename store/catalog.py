@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
@@ -20,11 +20,20 @@ from engine import Catalog, Journey, JourneyValidationError, Problem, migration_
 _LOCK = 0x4A6F7572  # serialises publishers
 
 
-async def head(conn: AsyncConnection[Any]) -> tuple[int, dict[str, int], dict[str, int]]:
-    """``(seq, latest, floor)`` of the current catalog; ``(0, {}, {})`` before any publish."""
+class Head(NamedTuple):
+    """The current catalog: its ``seq``, each journey's ``latest`` version, and the
+    ``floor`` (the oldest version a customer may stay on)."""
+
+    seq: int
+    latest: dict[str, int]
+    floor: dict[str, int]
+
+
+async def head(conn: AsyncConnection[Any]) -> Head:
+    """The current catalog; ``Head(0, {}, {})`` before any publish."""
     cur = await conn.execute("SELECT seq, latest, floor FROM catalogs ORDER BY seq DESC LIMIT 1")
     row = await cur.fetchone()
-    return (row[0], row[1], row[2]) if row else (0, {}, {})
+    return Head(row[0], row[1], row[2]) if row else Head(0, {}, {})
 
 
 async def publish(
@@ -137,7 +146,14 @@ async def versions_of(conn: AsyncConnection[Any], journey: str) -> list[Journey]
     return [Journey.model_validate(row[0]) for row in await cur.fetchall()]
 
 
-async def raise_floor(conn: AsyncConnection[Any], journey: str) -> tuple[int, int]:
+class Raised(NamedTuple):
+    """A raised floor: the catalog ``seq`` customers move to and the journey's ``version``."""
+
+    seq: int
+    version: int
+
+
+async def raise_floor(conn: AsyncConnection[Any], journey: str) -> Raised:
     """Make every customer of ``journey`` move to its latest version at their next step.
     Returns ``(catalog seq, latest version)``; raises JourneyValidationError when an older
     version has states the latest one does not map."""
@@ -163,11 +179,11 @@ async def raise_floor(conn: AsyncConnection[Any], journey: str) -> tuple[int, in
         if problems:
             raise JourneyValidationError(problems)
         if floor.get(journey) == newest.version:
-            return seq, newest.version
+            return Raised(seq, newest.version)
         new_seq = await _insert(
             conn,
             latest,
             {**floor, journey: newest.version},
             f"upgrade {journey} to v{newest.version}",
         )
-        return new_seq, newest.version
+        return Raised(new_seq, newest.version)

@@ -105,10 +105,15 @@ def normalize_code(text: str) -> str:
     return "-".join([PREFIX, *(body[i : i + GROUP_LEN] for i in range(0, len(body), GROUP_LEN))])
 
 
+_BY = {
+    column: f"SELECT {_COLUMNS} FROM offers WHERE {column} = %s"
+    for column in ("code", "idempotency_key")
+}  # the only columns a coupon is looked up by: no name reaches the SQL from a caller
+
+
 async def _by(conn: AsyncConnection[Any], column: str, value: str) -> Coupon | None:
-    assert column in ("code", "idempotency_key")
     cur = conn.cursor(row_factory=class_row(Coupon))
-    await cur.execute(f"SELECT {_COLUMNS} FROM offers WHERE {column} = %s", (value,))
+    await cur.execute(_BY[column], (value,))
     return await cur.fetchone()
 
 

@@ -206,7 +206,10 @@ def _renamed(text: str, params: list[Any], prefix: str) -> tuple[str, dict[str, 
     """Positional ``%s`` (the compiled rules' placeholders) as named ones, so they can sit
     in a statement with named parameters. The compiler writes ``%`` only as placeholders."""
     parts = text.split("%s")
-    assert len(parts) == len(params) + 1
+    if len(parts) != len(params) + 1:
+        raise ValueError(
+            f"a compiled rule has {len(parts) - 1} placeholders for {len(params)} values"
+        )
     out = [parts[0]]
     for i, part in enumerate(parts[1:]):
         out.append(f"%({prefix}{i})s{part}")

@@ -79,10 +79,15 @@ def category(kind: str, score: int) -> str:
     return "unsatisfied" if score <= 2 else "neutral" if score == 3 else "satisfied"
 
 
+_BY = {
+    column: f"SELECT {_COLUMNS} FROM surveys WHERE {column} = %s"
+    for column in ("token", "idempotency_key")
+}  # the only columns a survey is looked up by: no name reaches the SQL from a caller
+
+
 async def _by(conn: AsyncConnection[Any], column: str, value: str) -> Survey | None:
-    assert column in ("token", "idempotency_key")
     cur = conn.cursor(row_factory=class_row(Survey))
-    await cur.execute(f"SELECT {_COLUMNS} FROM surveys WHERE {column} = %s", (value,))
+    await cur.execute(_BY[column], (value,))
     return await cur.fetchone()
 
 

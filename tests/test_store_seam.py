@@ -1,6 +1,8 @@
-"""Where SQL lives: activities and ingestion write through ``store/``, and events, the
-outbox and its NOTIFY have one writer (``store/events.py``). A static check of the source,
-so a statement written in the wrong place fails here with its file and line."""
+"""Where SQL lives: every statement in ``store/`` (the segment rules' compiler in
+``engine/`` writes SQL expressions, not statements, and ``store.segments`` runs them), and
+events and their NOTIFY have one writer (``store/events.py``; the dead-letter retry puts a
+buried event back into the outbox). A static check of the source, so a statement written in
+the wrong place fails here with its file and line."""
 
 from __future__ import annotations
 
@@ -9,6 +11,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WRITES = re.compile(r"\b(INSERT INTO|UPDATE\s+\w+\s+SET|DELETE FROM|NOTIFY|LISTEN)\b")
+STATEMENTS = re.compile(WRITES.pattern + r"|\bSELECT\b.*\bFROM\b")
+SHIPPED = (
+    "engine", "settings", "messaging", "channels", "workflows", "activities", "reports",
+    "orchestration", "ingest", "api", "cli", "devstack",
+)  # fmt: skip
+COMPILER = {"engine/_segment_sql.py", "engine/_segment_tokens.py"}
 EVENT_WRITES = re.compile(r"\b(INSERT INTO (events|outbox)\b|NOTIFY)")
 
 
@@ -27,6 +35,11 @@ def _sources(*packages: str) -> list[Path]:
 
 def test_activities_and_ingest_write_only_through_store() -> None:
     assert _hits(WRITES, _sources("activities", "ingest")) == []
+
+
+def test_no_sql_statement_outside_store() -> None:
+    paths = [p for p in _sources(*SHIPPED) if str(p.relative_to(ROOT)) not in COMPILER]
+    assert _hits(STATEMENTS, [*paths, ROOT / "worker.py"]) == []
 
 
 def test_events_outbox_and_notify_have_one_writer() -> None:

@@ -39,7 +39,6 @@ class Source:
     name: str
     verify: Verify
     translate: Translate
-    docs: str = ""
 
 
 _SOURCES: dict[str, Source] = {}

@@ -141,12 +141,4 @@ def translate(delivery: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
-SOURCE = register(
-    Source(
-        "stripe",
-        verify,
-        translate,
-        docs="charge.succeeded, charge.refunded, customer.subscription.deleted, "
-        "customer.created, customer.updated",
-    )
-)
+SOURCE = register(Source("stripe", verify, translate))

@@ -69,14 +69,14 @@ def test_redact_traits_drops_phone_numbers_and_addresses_under_any_key():
 
 
 @pytest.fixture
-def shipped(monkeypatch: pytest.MonkeyPatch) -> dict:
+def shipped_by_name(monkeypatch: pytest.MonkeyPatch) -> dict:
     monkeypatch.chdir(ROOT)
     return {j.journey: j for j in load_rules("rules", "templates")}
 
 
 @pytest.mark.parametrize("name", ["lifecycle", "lead_followup", "nps"])
-def test_mermaid_shows_every_state(shipped: dict, name: str):
-    journey = shipped[name]
+def test_mermaid_shows_every_state(shipped_by_name: dict, name: str):
+    journey = shipped_by_name[name]
     text = mermaid(journey)
     assert text.startswith(f"stateDiagram-v2\n    %% journey {name} v1\n")
     assert f"    [*] --> {journey.start}: enroll on " in text
@@ -86,8 +86,8 @@ def test_mermaid_shows_every_state(shipped: dict, name: str):
             assert f"    {state} --> [*]\n" in text
 
 
-def test_mermaid_of_lifecycle(shipped: dict):
-    text = mermaid(shipped["lifecycle"])
+def test_mermaid_of_lifecycle(shipped_by_name: dict):
+    text = mermaid(shipped_by_name["lifecycle"])
     for line in [
         "    [*] --> new: enroll on signed_up, order_completed",
         "    new: new / enter#colon; send welcome by email",
@@ -100,15 +100,15 @@ def test_mermaid_of_lifecycle(shipped: dict):
         "    note right of new: exit when event.name == 'unsubscribed'",
     ]:
         assert line + "\n" in text
-    for state in shipped["lifecycle"].states.values():
+    for state in shipped_by_name["lifecycle"].states.values():
         for timer in state.after:
             assert f"after {timer.label}" in text
 
 
 @pytest.mark.parametrize("name", ["lead_followup", "nps"])
-def test_mermaid_shows_every_timer(shipped: dict, name: str):
-    text = mermaid(shipped[name])
-    for state in shipped[name].states.values():
+def test_mermaid_shows_every_timer(shipped_by_name: dict, name: str):
+    text = mermaid(shipped_by_name[name])
+    for state in shipped_by_name[name].states.values():
         for timer in state.after:
             assert f"after {timer.label}" in text
 
