@@ -1,19 +1,24 @@
 """Actions a journey can take (``enter:`` and ``do:``), one model each.
 
-Adding an action kind is one model here, decorated with :func:`action`, plus one activity
-in ``activities/`` registered under the same ``activity`` name. ``emit`` is the exception:
+Adding an action kind is one model here, decorated with :func:`action`, plus what it does:
+one module in ``activities/kinds/`` (``performs``), which becomes the Temporal activity the
+model's ``activity`` names. ``emit`` is the exception:
 it is an internal event, handled by the interpreter itself, and needs no activity.
 
 What else differs between kinds is said by the model's class attributes and read where it
 matters, never spelled there: ``templates`` (the fields naming message templates, checked
 when journeys load), ``provides`` (template names only this kind's messages have,
-``engine.templates``), ``dropped_when_stale`` (a deferred message of this kind is dropped
-once the customer left the state it was made for, ``workflows._actions.is_stale``).
+``engine.templates``) with :meth:`ActionSpec.sample` (their values in ``journeys render``'s
+preview, ``engine.template_context``), ``dropped_when_stale`` (a deferred message of this
+kind is dropped once the customer left the state it was made for,
+``workflows._actions.is_stale``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
@@ -56,6 +61,15 @@ def _seconds(value: Any, info: ValidationInfo) -> int:
     return parse_duration(value)
 
 
+@dataclass(frozen=True)
+class SampleFacts:
+    """What an action kind's sample context may draw on (``journeys render``'s preview)."""
+
+    public_url: str  # where links point, without a trailing slash
+    token: str  # stands in for a signed link's token
+    expires_at: datetime  # when anything the sample hands out expires
+
+
 class ActionSpec(Spec):
     """Arguments of one action. ``kind`` is its YAML key, ``activity`` the Temporal activity
     that carries it out (``None``: handled inside the interpreter)."""
@@ -70,6 +84,12 @@ class ActionSpec(Spec):
     # the names of the template context only this kind's messages have, with their
     # attributes (None: free-form); engine.templates checks templates against them
     provides: ClassVar[dict[str, frozenset[str] | None]] = {}
+
+    @classmethod
+    def sample(cls, facts: SampleFacts) -> dict[str, Any]:
+        """The names of ``provides`` with sample values, as a real action would give them:
+        what ``journeys render`` previews a template of this kind with."""
+        return {}
 
     def summary(self, customer_id: str) -> str:
         """One line for the Temporal UI: what this does to whom."""
@@ -127,6 +147,26 @@ class Send(ActionSpec):
         return f"send {self.template} by {self.channel} to customer {customer_id}"
 
 
+def offer_context(
+    *,
+    code: str,
+    percent_off: float | None,
+    amount_off: float | None,
+    expires_at: datetime,
+    discount: str,
+) -> dict[str, Any]:
+    """What an offer's message adds: ``offer`` (the coupon)."""
+    return {
+        "offer": {
+            "code": code,
+            "percent_off": percent_off,
+            "amount_off": amount_off,
+            "expires_at": expires_at,
+            "discount": discount,
+        }
+    }
+
+
 @action("offer", activity="issue_offer")
 class Offer(ActionSpec):
     templates = ("template",)
@@ -147,6 +187,16 @@ class Offer(ActionSpec):
             raise ValueError("give exactly one of percent_off or amount_off")
         return self
 
+    @classmethod
+    def sample(cls, facts: SampleFacts) -> dict[str, Any]:
+        return offer_context(
+            code="SAMPLE-7KQ2-9XWD",
+            percent_off=15,
+            amount_off=None,
+            expires_at=facts.expires_at,
+            discount="15%",
+        )
+
     def summary(self, customer_id: str) -> str:
         off = f"{self.percent_off:g}%" if self.percent_off else f"{self.amount_off:g} off"
         return (
@@ -163,6 +213,11 @@ class AssignManager(ActionSpec):
         return f"assign a {self.pool} account manager to customer {customer_id}"
 
 
+def survey_context(*, url: str, kind: str, expires_at: datetime) -> dict[str, Any]:
+    """What a survey's message adds: ``survey`` (its link)."""
+    return {"survey": {"url": url, "kind": kind, "expires_at": expires_at}}
+
+
 @action("survey", activity="send_survey")
 class Survey(ActionSpec):
     templates = ("template",)
@@ -177,6 +232,11 @@ class Survey(ActionSpec):
         extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True
     )
     _dur = field_validator("expires_in", mode="before")(_seconds)
+
+    @classmethod
+    def sample(cls, facts: SampleFacts) -> dict[str, Any]:
+        url = f"{facts.public_url}/s/{facts.token}"
+        return survey_context(url=url, kind="nps", expires_at=facts.expires_at)
 
     def summary(self, customer_id: str) -> str:
         return f"{self.kind_} survey {self.template} to customer {customer_id}"

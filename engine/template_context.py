@@ -2,9 +2,10 @@
 
 ``engine.templates.CONTEXT`` declares the names and their attributes (``journeys validate``
 checks templates against it); the functions here build them: :func:`action_context` is
-what every action's message shares (the send activities), :func:`offer_context` and
-:func:`survey_context` what an offer or a survey adds, and :func:`sample_context` all of
-it with samples, for ``journeys render``'s preview. Delivery adds the customer's full
+what every action's message shares (the send activities); what one kind adds is built
+beside its model in ``engine.actions`` (:func:`offer_context`, :func:`survey_context`, each
+model's ``sample``), and :func:`sample_context` is all of it with samples, for
+``journeys render``'s preview. Delivery adds the customer's full
 profile (``customer.traits``) and ``unsubscribe_url`` when it sends.
 
 Pure: the preview's clock is an argument.
@@ -15,9 +16,20 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from .actions import ACTIONS, SampleFacts, offer_context, survey_context
+
 SAMPLE_TOKEN = "SAMPLE-TOKEN"
 SAMPLE_MANAGER = {"name": "Sam Sample", "email": "sam.sample@example.com"}
 SAMPLE_VALID_FOR = timedelta(days=14)
+__all__ = [
+    "SAMPLE_MANAGER",
+    "SAMPLE_TOKEN",
+    "SAMPLE_VALID_FOR",
+    "action_context",
+    "offer_context",
+    "sample_context",
+    "survey_context",
+]
 
 
 def action_context(
@@ -50,31 +62,6 @@ def action_context(
     }
 
 
-def offer_context(
-    *,
-    code: str,
-    percent_off: float | None,
-    amount_off: float | None,
-    expires_at: datetime,
-    discount: str,
-) -> dict[str, Any]:
-    """What an offer's message adds: ``offer`` (the coupon)."""
-    return {
-        "offer": {
-            "code": code,
-            "percent_off": percent_off,
-            "amount_off": amount_off,
-            "expires_at": expires_at,
-            "discount": discount,
-        }
-    }
-
-
-def survey_context(*, url: str, kind: str, expires_at: datetime) -> dict[str, Any]:
-    """What a survey's message adds: ``survey`` (its link)."""
-    return {"survey": {"url": url, "kind": kind, "expires_at": expires_at}}
-
-
 def sample_context(
     *,
     customer_id: str,
@@ -87,10 +74,18 @@ def sample_context(
     now: datetime,
 ) -> dict[str, Any]:
     """Every name a template may use, as an action would give it, with samples where only
-    a real action makes the value: the manager, the opt-out link, an offer, a survey
-    (expiring ``SAMPLE_VALID_FOR`` after ``now``). No event (as after a timer)."""
-    expires = now.replace(microsecond=0) + SAMPLE_VALID_FOR
+    a real action makes the value: the manager, the opt-out link and what each action kind
+    provides (its model's ``sample``: an offer, a survey, expiring ``SAMPLE_VALID_FOR``
+    after ``now``). No event (as after a timer)."""
     base = public_url.rstrip("/")
+    facts = SampleFacts(
+        public_url=base,
+        token=SAMPLE_TOKEN,
+        expires_at=now.replace(microsecond=0) + SAMPLE_VALID_FOR,
+    )
+    samples: dict[str, Any] = {}
+    for spec in ACTIONS.values():
+        samples.update(spec.sample(facts))
     return {
         **action_context(
             customer_id=customer_id,
@@ -105,12 +100,5 @@ def sample_context(
             manager=dict(SAMPLE_MANAGER),
         ),
         "unsubscribe_url": f"{base}/u/{SAMPLE_TOKEN}",
-        **offer_context(
-            code="SAMPLE-7KQ2-9XWD",
-            percent_off=15,
-            amount_off=None,
-            expires_at=expires,
-            discount="15%",
-        ),
-        **survey_context(url=f"{base}/s/{SAMPLE_TOKEN}", kind="nps", expires_at=expires),
+        **samples,
     }
