@@ -1,8 +1,9 @@
 """``journeys render TEMPLATE --customer ID``: preview a message with a real customer's data.
 
 The profile comes from PostgreSQL, the customer's state and ctx from their workflow when
-Temporal answers (else the journey's initial context:), and ``offer``, ``survey``,
-``manager`` and ``unsubscribe_url`` are samples, as only a real action makes them. Notes on
+Temporal answers (else the journey's initial context:), and what only a real action makes
+(``engine.template_context.sampled_names``: an offer, a survey, the manager, the opt-out
+link) is a sample. Notes on
 what was sampled go to stderr, the message to stdout."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from channels import registry as channels
+from engine.template_context import sampled_names
 
 from .commands import Command, UserError
 
@@ -51,7 +53,7 @@ def render(args: argparse.Namespace) -> int:
     context["customer"].update(tier_segment)
     if run is None:
         context["ctx"] = _initial_context(settings.rules_dir, context["journey"]["name"], notes)
-    notes.append("offer, survey, manager and unsubscribe_url are samples; event is None")
+    notes.append(f"{', '.join(sampled_names())} are samples; event is None")
     renderer = Renderer(args.templates or settings.templates_dir)
     try:
         rendered = renderer.render(args.template, args.channel, context)

@@ -102,3 +102,11 @@ def sample_context(
         "unsubscribe_url": f"{base}/u/{SAMPLE_TOKEN}",
         **samples,
     }
+
+
+def sampled_names() -> list[str]:
+    """The names :func:`sample_context` fills with samples (what each action kind
+    provides, the manager and the opt-out link), for a preview to say so."""
+    facts = SampleFacts(public_url="", token=SAMPLE_TOKEN, expires_at=datetime(2000, 1, 1))
+    provided = {name for spec in ACTIONS.values() for name in spec.sample(facts)}
+    return sorted(provided | {"manager", "unsubscribe_url"})
