@@ -4,7 +4,11 @@ that `lint-imports` checks in `make test`, and no module grows past 400 lines.""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 import tomllib
+
+import pytest
 
 from tests.helpers import ROOT
 
@@ -66,3 +70,19 @@ def test_nothing_imports_the_worker() -> None:
                 if any(n == "worker" or n.startswith("worker.") for n in names):
                     importers.append(f"{p.relative_to(ROOT)}:{node.lineno}")
     assert not importers, f"move what these need out of worker.py: {importers}"
+
+
+@pytest.mark.parametrize("package", ["api", "cli", "devstack", "ingest", "worker"])
+def test_each_entry_point_registers_the_channels_it_loads_rules_with(package: str) -> None:
+    """The engine knows channels only as registered data: a process that starts from any
+    of these packages (a bench importing devstack, a server importing api) can load rules."""
+    probe = (
+        f"import {package}\n"
+        "from engine.rule_files import load_rule_files\n"
+        "print(len(load_rule_files('rules', 'templates').journeys))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.strip()) > 0
