@@ -16,6 +16,7 @@ from settings import ConfigurationError
 
 from .commands import OFFLINE
 from .dead_letters import DEAD_LETTERS
+from .journey_tests import JOURNEY_TESTS
 from .live import LIVE
 from .managers import MANAGERS
 from .render import RENDER
@@ -32,6 +33,7 @@ COMMANDS = {
     **REPORT,
     **REPLAY,
     **DEAD_LETTERS,
+    **JOURNEY_TESTS,
 }
 
 __all__ = ["main", "run"]

@@ -1,0 +1,276 @@
+"""Run journey tests (``engine.test_files``) on the pure interpreter, as the workflow would.
+
+Each test starts a customer, then for each step in time order: fires the timers due by
+the step's time (each at its own due time, as ``journeys simulate`` and the workflow do),
+applies the step's customer change, delivers its event (built as ``journeys simulate``
+builds one: name normalised, properties and traits redacted), and checks its
+expectations. A failure is a :class:`Problem` at the expectation's ``file:line:col`` that
+says what was expected and what was found. A recorded problem (a CEL expression that
+failed) that no ``problems:`` expectation named fails the test too: it is a broken rule.
+
+A new expectation kind is one function in :data:`CHECKS` and its field on
+``test_files.Expect``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from . import machine
+from ._errors import Problem
+from .actions import ACTIONS
+from .catalog import Catalog
+from .durations import parse_duration
+from .identity import redact_properties, redact_traits
+from .model import ActionCommand, Customer, CustomerState, Event, Run
+from .names import normalize_event_name
+from .test_files import Expect, TestCase, TestFile
+
+__all__ = ["CHECKS", "Observed", "TestResult", "run_file", "run_test"]
+
+
+@dataclass
+class TestResult:
+    """One test's outcome: no failures means it passed."""
+
+    file: str
+    name: str
+    line: int
+    failures: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+@dataclass
+class Observed:
+    """What an expectation is compared with: the journey's run (None: never enrolled), the
+    customer, and what happened since the journey's previous expectation."""
+
+    run: Run | None
+    customer: Customer
+    actions: list[ActionCommand]
+    problems: list[str]
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str):
+        return f"'{value}'"
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _same(expected: Any, actual: Any) -> bool:
+    """Equal as ops mean it: 5000 is 5000.0, but true is not 1; ``2d`` is 172800 seconds."""
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return type(expected) is type(actual) and expected == actual
+    if isinstance(expected, str) and isinstance(actual, int):
+        try:
+            return parse_duration(expected) == actual
+        except ValueError:
+            return False
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        return expected.keys() == actual.keys() and all(
+            _same(v, actual[k]) for k, v in expected.items()
+        )
+    if isinstance(expected, list) and isinstance(actual, list):
+        return len(expected) == len(actual) and all(
+            _same(e, a) for e, a in zip(expected, actual, strict=True)
+        )
+    return bool(expected == actual)
+
+
+Failure = tuple[tuple[int | str, ...], str]  # where under the expectation, and the sentence
+Check = Callable[[Any, Observed], list[Failure]]
+
+
+def _state(expected: str, seen: Observed) -> list[Failure]:
+    actual = seen.run.state if seen.run else None
+    if actual == expected:
+        return []
+    got = "not enrolled" if actual is None else _shown(actual)
+    return [((), f"expected state '{expected}', got {got}")]
+
+
+def _status(expected: str, seen: Observed) -> list[Failure]:
+    actual = seen.run.status if seen.run else "not_enrolled"
+    return [] if actual == expected else [((), f"expected status '{expected}', got '{actual}'")]
+
+
+def _context(expected: dict[str, Any], seen: Observed) -> list[Failure]:
+    if seen.run is None:
+        return [((), "expected context, got not enrolled")]
+    out: list[Failure] = []
+    for key, value in expected.items():
+        actual = seen.run.context.get(key)
+        if not _same(value, actual):
+            out.append(((key,), f"expected ctx.{key} {_shown(value)}, got {_shown(actual)}"))
+    return out
+
+
+def _action_shown(action: ActionCommand) -> str:
+    return f"{action.kind} {_shown(action.args)}"
+
+
+def _matches(item: str | dict[str, Any], action: ActionCommand) -> bool:
+    if isinstance(item, str):
+        return action.kind == item
+    ((kind, args),) = item.items()
+    if kind != action.kind:
+        return False
+    if not isinstance(args, dict):  # a shorthand (tag: low_priority): the whole action
+        try:
+            args = ACTIONS[kind].model_validate(args).model_dump(mode="json", by_alias=True)
+        except ValueError:
+            return False
+    return all(k in action.args and _same(v, action.args[k]) for k, v in args.items())
+
+
+def _actions(expected: list[str | dict[str, Any]], seen: Observed) -> list[Failure]:
+    actual = seen.actions
+    done = "; ".join(_action_shown(a) for a in actual) or "none"
+    if len(expected) != len(actual):
+        n = len(expected)
+        return [((), f"expected {n} action{'s' * (n != 1)}, got {len(actual)}: {done}")]
+    out: list[Failure] = []
+    for i, (item, action) in enumerate(zip(expected, actual, strict=True)):
+        if not _matches(item, action):
+            out.append(((i,), f"expected {_shown(item)}, got {_action_shown(action)}"))
+    return out
+
+
+def _tags(expected: list[str], seen: Observed) -> list[Failure]:
+    actual = seen.customer.tags
+    if sorted(expected) == actual:
+        return []
+    return [((), f"expected tags {_shown(sorted(expected))}, got {_shown(actual)}")]
+
+
+def _problems(expected: list[str], seen: Observed) -> list[Failure]:
+    actual = seen.problems
+    shown = "; ".join(actual) or "none"
+    if len(expected) != len(actual) or not all(
+        e in a for e, a in zip(expected, actual, strict=True)
+    ):
+        return [((), f"expected problems {_shown(expected)}, got: {shown}")]
+    return []
+
+
+CHECKS: dict[str, Check] = {
+    "state": _state,
+    "status": _status,
+    "context": _context,
+    "actions": _actions,
+    "tags": _tags,
+    "problems": _problems,
+}
+
+
+def run_file(test_file: TestFile, catalog: Catalog) -> list[TestResult]:
+    """Every test of ``test_file``, in order."""
+    return [run_test(test_file, i, catalog) for i in range(len(test_file.tests))]
+
+
+def run_test(test_file: TestFile, index: int, catalog: Catalog) -> TestResult:
+    """Run the ``index``-th test of ``test_file`` on ``catalog`` and compare."""
+    case = test_file.tests[index]
+    line = test_file.doc.locate(("tests", index, "name"))[0]
+    result = TestResult(test_file.path, case.name, line)
+    _Run(test_file, index, case, catalog, result).go()
+    return result
+
+
+class _Run:
+    def __init__(
+        self, test_file: TestFile, index: int, case: TestCase, catalog: Catalog, result: TestResult
+    ) -> None:
+        self.file, self.index, self.case, self.catalog = test_file, index, case, catalog
+        self.result = result
+        c = case.customer
+        customer = Customer(id=c.id, traits=redact_traits(c.traits or {}), tags=sorted(c.tags))
+        self.state = CustomerState(customer=_patched(customer, c))
+        self.actions: list[ActionCommand] = []
+        self.problems: list[str] = []
+        self.seen_actions: dict[str, int] = {}  # journey -> actions already expected
+        self.problems_checked = 0
+
+    def go(self) -> None:
+        at = 0
+        for s, step in enumerate(self.case.steps):
+            at = step.at if step.at is not None else at
+            now = self.case.start + timedelta(seconds=at)
+            self._take(machine.fire_timers(self.catalog, self.state, now))
+            if step.customer is not None:
+                customer = _patched(self.state.customer, step.customer)
+                self.state = self.state.model_copy(update={"customer": customer})
+            if step.event is not None:
+                name = normalize_event_name(step.event)
+                line = self.file.doc.locate(self._loc(s, "event"))[0]
+                event = Event(
+                    name=name,
+                    id=step.id or f"{self.file.path}:{line}",
+                    timestamp=now,
+                    properties=redact_properties(name, step.properties),
+                )
+                self._take(machine.handle_event(self.catalog, self.state, event, now))
+            if step.expect is not None:
+                self._expect(s, step.expect)
+        if len(self.problems) > self.problems_checked:
+            unexpected = "; ".join(self.problems[self.problems_checked :])
+            self.result.failures.append(
+                self.file.problem(
+                    ("tests", self.index, "name"),
+                    f"problems no expectation names (add problems: [...]): {unexpected}",
+                )
+            )
+
+    def _loc(self, step: int, *rest: int | str) -> tuple[int | str, ...]:
+        return ("tests", self.index, "steps", step, *rest)
+
+    def _take(self, step: machine.Step) -> None:
+        before = Counter(p.model_dump_json() for p in self.state.problems)
+        for p in step.state.problems:
+            key = p.model_dump_json()
+            if before[key] > 0:
+                before[key] -= 1
+            else:
+                self.problems.append(f"{p.journey}.{p.state}: {p.message}")
+        self.state = step.state
+        self.actions += step.actions
+
+    def _expect(self, s: int, expect: Expect) -> None:
+        journey = expect.journey or self.file.journey
+        start = self.seen_actions.get(journey, 0)
+        seen = Observed(
+            run=self.state.runs.get(journey),
+            customer=self.state.customer,
+            actions=[a for a in self.actions[start:] if a.journey == journey],
+            problems=self.problems[self.problems_checked :],
+        )
+        self.seen_actions[journey] = len(self.actions)
+        for key in CHECKS:
+            expected = getattr(expect, key)
+            if expected is None:
+                continue
+            if key == "problems":
+                self.problems_checked = len(self.problems)
+            for where, message in CHECKS[key](expected, seen):
+                loc = self._loc(s, "expect", key, *where)
+                self.result.failures.append(self.file.problem(loc, message))
+
+
+def _patched(customer: Customer, patch: Any) -> Customer:
+    traits = redact_traits(patch.traits) if patch.traits is not None else None
+    return machine.patch_customer(
+        customer,
+        traits=traits,
+        tier=patch.tier,
+        segment=patch.segment,
+        rfm=patch.rfm,
+        ltv=patch.ltv,
+    )
