@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from engine import JourneyValidationError
-from engine.journey_tests import TestResult, run_file
-from engine.test_files import TestFile, load_test_file
+from engine.journey_tests import Outcome, run_file
+from engine.test_files import JourneyTestFile, load_test_file
 
 from .commands import Command, UserError, _load, _rules_args
 
@@ -52,7 +52,7 @@ def _display(path: Path) -> str:
 
 def run_tests(args: argparse.Namespace) -> int:
     catalog = _load(args)
-    files: list[TestFile] = []
+    files: list[JourneyTestFile] = []
     problems = []
     for path in _files(args):
         try:
@@ -64,7 +64,7 @@ def run_tests(args: argparse.Namespace) -> int:
         n = len(problems)
         raise UserError(f"{n} problem{'s' * (n != 1)} in test files")
     started = time.perf_counter()
-    results: list[TestResult] = []
+    results: list[Outcome] = []
     for test_file in files:
         for result in run_file(test_file, catalog):
             results.append(result)

@@ -29,13 +29,13 @@ from .durations import parse_duration
 from .identity import redact_properties, redact_traits
 from .model import ActionCommand, Customer, CustomerState, Event, Run
 from .names import normalize_event_name
-from .test_files import Expect, TestCase, TestFile
+from .test_files import Expect, JourneyTest, JourneyTestFile
 
-__all__ = ["CHECKS", "Observed", "TestResult", "run_file", "run_test"]
+__all__ = ["CHECKS", "Observed", "Outcome", "run_file", "run_test"]
 
 
 @dataclass
-class TestResult:
+class Outcome:
     """One test's outcome: no failures means it passed."""
 
     file: str
@@ -171,23 +171,28 @@ CHECKS: dict[str, Check] = {
 }
 
 
-def run_file(test_file: TestFile, catalog: Catalog) -> list[TestResult]:
+def run_file(test_file: JourneyTestFile, catalog: Catalog) -> list[Outcome]:
     """Every test of ``test_file``, in order."""
     return [run_test(test_file, i, catalog) for i in range(len(test_file.tests))]
 
 
-def run_test(test_file: TestFile, index: int, catalog: Catalog) -> TestResult:
+def run_test(test_file: JourneyTestFile, index: int, catalog: Catalog) -> Outcome:
     """Run the ``index``-th test of ``test_file`` on ``catalog`` and compare."""
     case = test_file.tests[index]
     line = test_file.doc.locate(("tests", index, "name"))[0]
-    result = TestResult(test_file.path, case.name, line)
+    result = Outcome(test_file.path, case.name, line)
     _Run(test_file, index, case, catalog, result).go()
     return result
 
 
 class _Run:
     def __init__(
-        self, test_file: TestFile, index: int, case: TestCase, catalog: Catalog, result: TestResult
+        self,
+        test_file: JourneyTestFile,
+        index: int,
+        case: JourneyTest,
+        catalog: Catalog,
+        result: Outcome,
     ) -> None:
         self.file, self.index, self.case, self.catalog = test_file, index, case, catalog
         self.result = result

@@ -27,11 +27,10 @@ from .durations import parse_duration
 from .loader import validate_mapping
 from .names import did_you_mean
 
-__all__ = ["DEFAULT_START", "Expect", "Step", "TestCase", "TestFile", "load_test_file"]
+__all__ = ["DEFAULT_START", "Expect", "JourneyTest", "JourneyTestFile", "Step", "load_test_file"]
 
 # a Monday, 09:00 UTC: tests that do not say when they start begin at the same moment
 DEFAULT_START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-STATUSES = ("active", "completed", "exited", "not_enrolled")
 
 
 def _offset(value: Any) -> int:
@@ -96,7 +95,7 @@ class Step(Spec):
         return None if value is None else _offset(value)
 
 
-class TestCase(Spec):
+class JourneyTest(Spec):
     name: str = Field(min_length=1)
     customer: CustomerSpec = Field(default_factory=CustomerSpec)
     start: datetime = DEFAULT_START
@@ -110,16 +109,16 @@ class TestCase(Spec):
 
 class _FileSpec(Spec):
     journey: str
-    tests: list[TestCase] = Field(min_length=1)
+    tests: list[JourneyTest] = Field(min_length=1)
 
 
 @dataclass(frozen=True)
-class TestFile:
+class JourneyTestFile:
     """A parsed, checked test file; ``doc`` locates its keys for failures."""
 
     path: str
     journey: str
-    tests: list[TestCase]
+    tests: list[JourneyTest]
     doc: Document
 
     def problem(self, loc: tuple[int | str, ...], message: str) -> Problem:
@@ -128,7 +127,7 @@ class TestFile:
 
 _KEYS: dict[str, list[str]] = {
     "": list(_FileSpec.model_fields),
-    "tests": list(TestCase.model_fields),
+    "tests": list(JourneyTest.model_fields),
     "steps": list(Step.model_fields),
     "expect": list(Expect.model_fields),
     "customer": list(CustomerSpec.model_fields),
@@ -142,7 +141,7 @@ def _allowed(loc: list[int | str]) -> list[str]:
     return _KEYS.get(parents[-1] if parents else "", [])
 
 
-def load_test_file(path: Path, display: str, catalog: Catalog) -> TestFile:
+def load_test_file(path: Path, display: str, catalog: Catalog) -> JourneyTestFile:
     """The tests of ``path``, checked against the journeys of ``catalog``; raises
     :class:`JourneyValidationError` with every problem at ``file:line:col``."""
     doc, problems = parse(path, display)
@@ -156,7 +155,7 @@ def load_test_file(path: Path, display: str, catalog: Catalog) -> TestFile:
     found = _check(doc, spec, catalog)
     if found:
         raise JourneyValidationError(found)
-    return TestFile(display, spec.journey, spec.tests, doc)
+    return JourneyTestFile(display, spec.journey, spec.tests, doc)
 
 
 def _check(doc: Document, spec: _FileSpec, catalog: Catalog) -> list[Problem]:
@@ -212,10 +211,14 @@ def _check_expect(
                 doc.problem(
                     [*where, "context", key],
                     f"journey '{name}' has no context variable '{key}'{hint}",
+                    key=True,
                 )
             )
     for i, item in enumerate(expect.actions or []):
-        kind = item if isinstance(item, str) else next(iter(item), "") if len(item) == 1 else None
+        if isinstance(item, str):
+            kind: str | None = item
+        else:  # {kind: {argument: value}}: one key
+            kind = next(iter(item)) if len(item) == 1 else None
         if kind is None or kind not in ACTIONS:
             shown = "an action is a kind or {kind: {argument: value}}"
             if kind:
