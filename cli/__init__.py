@@ -21,6 +21,7 @@ from .managers import MANAGERS
 from .render import RENDER
 from .replay import REPLAY
 from .report import REPORT
+from .schema import SCHEMA
 from .segments import SEGMENTS
 
 COMMANDS = {
@@ -32,6 +33,7 @@ COMMANDS = {
     **REPORT,
     **REPLAY,
     **DEAD_LETTERS,
+    **SCHEMA,
 }
 
 __all__ = ["main", "run"]
