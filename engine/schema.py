@@ -160,8 +160,24 @@ def journey_schema() -> dict[str, Any]:
             {k: v for k, v in tag.items() if k != "description"},
         ],
     }
+    _cross_field_rules(defs)
     _describe(schema)
     return schema
+
+
+def _cross_field_rules(defs: dict[str, Any]) -> None:
+    """What the actions' after-validators check across fields, where a schema can say it."""
+    addressed = [n for n in channel_names() if n not in person_channels()]
+    if addressed:  # a channel without a person's address posts to the action's url
+        to_url = {"required": ["channel"], "properties": {"channel": {"enum": addressed}}}
+        defs[ACTIONS["send"].__name__]["allOf"] = [
+            {"if": to_url, "then": {"required": ["url"]}},
+            {"if": {"required": ["url"]}, "then": to_url},
+        ]
+    defs[ACTIONS["offer"].__name__]["oneOf"] = [
+        {"required": ["percent_off"], "description": "a percentage off"},
+        {"required": ["amount_off"], "description": "an amount off"},
+    ]
 
 
 def policy_schema() -> dict[str, Any]:

@@ -138,3 +138,25 @@ def test_durations_and_channels_are_as_ops_write_them() -> None:
     shorthand = copy.deepcopy(_lifecycle())
     shorthand["states"]["new"]["enter"] = [{"tag": "vip"}, {"tag": ["a", "b"]}]
     assert list(validator.iter_errors(shorthand)) == []
+
+
+def test_what_the_actions_check_across_fields() -> None:
+    validator = _validator("journey")
+    for send, ok in (
+        ({"template": "t", "channel": "webhook"}, False),
+        ({"template": "t", "channel": "webhook", "url": "https://x"}, True),
+        ({"template": "t", "url": "https://x"}, False),
+        ({"template": "t", "channel": "sms"}, True),
+    ):
+        data = _lifecycle()
+        data["states"]["new"]["enter"] = [{"send": send}]
+        assert validator.is_valid(data) is ok, send
+    for offer, ok in (
+        ({"template": "t", "percent_off": 15}, True),
+        ({"template": "t", "amount_off": 5}, True),
+        ({"template": "t"}, False),
+        ({"template": "t", "percent_off": 15, "amount_off": 5}, False),
+    ):
+        data = _lifecycle()
+        data["states"]["new"]["enter"] = [{"offer": offer}]
+        assert validator.is_valid(data) is ok, offer
