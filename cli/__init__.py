@@ -22,6 +22,7 @@ from .managers import MANAGERS
 from .render import RENDER
 from .replay import REPLAY
 from .report import REPORT
+from .schema import SCHEMA
 from .segments import SEGMENTS
 
 COMMANDS = {
@@ -34,6 +35,7 @@ COMMANDS = {
     **REPLAY,
     **DEAD_LETTERS,
     **JOURNEY_TESTS,
+    **SCHEMA,
 }
 
 __all__ = ["main", "run"]
