@@ -6,6 +6,7 @@
     journeys   per journey: states now, entries, exits, edges, median time in state
     rates      reactivation, repurchase, churn
     actions    offers, surveys, managers, messages, dead letters
+    staff      response time on tasks, overdue tasks, detractor call-backs
     snapshot   one consistent read for a whole report
 """
 
@@ -16,6 +17,7 @@ from .journeys import journey_figures
 from .rates import churn_rate, reactivation_rate, repurchase_rate
 from .segments import migration_matrix, segments_now
 from .snapshot import consistent
+from .staff import staff_figures
 
 __all__ = [
     "churn_rate",
@@ -29,5 +31,6 @@ __all__ = [
     "reactivation_rate",
     "repurchase_rate",
     "segments_now",
+    "staff_figures",
     "survey_figures",
 ]

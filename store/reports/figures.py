@@ -178,3 +178,39 @@ class Managers:
 class Messages:
     by_status: list[Count]  # sent, suppressed, deferred, failed, unknown, sending
     unknown: int  # at_most_once messages whose outcome no attempt could record
+
+
+@dataclass(frozen=True)
+class StaffRow:
+    """Tasks of one pool (``manager`` None: every task of the pool, queue and managers'
+    alike) or of one manager in it: created in the period, completed, the response time
+    (created → completed) of the completed ones, and the open ones overdue now."""
+
+    pool: str
+    manager: str | None
+    created: int
+    completed: int
+    median_seconds: float | None
+    p90_seconds: float | None
+    overdue: int
+
+
+@dataclass(frozen=True)
+class CallBacks:
+    """Detractor NPS answers of the period and the follow-up task of each: ``called_back``
+    of ``answers`` had it completed, the time from the answer to that completion."""
+
+    answers: int
+    called_back: int
+    median_seconds: float | None
+    p90_seconds: float | None
+
+    @property
+    def waiting(self) -> int:
+        return self.answers - self.called_back
+
+
+@dataclass(frozen=True)
+class Staff:
+    rows: list[StaffRow]  # per pool, each followed by its managers
+    callbacks: CallBacks
