@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from store.reports.figures import (
+    CallBacks,
     Count,
     Edge,
     JourneyFigures,
@@ -19,12 +20,15 @@ from store.reports.figures import (
     Offers,
     Rate,
     Segments,
+    Staff,
+    StaffRow,
     StateTime,
     Surveys,
     ratio,
 )
 
 __all__ = [
+    "CallBacks",
     "Count",
     "Edge",
     "JourneyFigures",
@@ -38,6 +42,8 @@ __all__ = [
     "Rate",
     "Report",
     "Segments",
+    "Staff",
+    "StaffRow",
     "StateTime",
     "Surveys",
     "ratio",
@@ -62,3 +68,4 @@ class Report:
     managers: Managers
     dead_letters: int = 0  # events whose delivery failed for good, waiting for an admin
     messages: Messages | None = None
+    staff: Staff | None = None  # response times, overdue tasks, detractor call-backs

@@ -21,6 +21,7 @@ from store.reports import (
     reactivation_rate,
     repurchase_rate,
     segments_now,
+    staff_figures,
     survey_figures,
 )
 
@@ -39,6 +40,7 @@ __all__ = [
     "reactivation_rate",
     "repurchase_rate",
     "segments_now",
+    "staff_figures",
     "survey_figures",
 ]
 
@@ -52,9 +54,10 @@ async def build_report(
 ) -> Report:
     """Every figure. On an idle connection they are read in one repeatable-read snapshot,
     so the sections agree with each other while the engine keeps writing."""
+    generated_at = now or datetime.now(UTC)
     async with consistent(conn):
         return Report(
-            generated_at=now or datetime.now(UTC),
+            generated_at=generated_at,
             since=since,
             reactivation_days=reactivation_days,
             segments=await segments_now(conn),
@@ -68,4 +71,5 @@ async def build_report(
             managers=await manager_load(conn),
             dead_letters=await dead_letter_count(conn),
             messages=await message_figures(conn, since=since),
+            staff=await staff_figures(conn, as_of=generated_at, since=since),
         )

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .fmt import duration, money, percent, score
-from .model import JourneyFigures, Report
+from .fmt import NONE, duration, money, percent, score
+from .model import JourneyFigures, Report, Staff
 
 Table = tuple[list[str], list[list[str]]]
 
@@ -52,6 +52,7 @@ def tables(report: Report) -> dict[str, Any]:
             ],
         ),
         "journeys": {j.journey: journey_tables(j) for j in report.journeys},
+        **staff_tables(report.staff),
         "messages": (
             ["status", "messages"],
             [[c.label, str(c.count)] for c in report.messages.by_status] if report.messages else [],
@@ -72,5 +73,46 @@ def journey_tables(j: JourneyFigures) -> dict[str, Table]:
         "times": (
             ["state", "finished visits", "median time"],
             [[t.state, str(t.visits), duration(t.median_seconds)] for t in j.time_in_state],
+        ),
+    }
+
+
+def _time(seconds: float | None) -> str:
+    return NONE if seconds is None else duration(seconds)
+
+
+def staff_tables(staff: Staff | None) -> dict[str, Table]:
+    """Response time per pool and manager; the detractors' call-backs."""
+    rows = staff.rows if staff else []
+    cb = staff.callbacks if staff else None
+    return {
+        "staff": (
+            ["pool", "manager", "created", "completed", "median", "p90", "overdue now"],
+            [
+                [
+                    r.pool,
+                    r.manager or "(all)",
+                    str(r.created),
+                    str(r.completed),
+                    _time(r.median_seconds),
+                    _time(r.p90_seconds),
+                    str(r.overdue),
+                ]
+                for r in rows
+            ],
+        ),
+        "callbacks": (
+            ["detractor answers", "called back", "waiting", "median", "p90"],
+            [
+                [
+                    str(cb.answers),
+                    str(cb.called_back),
+                    str(cb.waiting),
+                    _time(cb.median_seconds),
+                    _time(cb.p90_seconds),
+                ]
+            ]
+            if cb and cb.answers
+            else [],
         ),
     }

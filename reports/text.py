@@ -87,6 +87,15 @@ def render_text(report: Report) -> str:
             f"{q.label} {q.count}" for q in mg.queues
         )
     out.append(_section("Manager load", _table(t["managers"]) if mg.managers else None, queues))
+    st = report.staff
+    if st and (st.rows or st.callbacks.answers):  # shown once there are tasks or detractors
+        out.append(
+            _section(
+                "Staff: response time and call-backs",
+                _table(t["staff"]) if st.rows else None,
+                _table(t["callbacks"]) if st.callbacks.answers else None,
+            )
+        )
     out.append(_section("Deliveries", _dead_letters(report.dead_letters)))
     ms = report.messages
     if ms and ms.by_status:  # shown once there are messages
