@@ -1,4 +1,4 @@
-"""``journeys schema [journey|policy|segments] [--output FILE]``: the JSON Schema of a rule
+"""``journeys schema [journey|policy|segments|test] [--output FILE]``: the JSON Schema of a rule
 file, generated from the models (``engine.schema``). The committed copies under
 ``rules/schema/`` are what editors read through each file's ``# yaml-language-server:``
 line; regenerate them with ``--output`` when the language changes."""
@@ -33,7 +33,7 @@ def schema(args: argparse.Namespace) -> int:
 
 SCHEMA: dict[str, Command] = {
     "schema": (
-        "print the JSON Schema of a journey (or policy, segments) file, for editors",
+        "print the JSON Schema of a journey (or policy, segments, test) file, for editors",
         _schema_args,
         schema,
     ),

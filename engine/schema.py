@@ -31,6 +31,7 @@ from .durations import format_duration
 from .model import Journey
 from .policy import Policy
 from .segments import Segments
+from .test_files import _FileSpec as TestFileSpec
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 # what engine.durations.parse_duration reads: 45s 90m 12h 30d 2w 1d12h, or ISO-8601 P30D PT12H
@@ -110,6 +111,11 @@ _BEFORE: dict[str, Callable[[], JsonSchemaValue]] = {
         "description": 'A time of day, like "21:00".',
     },
     "_zone": lambda: {"type": "string", "description": "An IANA time zone, like Europe/Berlin."},
+    "Step._at": lambda: {
+        "anyOf": [dict(_DURATION), {"const": 0}],
+        "description": "When, after the test's start: 0s, 3d, 2w; left out: the previous "
+        "step's time.",
+    },
     "Tier._percent": lambda: {
         "type": "string",
         "pattern": r"^\s*\d+(\.\d+)?\s*%$",
@@ -190,10 +196,41 @@ def segments_schema() -> dict[str, Any]:
     return _generate(Segments, "segments", "Customer segments: RFM, tiers, named segments.")
 
 
+def test_file_schema() -> dict[str, Any]:
+    """The schema of a journey test file (``rules/tests/*.yaml``, ``journeys test``)."""
+    schema = _generate(
+        TestFileSpec, "journey test", "Tests of one journey (docs/journeys.md, Testing journeys)."
+    )
+    _optional_as_written(schema)
+    return schema
+
+
+def _optional_as_written(node: Any) -> None:
+    """``X | None`` fields as ``X``: nobody writes ``null`` for a key they can leave out, and
+    an editor then reports a mistake inside the value at its own key, not as "valid under
+    none of" the value and null."""
+    if isinstance(node, dict):
+        alternatives = node.get("anyOf")
+        if isinstance(alternatives, list) and {"type": "null"} in alternatives:
+            rest = [a for a in alternatives if a != {"type": "null"}]
+            del node["anyOf"]
+            node.pop("default", None)
+            if len(rest) == 1:
+                node.update(rest[0])
+            else:
+                node["anyOf"] = rest
+        for value in node.values():
+            _optional_as_written(value)
+    elif isinstance(node, list):
+        for value in node:
+            _optional_as_written(value)
+
+
 SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
     "journey": journey_schema,
     "policy": policy_schema,
     "segments": segments_schema,
+    "test": test_file_schema,
 }
 
 

@@ -160,3 +160,33 @@ def test_what_the_actions_check_across_fields() -> None:
         data = _lifecycle()
         data["states"]["new"]["enter"] = [{"offer": offer}]
         assert validator.is_valid(data) is ok, offer
+
+
+TESTS = sorted((RULES / "tests").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", TESTS, ids=[p.name for p in TESTS])
+def test_every_shipped_test_file_names_its_schema_and_is_valid(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert text.splitlines()[0] == "# yaml-language-server: $schema=../schema/test.schema.json"
+    errors = [
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in _validator("test").iter_errors(_load(text))
+    ]
+    assert errors == []
+
+
+def test_a_test_files_mistakes_are_refused_at_their_place() -> None:
+    validator = _validator("test")
+    wrong = _load(
+        "journey: lifecycle\n"
+        "tests:\n"
+        "  - name: t\n"
+        "    steps:\n"
+        "      - at: 3x\n"
+        "        evnt: signed_up\n"
+        "        expect: {status: sleeping}\n"
+    )
+    found = {".".join(map(str, e.absolute_path)): e.message for e in validator.iter_errors(wrong)}
+    assert set(found) == {"tests.0.steps.0", "tests.0.steps.0.at", "tests.0.steps.0.expect.status"}
+    assert "'evnt' was unexpected" in found["tests.0.steps.0"]
