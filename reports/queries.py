@@ -27,22 +27,7 @@ from store.reports import (
 
 from .model import Report
 
-# each figure on its own, for callers that want one (tests, a future CLI)
-__all__ = [
-    "build_report",
-    "churn_rate",
-    "dead_letter_count",
-    "journey_figures",
-    "manager_load",
-    "message_figures",
-    "migration_matrix",
-    "offer_figures",
-    "reactivation_rate",
-    "repurchase_rate",
-    "segments_now",
-    "staff_figures",
-    "survey_figures",
-]
+__all__ = ["build_report"]  # each figure on its own: store.reports
 
 
 async def build_report(

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from reports import build_report, render_html, render_text
-from reports.queries import staff_figures
+from store.reports import staff_figures
 from tests.report_seed import connect
 
 T = datetime(2026, 3, 2, 9, tzinfo=UTC)

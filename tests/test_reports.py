@@ -10,7 +10,8 @@ import pytest
 
 from cli import run
 from reports import build_report, render_html, render_text
-from reports.queries import (
+from settings import get_settings
+from store.reports import (
     churn_rate,
     migration_matrix,
     offer_figures,
@@ -18,7 +19,6 @@ from reports.queries import (
     repurchase_rate,
     survey_figures,
 )
-from settings import get_settings
 from tests.report_seed import at, connect, seeded
 
 __all__ = ["seeded"]  # a fixture, used by name
