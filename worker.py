@@ -76,7 +76,7 @@ def all_activities(
 ) -> list[Callable[..., Any]]:
     """Every activity the workflows call, bound to ``db``: what the worker registers, and
     what the tests' worker registers too, so the two lists cannot drift apart."""
-    journeys = JourneyActivities(db)
+    journeys = JourneyActivities(db, policy=actions.messenger.policy)
     tiering = SegmentActivities(db, segments)
     return [
         *actions.all(),

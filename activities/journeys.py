@@ -9,14 +9,17 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio import activity
 
 from engine import Catalog, Journey
+from engine.policy import Policy
 from store import catalog as catalog_store
 from store import read_model, transitions
 from workflows.io import CustomerSnapshot, LoadCatalogInput, RecordTransitionsInput
 
 
 class JourneyActivities:
-    def __init__(self, pool: AsyncConnectionPool[Any]) -> None:
+    def __init__(self, pool: AsyncConnectionPool[Any], *, policy: Policy | None = None) -> None:
         self.pool = pool
+        # calendar timers find the customer's time zone as the messaging policy does
+        self._zones = (policy or Policy()).time_zones()
         self._definitions: dict[str, Journey] = {}
         self._head: tuple[int, dict[str, int], dict[str, int]] = (0, {}, {})
         self._head_at = float("-inf")
@@ -37,7 +40,7 @@ class JourneyActivities:
             if missing:
                 self._definitions.update(await catalog_store.definitions(conn, missing))
         versions = {k: self._definitions[k] for k in wanted if k in self._definitions}
-        return Catalog(seq=seq, latest=latest, floor=floor, versions=versions)
+        return Catalog(seq=seq, latest=latest, floor=floor, versions=versions, **self._zones)
 
     @activity.defn(name="record_transitions")
     async def record_transitions(self, data: RecordTransitionsInput) -> int:

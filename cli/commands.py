@@ -5,6 +5,7 @@ Each command is a configure(parser) and a run(args); ``cli.live`` has the others
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Coroutine
@@ -74,6 +75,9 @@ def _load(args: argparse.Namespace, paths: list[Path] | None = None) -> Catalog:
                 load_other(args.rules)
             except JourneyValidationError as exc:
                 problems += exc.problems
+    if catalog is not None:  # calendar timers find time zones as the worker's catalog does
+        with contextlib.suppress(JourneyValidationError):  # reported above, if checked
+            catalog = catalog.model_copy(update=load_policy(args.rules).time_zones())
     if problems or catalog is None:
         print(str(JourneyValidationError(problems)), file=sys.stderr)
         n = len(problems)

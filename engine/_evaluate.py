@@ -36,6 +36,7 @@ def environment(customer: Customer, run: Run, event: Event | None, now: datetime
             "segment": customer.segment or "",
             "rfm": customer.rfm,
             "ltv": customer.ltv,
+            "first_order": customer.first_order,
             "tags": customer.tags,
         },
         "state": run.state,

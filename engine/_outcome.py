@@ -70,6 +70,8 @@ def copy_state(state: CustomerState) -> CustomerState:
 
 def cause_of(event: Event) -> str:
     if event.source == "timer":
+        if "at" in event.properties:  # a calendar timer (engine.calendar)
+            return f"timer:at:{event.properties['at']}"
         return f"timer:{event.properties.get('after', '')}"
     if event.source == "emit":
         return f"emit:{event.name} from {event.origin}"

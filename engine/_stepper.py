@@ -12,7 +12,7 @@ from collections import deque
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import _evaluate, expr
+from . import _evaluate, calendar, expr
 from ._outcome import (
     DEDUPE_MAX,
     DEDUPE_WINDOW,
@@ -102,18 +102,25 @@ class _Stepper:
             run = self.state.runs[name]
             run.timers.remove(timer)
             definition = self._definition(run)
-            spec = definition.states[run.state].after[timer.index]
-            run.fired.append(spec.seconds)
-            event = Event(
-                name="timer",
-                id=f"timer:{run.enrollment}:{run.visit}:{timer.label}",
-                timestamp=due_at,
-                properties={"after": timer.label},
-                source="timer",
-            )
+            spec, visit = definition.states[run.state], run.visit
+            if timer.at is not None:  # a calendar timer: its rule, then its next occurrence
+                rules, event = calendar.occurrence(run, spec, timer)
+            else:
+                rules = spec.after[timer.index].rules
+                run.fired.append(spec.after[timer.index].seconds)
+                event = Event(
+                    name="timer",
+                    id=f"timer:{run.enrollment}:{run.visit}:{timer.label}",
+                    timestamp=due_at,
+                    properties={"after": timer.label},
+                    source="timer",
+                )
             saved, self.now, self.depth = self.now, due_at, 0  # each timer starts a chain
             try:
-                self._run_rules(run, definition, spec.rules, event, f"after:{timer.label}")
+                where = timer.label if timer.at is not None else f"after:{timer.label}"
+                self._run_rules(run, definition, rules, event, where)
+                if timer.at is not None and run.status == "active" and run.visit == visit:
+                    calendar.arm(self.catalog, self.state, run, spec, self.now, only=timer.at)
             finally:
                 self.now = saved
             self.drain()
@@ -189,13 +196,14 @@ class _Stepper:
         run.state = target
         run.entered_at = self.now
         run.visit += 1
-        run.fired = []
+        run.fired, run.at_fired = [], {}
         run.timers = in_firing_order(
             [
                 PendingTimer(index=i, label=t.label, due_at=self.now + timedelta(seconds=t.seconds))
                 for i, t in enumerate(spec.after)
             ]
         )
+        calendar.arm(self.catalog, self.state, run, spec, self.now)
         self._log(run, source, target, cause, "")
         self._act(run, definition, spec.enter, event, f"enter:{target}")
         if spec.final:
@@ -343,6 +351,7 @@ class _Stepper:
             )
             source, old_version = run.state, run.version
             run.version, run.state, run.context = new.version, target, context
+            calendar.arm(self.catalog, self.state, run, spec, self.now)
             self._log(
                 run,
                 source,

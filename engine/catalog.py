@@ -22,6 +22,11 @@ class Catalog(BaseModel):
     latest: dict[str, int] = Field(default_factory=dict)
     floor: dict[str, int] = Field(default_factory=dict)
     versions: dict[str, Journey] = Field(default_factory=dict)  # "name@version" -> definition
+    # where calendar timers (at:) find the customer's time zone: the trait the messaging
+    # policy names (quiet_hours.time_zone_trait), else its default zone; filled from
+    # rules/policy.yaml by load_catalog, defaults so catalogs recorded before them decode
+    time_zone_trait: str = "timezone"
+    default_time_zone: str = "UTC"
 
     @staticmethod
     def key(name: str, version: int) -> str:
@@ -88,6 +93,8 @@ def shared(catalog: Catalog) -> Catalog:
         tuple(sorted(catalog.latest.items())),
         tuple(sorted(catalog.floor.items())),
         tuple(sorted((k, j.digest, j.source) for k, j in catalog.versions.items())),
+        catalog.time_zone_trait,
+        catalog.default_time_zone,
     )
     found = _SHARED.get(key)
     if found is None:
@@ -110,8 +117,18 @@ def exit_event_names(source: str) -> set[str] | None:
     return None
 
 
+_STATE_KEYS_ADDED: dict[str, object] = {"at": {}}
+
+
 def digest(journey: Journey) -> str:
     """Content hash of a definition, blind to its version, digest and file name."""
     body = journey.model_dump(mode="json", exclude={"version", "digest", "source"})
+    for state in body["states"].values():
+        # keys added to the language later are left out while unused, so the digest of a
+        # journey that does not use them stays what it was (else every journey would be
+        # published again, as a new version, by the first worker that knows them)
+        for key, empty in _STATE_KEYS_ADDED.items():
+            if state.get(key) == empty:
+                del state[key]
     raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(raw).hexdigest()[:16]

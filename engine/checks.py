@@ -66,6 +66,16 @@ def check_journey(
             )
 
     for name, state in states.items():
+        for label in state.at:
+            if not re.match(NAME, label):
+                problems.append(
+                    doc.problem(
+                        ("states", name, "at", label),
+                        f"'{label}' is not a calendar timer name: use lower case letters, "
+                        "digits and _ , starting with a letter (birthday, new_year)",
+                        key=True,
+                    )
+                )
         for i, timer in enumerate(state.after):
             if timer.seconds <= 0:
                 problems.append(
@@ -75,12 +85,13 @@ def check_journey(
                         key=True,
                     )
                 )
-        if state.final and (state.on or state.after):
+        if state.final and (state.on or state.after or state.at):
+            kinds = "on:/after:" if state.on or state.after else "at:"
             problems.append(
                 doc.problem(
                     ("states", name, "final"),
-                    f"final state '{name}' has on:/after: rules that can never run; remove them or "
-                    "drop final: true",
+                    f"final state '{name}' has {kinds} rules that can never run; remove them "
+                    "or drop final: true",
                 )
             )
         exits = {r.goto for _, r in _state_rules(journey, name) if r.goto and r.goto != name}
@@ -118,6 +129,8 @@ def _state_rules(journey: Journey, name: str) -> Iterator[tuple[Loc, Rule]]:
     for t, timer in enumerate(state.after):
         for i, rule in enumerate(timer.rules):
             yield ("states", name, "after", t, i), rule
+    for label, entry in state.at.items():  # a calendar timer is one rule (engine.calendar)
+        yield ("states", name, "at", label), entry
 
 
 def _rules(journey: Journey) -> Iterator[tuple[Loc, Rule]]:
@@ -168,6 +181,9 @@ def _check_expressions(doc: Document, journey: Journey) -> list[Problem]:
     for loc, rule in _rules(journey):
         state = str(loc[1])
         event = str(loc[3]) if loc[2] == "on" else "timer"
+        for key in ("date", "calendar"):  # an at: entry's date or country
+            if getattr(rule, key, None) is not None:
+                run((*loc, key), getattr(rule, key), state=state, event=event, want=key)
         if rule.when is not None:
             run((*loc, "when"), rule.when, state=state, event=event, want="bool")
         for var, source in rule.set.items():

@@ -23,6 +23,11 @@ from . import channel_kinds
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 _PHONE = re.compile(r"^\+?[\d\s().-]{7,}$")
+# a date (1990-03-05) or a timestamp has the digits of a phone number but is none; journeys
+# read dates such as a birthday (docs/journeys.md, "What journeys may read")
+_DATE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
+)
 WORKFLOW_PREFIX = "customer-"
 
 
@@ -78,8 +83,6 @@ _CONTACT_PARTS = frozenset(
         "zipcode",
         "postal",
         "postcode",
-        "birthday",
-        "birthdate",
         "ip",
         "fax",
         "iban",
@@ -136,7 +139,7 @@ def _is_contact_value(value: Any) -> bool:
     return (
         ("@" in text and bool(_EMAIL.search(text)))
         or bool(_URI.match(text))
-        or (bool(_PHONE.match(text)) and digits >= 7)
+        or (bool(_PHONE.match(text)) and digits >= 7 and not _DATE.match(text))
         or any(_phone_or_not(m) != m.group(0) for m in _INTL_PHONE.finditer(text))
     )
 
@@ -165,7 +168,8 @@ def redact_traits(traits: dict[str, Any]) -> dict[str, Any]:
     street, ...) are dropped at any depth, in objects and lists alike, and so are values
     that hold an email address (``"Ann <ann@example.com>"``), a phone number or a
     ``tel:`` URI, whatever their key; an object that held only contact data disappears
-    with it."""
+    with it. Dates stay, a birthday among them: calendar timers read them, and a date
+    reaches no one (payloads in Temporal are encrypted; docs/journeys.md)."""
     out: dict[str, Any] = {}
     for key, value in traits.items():
         if _is_contact_key(str(key)):

@@ -213,6 +213,7 @@ class _Run:
             if step.customer is not None:
                 customer = _patched(self.state.customer, step.customer)
                 self.state = self.state.model_copy(update={"customer": customer})
+                self._take_state(machine.refresh_calendar(self.catalog, self.state, now))
             if step.event is not None:
                 name = normalize_event_name(step.event)
                 line = self.file.doc.locate(self._loc(s, "event"))[0]
@@ -238,15 +239,18 @@ class _Run:
         return ("tests", self.index, "steps", step, *rest)
 
     def _take(self, step: machine.Step) -> None:
+        self._take_state(step.state)
+        self.actions += step.actions
+
+    def _take_state(self, state: CustomerState) -> None:
         before = Counter(p.model_dump_json() for p in self.state.problems)
-        for p in step.state.problems:
+        for p in state.problems:
             key = p.model_dump_json()
             if before[key] > 0:
                 before[key] -= 1
             else:
                 self.problems.append(f"{p.journey}.{p.state}: {p.message}")
-        self.state = step.state
-        self.actions += step.actions
+        self.state = state
 
     def _expect(self, s: int, expect: Expect) -> None:
         journey = expect.journey or self.file.journey
@@ -278,4 +282,5 @@ def _patched(customer: Customer, patch: Any) -> Customer:
         segment=patch.segment,
         rfm=patch.rfm,
         ltv=patch.ltv,
+        first_order=patch.first_order,
     )

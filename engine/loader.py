@@ -16,7 +16,7 @@ from ._yaml import Document, parse
 from .actions import ACTIONS, FROM_YAML
 from .catalog import digest
 from .checks import check_journey, unknown_action_message
-from .model import Enroll, Journey, Rule, State
+from .model import CalendarTimer, Enroll, Journey, Rule, State
 from .names import did_you_mean
 from .templates import TemplateInfo, scan
 
@@ -252,6 +252,8 @@ def _allowed_keys(doc: Document, loc: list[int | str]) -> list[str]:
         model = ACTIONS[parent[-1]]
     elif len(parent) == 2 and parent[0] == "states":
         model = State
+    elif len(parent) == 4 and parent[0] == "states" and parent[2] == "at":
+        model = CalendarTimer
     elif "on" in parent or "after" in parent:
         model = Rule
     return [

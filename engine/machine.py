@@ -16,9 +16,10 @@ Semantics, in the words of docs/journeys.md:
   runs its ``do`` actions, and the first matching rule with a ``goto`` moves the customer
   and ends the evaluation. ``goto`` to the current state re-enters it.
 * Entering a state runs its ``enter`` actions and starts its ``after`` timers, counted from
-  the moment of entry; leaving cancels them. A timer that fires late (the worker was down,
-  or the simulator jumped ahead) uses its due time as "now", so chains of timers keep
-  their spacing. Entering a final state completes the run.
+  the moment of entry, and its calendar timers (``at:``, ``engine.calendar``), re-armed
+  after each firing and whenever the customer changes; leaving cancels them. A timer that
+  fires late (the worker was down, or the simulator jumped ahead) uses its due time as
+  "now", so chains of timers keep their spacing. Entering a final state completes the run.
 * A CEL expression that fails at run time (a missing property, a type error) makes its
   rule not match; the failure is recorded in ``CustomerState.problems`` for admins.
 * ``emit`` delivers an internal event to the customer's other journeys after the current
@@ -42,6 +43,7 @@ from ._outcome import (
     TransitionRecord,
 )
 from ._stepper import _Stepper
+from .calendar import refresh as refresh_calendar
 from .catalog import Catalog
 from .model import Customer, CustomerState, Event
 
@@ -60,6 +62,7 @@ __all__ = [
     "move",
     "next_due",
     "patch_customer",
+    "refresh_calendar",
     "upgrade",
 ]
 
@@ -149,16 +152,17 @@ def patch_customer(
     segment: str | None = None,
     rfm: dict[str, int] | None = None,
     ltv: float | None = None,
+    first_order: datetime | None = None,
 ) -> Customer:
     """``customer`` with what is newly known of them: each given field replaces the old
     value, and ``traits`` merge key by key into the known ones (as the profile in PostgreSQL
     does: a trait sent once stays until a later message sets it again). ``None``: unknown,
     the old value stays. Traits must come without contact details
-    (``engine.identity.redact_traits``)."""
+    (``engine.identity.redact_traits``). Calendar timers follow such a change once
+    :func:`refresh_calendar` is called on the state that holds the new customer."""
+    fields = (("tier", tier), ("segment", segment), ("rfm", rfm), ("ltv", ltv))
     update: dict[str, Any] = {
-        k: v
-        for k, v in (("tier", tier), ("segment", segment), ("rfm", rfm), ("ltv", ltv))
-        if v is not None
+        k: v for k, v in (*fields, ("first_order", first_order)) if v is not None
     }
     if traits is not None:
         update["traits"] = {**customer.traits, **traits}

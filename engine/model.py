@@ -8,11 +8,21 @@ crosses continue-as-new and shows up readable in queries.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from datetime import time as Clock
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from .actions import ActionCall, Spec
+from ._holiday_names import check_holiday_name
+from .actions import ActionCall, Spec, _seconds
 from .durations import parse_duration
 from .names import normalize_event_name
 
@@ -47,10 +57,74 @@ class Timer(Spec):
     rules: list[Rule]
 
 
+# --- calendar timers (``at:``; computed by engine.calendar) ---------------------------------
+
+DEFAULT_LOCAL_TIME = Clock(9, 0)
+
+
+def _clock(value: Any) -> Clock:
+    """A local time of day, ``"10:00"``."""
+    if isinstance(value, Clock):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+        # YAML 1.1 reads an unquoted 10:00 as the sexagesimal number 600
+        return Clock(value // 60, value % 60)
+    text = str(value).strip() if isinstance(value, str) else ""
+    try:
+        parsed = Clock.fromisoformat(text) if len(text) in (4, 5, 8) and ":" in text else None
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise ValueError(f'{value!r} is not a time of day; write it like "10:00" (24-hour, local)')
+    return parsed
+
+
+def _offset_seconds(value: Any, info: ValidationInfo) -> int:
+    """``before:``/``after:`` as ops write them (``7d``); 0, their default, when read back."""
+    if value == 0 and not isinstance(value, bool) and not (info.context or {}).get("from_yaml"):
+        return 0
+    return _seconds(value, info)
+
+
+class CalendarTimer(Rule):
+    """One ``at:`` entry: a rule run on a date of the customer's (``date:``, a CEL
+    expression) or on holidays of their country (``calendar:`` and ``names:``), at
+    ``time`` in their time zone, shifted by ``before``/``after``; ``every`` year (the
+    default), month, or ``once``. Semantics: ``engine.calendar``."""
+
+    date: str | None = None
+    calendar: str | None = None
+    names: list[Annotated[str, AfterValidator(check_holiday_name)]] = Field(default_factory=list)
+    before: int = 0
+    after: int = 0
+    time: Clock = DEFAULT_LOCAL_TIME
+    every: Literal["year", "month", "once"] = "year"
+
+    _offsets = field_validator("before", "after", mode="before")(_offset_seconds)
+    _time = field_validator("time", mode="before")(_clock)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CalendarTimer:
+        if (self.date is None) == (self.calendar is None):
+            raise ValueError(
+                "give either date: (a CEL expression such as customer.traits.birthday) or "
+                "calendar: (a CEL expression giving a country code) with names:, not "
+                + ("both" if self.date else "neither")
+            )
+        if self.calendar is not None and not self.names:
+            raise ValueError("calendar: needs names: [new_year, spring_festival, ...]")
+        if self.date is not None and self.names:
+            raise ValueError("names: goes with calendar:, not with date:")
+        if self.calendar is not None and self.every == "month":
+            raise ValueError("holidays come once a year: leave every: out (or once)")
+        return self
+
+
 class State(Spec):
     enter: list[ActionCall] = Field(default_factory=list)
     on: dict[str, list[Rule]] = Field(default_factory=dict)
     after: list[Timer] = Field(default_factory=list)
+    at: dict[str, CalendarTimer] = Field(default_factory=dict)
     final: bool = False
     description: str | None = None
 
@@ -73,6 +147,13 @@ class State(Spec):
             {"label": str(k), "seconds": _duration_or_bad(k), "rules": _rules(v)}
             for k, v in value.items()
         ]
+
+    def timer_rules(self, timer: PendingTimer) -> list[Rule] | None:
+        """The rules ``timer`` runs when it fires (None: it is no timer of this state)."""
+        if timer.at is not None:
+            entry = self.at.get(timer.at)
+            return [entry] if entry is not None else None
+        return self.after[timer.index].rules if timer.index < len(self.after) else None
 
 
 def _duration_or_bad(key: Any) -> int:
@@ -146,9 +227,10 @@ class Event(Data):
 
 
 class PendingTimer(Data):
-    index: int
+    index: int  # its place in the state's after: (or at:, for a calendar timer)
     label: str
     due_at: datetime
+    at: str | None = None  # a calendar timer: the name of its at: entry
 
 
 class Transition(Data):
@@ -173,6 +255,8 @@ class Run(Data):
     visit: int = 0  # how many state entries so far in this run: part of idempotency keys
     enrollment: int = 1
     history: list[Transition] = Field(default_factory=list)
+    # calendar timers (at:) fired in this visit: name -> the occurrence's due time
+    at_fired: dict[str, datetime] = Field(default_factory=dict)
 
 
 class Customer(Data):
@@ -186,6 +270,8 @@ class Customer(Data):
     # latest segment refresh (rules/segments.yaml)
     rfm: dict[str, int] = Field(default_factory=lambda: {"r": 0, "f": 0, "m": 0})
     ltv: float = 0.0
+    # the first order's time, from the segment refresh (None: no order, or not refreshed)
+    first_order: datetime | None = None
     # sorted; set by the ``tag`` action (``engine.tags``) when the interpreter emits it
     tags: list[str] = Field(default_factory=list)
 

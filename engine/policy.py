@@ -160,6 +160,16 @@ class Policy(Spec):
 
     _wait = field_validator("await_contact", mode="before")(_await_seconds)
 
+    def time_zones(self) -> dict[str, str]:
+        """Where a customer's time zone is found (``time_zone_trait``) and the zone of those
+        without one (``default_time_zone``), from ``quiet_hours``: what calendar timers
+        use too, as :class:`engine.catalog.Catalog` fields."""
+        quiet = self.quiet_hours or QuietHours.model_validate({"from": "00:00", "until": "00:01"})
+        return {
+            "time_zone_trait": quiet.time_zone_trait,
+            "default_time_zone": quiet.default_time_zone,
+        }
+
     def longest_window(self) -> int:
         """Seconds of send history the caps need to look at."""
         return max((c.per for c in self.frequency_caps), default=0)

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
+from ._holiday_names import HOLIDAY_NAMES
 from .actions import ACTIONS
 from .channel_kinds import names as channel_names
 from .channel_kinds import person_channels
@@ -67,8 +68,22 @@ _HELP: dict[str, dict[str, str]] = {
         "enter": "Actions run when a customer enters the state.",
         "on": "Rules by event name, run in order when the event comes in this state.",
         "after": "Rules by duration (14d), run when the state has lasted that long.",
+        "at": "Calendar timers by name: a rule run on a customer's date or on holidays.",
         "final": "A final state ends the run (status completed) after its enter actions.",
         "description": "What this state means, for people reading the journey.",
+    },
+    "CalendarTimer": {
+        "date": f"The date (YYYY-MM-DD, MM-DD, a timestamp): customer.traits.birthday. {_CEL}",
+        "calendar": f"The customer's country (ISO code, e.g. DE), for names:. {_CEL}",
+        "names": "Holidays of that country to fire on (docs/journeys.md, Calendar timers).",
+        "before": "Fire this long before the date (7d).",
+        "after": "Fire this long after the date.",
+        "time": 'Local time of day in the customer\'s time zone, "09:00" unless given.',
+        "every": "year (default), month, or once.",
+        "when": f"The rule applies only when this holds. {_CEL}",
+        "set": f"Context variables to set, each to a {_CEL}",
+        "do": "Actions to run.",
+        "goto": "The state to move to.",
     },
     "Rule": {
         "when": f"The rule applies only when this holds. {_CEL}",
@@ -92,6 +107,8 @@ class _WrittenForm(GenerateJsonSchema):
             return {"type": "string", "enum": channel_names()}
         if name == "check_person_channel":
             return {"type": "string", "enum": person_channels()}
+        if name == "check_holiday_name":
+            return {"type": "string", "enum": list(HOLIDAY_NAMES)}
         return super().function_after_schema(schema)
 
 
@@ -101,6 +118,7 @@ def _name(function: Callable[..., Any]) -> str:
 
 _BEFORE: dict[str, Callable[[], JsonSchemaValue]] = {
     "_seconds": lambda: dict(_DURATION),
+    "_offset_seconds": lambda: dict(_DURATION),
     "_await_seconds": lambda: {
         "anyOf": [dict(_DURATION), {"const": 0}],
         "description": f"0 (at once), or a duration: {DURATION_HELP}.",

@@ -87,6 +87,7 @@ def simulate(
             if m.event is None:  # a profile update, as the workflow gets it with a signal
                 customer = machine.patch_customer(state.customer, traits=redact_traits(m.traits))
                 state = state.model_copy(update={"customer": customer})
+                state = machine.refresh_calendar(catalog, state, m.timestamp)
                 continue
             step = machine.handle_event(catalog, state, m.event, m.timestamp)
             state, actions = step.state, actions + step.actions

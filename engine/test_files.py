@@ -48,6 +48,7 @@ class CustomerPatch(Spec):
     segment: str | None = None
     rfm: dict[str, int] | None = None
     ltv: float | None = None
+    first_order: datetime | None = None
 
 
 class CustomerSpec(CustomerPatch):

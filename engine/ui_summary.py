@@ -34,12 +34,13 @@ def markdown(state: CustomerState, catalog: Catalog | None = None) -> str:
             target = ""
             if catalog is not None:
                 try:
-                    spec = catalog.get(name, run.version).states[run.state].after[nxt.index]
-                    gotos = [r.goto for r in spec.rules if r.goto]
+                    spec = catalog.get(name, run.version).states[run.state]
+                    gotos = [r.goto for r in spec.timer_rules(nxt) or [] if r.goto]
                     target = f" → `{gotos[0]}`" if gotos else ""
                 except (UnknownJourneyError, KeyError, IndexError):  # not loaded, or changed
                     target = ""
-            out.append(f"- next: after {nxt.label}{target} at {_when(nxt.due_at)}")
+            what = f"at: {nxt.at}" if nxt.at else f"after {nxt.label}"
+            out.append(f"- next: {what}{target} at {_when(nxt.due_at)}")
         for t in reversed(run.history[-3:]):
             out.append(f"- {_when(t.at)}: {t.from_state or '∅'} → {t.to_state} ({t.cause})")
     if state.problems:

@@ -342,6 +342,7 @@ def _patch(s: customer_store.Standing) -> CustomerPatch | None:
         patch.segment, patch.tier = s.segment, s.tier
         patch.rfm = {"r": s.r or 0, "f": s.f or 0, "m": s.m or 0}
         patch.ltv = float(s.ltv or 0)
+        patch.first_order = s.first_order_at
     return patch
 
 

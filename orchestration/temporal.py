@@ -92,7 +92,17 @@ async def register_search_attributes(client: Client, namespace: str) -> list[str
     return sorted(missing)
 
 
-PASSTHROUGH = ("engine", "workflows", "pydantic", "pydantic_core", "cel", "annotated_types")
+PASSTHROUGH = (
+    "engine",
+    "workflows",
+    "pydantic",
+    "pydantic_core",
+    "cel",
+    "annotated_types",
+    # calendar timers' holidays: pure computation, loading a country's module on first use
+    "holidays",
+    "dateutil",
+)
 
 
 def sandbox_restrictions() -> SandboxRestrictions:

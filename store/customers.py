@@ -85,13 +85,15 @@ class Standing:
     f: int | None
     m: int | None
     ltv: Any
+    first_order_at: datetime | None = None  # for calendar timers (customer.first_order)
 
 
 async def standings(conn: AsyncConnection[Any], customer_ids: list[str]) -> list[Standing]:
     """The :class:`Standing` of each of ``customer_ids`` (one row each, known or not)."""
     cur = conn.cursor(row_factory=class_row(Standing))
     await cur.execute(
-        "SELECT i.id AS customer_id, c.traits, m.segment, m.tier, m.r, m.f, m.m, m.ltv"
+        "SELECT i.id AS customer_id, c.traits, m.segment, m.tier, m.r, m.f, m.m, m.ltv,"
+        " m.first_order_at"
         " FROM unnest(%s::text[]) AS i(id)"
         " LEFT JOIN customers c ON c.customer_id = i.id"
         " LEFT JOIN customer_metrics m ON m.customer_id = i.id",

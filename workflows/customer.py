@@ -288,7 +288,11 @@ class CustomerWorkflow:
             segment=patch.segment,
             rfm=patch.rfm,
             ltv=patch.ltv,
+            first_order=patch.first_order,
         )
+        # calendar timers follow a date that changed; without at: entries nothing changes
+        assert self._catalog is not None
+        self._state = machine.refresh_calendar(self._catalog, self._state, workflow.now())
 
     async def _carry_out(self, step: Step) -> None:
         self._state = step.state

@@ -26,6 +26,7 @@ class CustomerPatch(BaseModel):
     segment: str | None = None
     rfm: dict[str, int] | None = None
     ltv: float | None = None
+    first_order: datetime | None = None  # the first order's time, from the segment refresh
 
 
 class EventsSignal(BaseModel):
@@ -154,8 +155,9 @@ class CustomerSnapshot(BaseModel):
             if nxt is not None and catalog is not None:
                 journey = catalog.versions.get(Catalog.key(name, run.version))
                 spec = journey.states.get(run.state) if journey else None
-                if spec is not None and nxt.index < len(spec.after):
-                    gotos = sorted({r.goto for r in spec.after[nxt.index].rules if r.goto})
+                rules = spec.timer_rules(nxt) if spec is not None else None
+                if rules is not None:
+                    gotos = sorted({r.goto for r in rules if r.goto})
                     target = " or ".join(gotos) or None
             journeys.append(
                 JourneySnapshot(
