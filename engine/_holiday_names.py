@@ -11,13 +11,22 @@ computed once per year and kept: the same country and year always give the same 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import date
 
 import holidays
 
 from .names import did_you_mean
 
-__all__ = ["HOLIDAY_NAMES", "HolidayError", "check_holiday_name", "holiday_dates"]
+__all__ = [
+    "HOLIDAY_NAMES",
+    "HolidayError",
+    "check_holiday_name",
+    "holiday_dates",
+    "run_holidays_with",
+]
 
 # our name -> the package's English names for it (docs/journeys.md, "Calendar timers")
 HOLIDAY_NAMES: dict[str, tuple[str, ...]] = {
@@ -80,6 +89,19 @@ def check_holiday_name(name: str) -> str:
     )
 
 
+_COUNTRIES = frozenset(holidays.list_supported_countries())
+_GUARD: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
+
+
+def run_holidays_with(guard: Callable[[], AbstractContextManager[None]]) -> None:
+    """Call the holidays package inside ``guard()``. The package names holidays through
+    gettext, which opens its translation files (part of the package, never changed) and
+    asks ``locale``: things a workflow sandbox forbids. The customer workflow passes
+    ``workflow.unsafe.sandbox_unrestricted``; elsewhere nothing is needed."""
+    global _GUARD
+    _GUARD = guard
+
+
 _BY_YEAR: dict[tuple[str, int], dict[str, date]] = {}
 _MAX_CACHED = 4096
 
@@ -92,15 +114,17 @@ def holiday_dates(country: str, year: int) -> dict[str, date]:
     found = _BY_YEAR.get((code, year))
     if found is not None:
         return found
-    try:
-        plain = holidays.country_holidays(code)
-    except NotImplementedError:
+    if code not in _COUNTRIES:
         raise HolidayError(
             f"'{country}' is not a country the holidays calendar knows; use an ISO 3166 "
             "code such as DE, CN or US"
-        ) from None
-    language = "en_US" if "en_US" in plain.supported_languages else None
-    days = holidays.country_holidays(code, years=year, language=language)
+        )
+    entity = getattr(holidays, code)
+    # always a language: without one the package would read LANGUAGE/LC_ALL from the
+    # environment, and two workers could name (and so match) holidays differently
+    language = "en_US" if "en_US" in entity.supported_languages else entity.default_language
+    with _GUARD():
+        days = holidays.country_holidays(code, years=year, language=language)
     found = {}
     for day, text in sorted(days.items()):
         for part in text.split("; "):

@@ -33,7 +33,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import _evaluate, expr
-from ._holiday_names import HolidayError, holiday_dates
+from ._holiday_names import HolidayError, holiday_dates, run_holidays_with
 from ._outcome import MAX_PROBLEMS, in_firing_order
 from .catalog import Catalog
 from .model import (
@@ -55,6 +55,7 @@ __all__ = [
     "occurrence",
     "record_problems",
     "refresh",
+    "run_holidays_with",
     "timers_for",
 ]
 

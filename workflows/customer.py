@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_e
 
 with workflow.unsafe.imports_passed_through():
     from engine import Catalog, CustomerState, MoveError, Step, machine
+    from engine.calendar import run_holidays_with
     from engine.catalog import shared
     from engine.identity import customer_key
     from engine.machine import TransitionRecord
@@ -41,6 +42,8 @@ with workflow.unsafe.imports_passed_through():
         MoveRequest,
         MoveResult,
     )
+
+run_holidays_with(workflow.unsafe.sandbox_unrestricted)  # reads its own files: see there
 
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
 JOURNEYS = SearchAttributeKey.for_keyword_list("Journeys")
@@ -290,8 +293,7 @@ class CustomerWorkflow:
             ltv=patch.ltv,
             first_order=patch.first_order,
         )
-        # calendar timers follow a date that changed; without at: entries nothing changes
-        assert self._catalog is not None
+        assert self._catalog is not None  # calendar timers follow a date that changed
         self._state = machine.refresh_calendar(self._catalog, self._state, workflow.now())
 
     async def _carry_out(self, step: Step) -> None:

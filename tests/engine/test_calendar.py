@@ -41,8 +41,8 @@ def entry(**fields: object) -> CalendarTimer:
     return CalendarTimer.model_validate({"date": "x", **fields})
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -124,9 +124,10 @@ def test_month_and_once_and_dates_without_a_year():
 
 def start(tmp_path: Path, **traits: object) -> tuple[Catalog, CustomerState]:
     catalog = catalog_of(tmp_path, JOURNEY)
-    state = customer("c1", **traits)
-    state = machine.handle_event(catalog, state, ev("signed_up", utc(2026, 1, 5)), utc(2026, 1, 5))
-    return catalog, state.state
+    step = machine.handle_event(
+        catalog, customer("c1", **traits), ev("signed_up", utc(2026, 1, 5)), utc(2026, 1, 5)
+    )
+    return catalog, step.state
 
 
 def dues(state: CustomerState) -> dict[str, datetime]:

@@ -1,0 +1,163 @@
+"""Calendar timers in the real customer workflow on the time-skipping server, with real
+PostgreSQL: a birthday on 29 February across the date line, a holiday of the lunar
+calendar, continue-as-new on the way, and a birthday changed while waiting."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from engine._holiday_names import holiday_dates
+from engine.identity import workflow_id
+from engine.model import CustomerState, Event
+from orchestration import customers
+from tests.conftest import running_worker
+from tests.helpers import journeys_from, publish
+from workflows.io import CustomerPatch
+
+CARE = """
+journey: care
+enroll: {on: [joined]}
+context: {birthdays: 0, holidays: 0}
+start: member
+states:
+  member:
+    at:
+      birthday:
+        date: customer.traits.birthday
+        time: "10:00"
+        set: {birthdays: 'ctx.birthdays + 1'}
+      festival:
+        calendar: customer.traits.country
+        names: [spring_festival]
+        set: {holidays: 'ctx.holidays + 1'}
+    on:
+      left: gone
+  gone: {final: true}
+"""
+
+
+def _event(name: str, at: datetime) -> Event:
+    return Event(name=name, id=str(uuid.uuid4()), timestamp=at)
+
+
+def _dues(state: CustomerState) -> dict[str, datetime]:
+    return {str(t.at): t.due_at for t in state.runs["care"].timers if t.at}
+
+
+def _next_feb_28(after: datetime) -> int:
+    """The first year after ``after`` whose 28 February comes later and that has no 29th."""
+    year = after.year + (1 if (after.month, after.day) >= (2, 28) else 0)
+    while year % 4 == 0:
+        year += 1
+    return year
+
+
+async def test_a_29_february_birthday_and_a_lunar_holiday_fire_across_continue_as_new(
+    time_env, db, db_url, task_queue, tmp_path: Path
+):
+    seq = await publish(db_url, journeys_from(tmp_path, "care", CARE))
+    client = time_env.client
+    cid = f"cal-{task_queue}"
+    kiritimati = ZoneInfo("Pacific/Kiritimati")  # UTC+14: the first birthdays on Earth
+    patch = CustomerPatch(
+        traits={"birthday": "2000-02-29", "timezone": "Pacific/Kiritimati", "country": "CN"}
+    )
+    async with running_worker(client, db, task_queue):
+        now = await time_env.get_current_time()
+        handle = await customers.send_events(
+            client,
+            cid,
+            [_event("joined", now)],
+            task_queue=task_queue,
+            catalog_seq=seq,
+            customer=patch,
+            max_steps_per_run=2,
+        )
+        first_run = (await handle.describe()).run_id
+        await time_env.sleep(timedelta(seconds=1))
+        state = await customers.state(client, cid)
+        year = _next_feb_28(now)
+        birthday = datetime(year, 2, 28, 10, tzinfo=kiritimati).astimezone(UTC)
+        festival_day = next(
+            d
+            for y in (now.year, now.year + 1, now.year + 2)
+            if (d := holiday_dates("CN", y)["spring_festival"]) > now.astimezone(kiritimati).date()
+        )
+        festival = datetime.combine(festival_day, datetime.min.time().replace(hour=9))
+        festival = festival.replace(tzinfo=kiritimati).astimezone(UTC)
+        assert _dues(state) == {"birthday": birthday, "festival": festival}
+        for _ in range(4):  # a few events: max_steps_per_run=2 continues as new
+            await customers.send_events(
+                client,
+                cid,
+                [_event("browsed", await time_env.get_current_time())],
+                task_queue=task_queue,
+                catalog_seq=seq,
+                max_steps_per_run=2,
+            )
+        await time_env.sleep(timedelta(seconds=1))
+        later_run = (await client.get_workflow_handle(workflow_id(cid)).describe()).run_id
+        assert later_run != first_run
+        assert _dues(await customers.state(client, cid)) == {
+            "birthday": birthday,
+            "festival": festival,
+        }
+        until_both = max(birthday, festival) - await time_env.get_current_time()
+        await time_env.sleep(until_both + timedelta(hours=1))
+        state = await customers.state(client, cid)
+        run = state.runs["care"]
+        assert run.context == {"birthdays": 1, "holidays": 1}
+        assert run.state == "member"
+        assert _dues(state)["birthday"].astimezone(kiritimati).date() in {
+            date(year + 1, 2, 28),
+            date(year + 1, 2, 29),
+        }
+        assert _dues(state)["festival"] > festival + timedelta(days=300)
+        assert state.problems == []
+
+
+async def test_a_birthday_changed_while_waiting_moves_the_timer(
+    time_env, db, db_url, task_queue, tmp_path: Path
+):
+    seq = await publish(db_url, journeys_from(tmp_path, "care", CARE))
+    client = time_env.client
+    cid = f"moved-{task_queue}"
+    async with running_worker(client, db, task_queue):
+        now = await time_env.get_current_time()
+        far = (now + timedelta(days=200)).date()
+        await customers.send_events(
+            client,
+            cid,
+            [_event("joined", now)],
+            task_queue=task_queue,
+            catalog_seq=seq,
+            customer=CustomerPatch(traits={"birthday": f"1990-{far:%m-%d}", "timezone": "UTC"}),
+        )
+        await time_env.sleep(timedelta(seconds=1))
+        state = await customers.state(client, cid)
+        assert _dues(state)["birthday"].date() == far
+        assert [p.message for p in state.problems] == [
+            p.message for p in state.problems if "festival" in p.message
+        ]  # no country: the festival's problem, recorded once
+        soon = (now + timedelta(days=10)).date()
+        await customers.send_events(
+            client,
+            cid,
+            [_event("browsed", await time_env.get_current_time())],
+            task_queue=task_queue,
+            catalog_seq=seq,
+            customer=CustomerPatch(traits={"birthday": f"1990-{soon:%m-%d}"}),
+        )
+        await time_env.sleep(timedelta(seconds=1))
+        state = await customers.state(client, cid)
+        assert _dues(state)["birthday"] == datetime.combine(soon, datetime.min.time()).replace(
+            hour=10, tzinfo=UTC
+        )
+        assert len(state.problems) == 1
+        await time_env.sleep(timedelta(days=11))
+        state = await customers.state(client, cid)
+        assert state.runs["care"].context["birthdays"] == 1
+        assert _dues(state)["birthday"].date().year == soon.year + 1
