@@ -161,3 +161,22 @@ async def test_a_birthday_changed_while_waiting_moves_the_timer(
         state = await customers.state(client, cid)
         assert state.runs["care"].context["birthdays"] == 1
         assert _dues(state)["birthday"].date().year == soon.year + 1
+
+
+async def test_the_segment_refresh_carries_the_first_order_to_the_workflow_patch(db):
+    """``customer.first_order`` (an anniversary's date) comes from the refresh's metrics,
+    as rfm and ltv do: the standing the dispatcher patches the workflow's customer with."""
+    from engine.segments import Segments
+    from ingest.dispatcher import _patch
+    from store import customers as customer_store
+    from store import segments as segment_store
+    from tests.test_segments_sql import AS_OF, order
+
+    first = AS_OF - timedelta(days=300)
+    async with db.connection() as conn:
+        await order(conn, "fo", first, 40)
+        await order(conn, "fo", AS_OF - timedelta(days=3), 60)
+        await segment_store.refresh(conn, Segments(), as_of=AS_OF)
+        (standing,) = await customer_store.standings(conn, ["fo"])
+    patch = _patch(standing)
+    assert patch is not None and patch.first_order == first
