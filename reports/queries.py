@@ -13,6 +13,7 @@ from store.reports import (
     churn_rate,
     consistent,
     dead_letter_count,
+    experiment_counts,
     journey_figures,
     manager_load,
     message_figures,
@@ -25,6 +26,7 @@ from store.reports import (
     survey_figures,
 )
 
+from .lift import experiment_lifts
 from .model import Report
 
 __all__ = ["build_report"]  # each figure on its own: store.reports
@@ -57,4 +59,5 @@ async def build_report(
             dead_letters=await dead_letter_count(conn),
             messages=await message_figures(conn, since=since),
             staff=await staff_figures(conn, as_of=generated_at, since=since),
+            experiments=experiment_lifts(await experiment_counts(conn, since=since)),
         )
