@@ -5,6 +5,7 @@ report without experiments that stays as it was."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import re
 import subprocess
@@ -16,10 +17,11 @@ import httpx
 import psycopg
 
 from api import create_app
+from cli import run
 from engine.experiments import HOLDOUT, assign
 from reports import build_report, render_html, render_text
 from reports.lift import experiment_lift
-from settings import Settings
+from settings import Settings, get_settings
 from store.reports import experiment_counts
 from tests.report_seed import connect
 from tests.test_report_page import serve_reports
@@ -163,6 +165,10 @@ async def test_page_and_text_show_each_experiment(db_url):
     assert "offer_25 converts" in body and ": likely a real effect</li>" in body
     assert '<p class="warning" role="note">too small a sample to tell: nudge has' in body
     assert '<th scope="col">p (Holm)</th>' in body  # two arms against one holdout
+    # a forest plot per experiment: each compared arm's lift and interval around zero
+    assert body.count('<svg class="chart intervals" data-points="2"') == 1
+    assert body.count('<svg class="chart intervals" data-points="1"') == 1
+    assert "<title>offer_25: +" in body
     holdout_row = re.search(r"<tr><td>holdout</td>(.*?)</tr>", body)
     assert holdout_row and "<td></td>" in holdout_row.group(1)  # no lift against itself
 
@@ -269,3 +275,20 @@ def test_nothing_loads_statsmodels_until_an_experiment_is_reported():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+async def test_journeys_report_prints_the_experiments(db_url, monkeypatch, capsys, tmp_path):
+    async with await connect(db_url) as conn:
+        await seed(conn)
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    try:
+        page = tmp_path / "report.html"
+        # run() drives its own event loop: off this test's loop, as a command line would
+        assert await asyncio.to_thread(run, ["report", "--html", str(page)]) == 0
+    finally:
+        get_settings.cache_clear()
+    out = capsys.readouterr().out
+    assert f"Experiment {NAME}\n" in out and "Experiment nudge_test\n" in out
+    assert re.search(r"\noffer_25 converts \d+\.\d points better than the holdout", out)
+    assert '<section id="experiments"' in page.read_text()
