@@ -4,6 +4,7 @@ the report page's Experiments section (definitions: docs/reports.md, "Experiment
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
@@ -132,4 +133,5 @@ async def get_experiment(
                 + " (GET /v1/experiments lists them)",
             },
         )
-    return _experiment(experiment_lift(found[0]))
+    # in a thread: the first call loads statsmodels, seconds the event loop keeps serving
+    return _experiment(await asyncio.to_thread(experiment_lift, found[0]))

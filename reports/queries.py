@@ -4,6 +4,7 @@ figures."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,5 +60,8 @@ async def build_report(
             dead_letters=await dead_letter_count(conn),
             messages=await message_figures(conn, since=since),
             staff=await staff_figures(conn, as_of=generated_at, since=since),
-            experiments=experiment_lifts(await experiment_counts(conn, since=since)),
+            # in a thread: the first one loads statsmodels, seconds the event loop keeps
+            experiments=await asyncio.to_thread(
+                experiment_lifts, await experiment_counts(conn, since=since)
+            ),
         )
