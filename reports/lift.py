@@ -187,7 +187,8 @@ def points(fraction: float) -> str:
 
 
 def p_text(p: float | None) -> str:
-    """``p = 0.0061`` -> ``0.0061``; under 0.001 -> ``< 0.001``; None -> ``n/a``."""
+    """A p-value to two significant digits (``0.0061``, ``0.38``); ``< 0.001`` under
+    that; ``n/a`` for None."""
     if p is None:
         return "n/a"
     return "< 0.001" if p < 0.001 else f"{p:.2g}"
