@@ -220,7 +220,9 @@ def timers_for(
     timers: list[PendingTimer] = []
     problems: list[str] = []
     pending = {t.at: t for t in run.timers if t.at is not None}
-    for index, (name, entry) in enumerate(spec.at.items()):
+    # in name order, not the file's: a definition read back from PostgreSQL (JSONB) has its
+    # keys in another order, and entries due together must fire alike everywhere
+    for index, (name, entry) in enumerate(sorted(spec.at.items())):
         if only is not None and name != only:
             continue
         if entry.every == "once" and name in run.at_fired:
