@@ -306,3 +306,16 @@ def test_mistakes_in_at_entries_are_reported_at_file_line_col(tmp_path: Path):
     )
     assert "j0.yaml:10:7 states.a.at.three: give either date:" in text
     assert "j0.yaml:11:46 states.a.at.four.evry: unknown key 'evry' (did you mean 'every'?)" in text
+
+
+def test_the_simulator_follows_an_identify_that_brings_the_birthday(tmp_path: Path):
+    from engine.simulate import Message, simulate
+
+    catalog = catalog_of(tmp_path, JOURNEY)
+    messages = [
+        Message("track", "s1", utc(2026, 1, 5), 1, event=ev("signed_up", utc(2026, 1, 5))),
+        Message("identify", "s1", utc(2026, 1, 6), 2, traits={"birthday": "1990-03-05"}),
+    ]
+    (result,) = simulate(catalog, messages, until=utc(2026, 3, 1))
+    assert [a.args["add"] for a in result.actions] == [["birthday_soon"]]
+    assert dues(result.state)["birthday"] == utc(2027, 2, 26, 10)
