@@ -129,13 +129,17 @@ def next_occurrence(
     if entry.every == "once" and has_year:
         moment = _moment(base, entry, zone)
         return moment if moment > after else None
+    # from a little before the bound (offsets may pull an occurrence back), and never
+    # before the date itself when it has a year (a renewal in 2030 starts in 2030)
     if entry.every == "month":
         first = local.year * 12 + local.month - 1 - 12 * span
+        if has_year:
+            first = max(first, base.year * 12 + base.month - 1)
         months = range(first, first + 12 * (2 * span + 1))
         days = [_on(m // 12, m % 12 + 1, base.day) for m in months]
     else:
-        years = range(local.year - span, local.year + span + 1)
-        days = [_on(y, base.month, base.day) for y in years]
+        start = max(local.year - span, base.year) if has_year else local.year - span
+        days = [_on(y, base.month, base.day) for y in range(start, start + 2 * span + 1)]
     for day in days:
         if has_year and day < base:
             continue

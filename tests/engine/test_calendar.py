@@ -8,6 +8,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine import machine
 from engine._errors import JourneyValidationError
@@ -114,6 +116,12 @@ def test_month_and_once_and_dates_without_a_year():
     assert next_occurrence(entry(), future, has_year=True, zone=UTC, after=utc(2026, 1, 1)) == utc(
         2027, 8, 1, 9
     )
+    far = date(2031, 8, 1)  # far ahead: still found, on the date itself, then yearly
+    assert next_occurrence(entry(), far, has_year=True, zone=UTC, after=utc(2026, 1, 1)) == utc(
+        2031, 8, 1, 9
+    )
+    monthly_far = next_occurrence(monthly, far, has_year=True, zone=UTC, after=utc(2026, 1, 1))
+    assert monthly_far == utc(2031, 8, 1, 9)
     yearless = date(2000, 8, 1)
     got = next_occurrence(entry(), yearless, has_year=False, zone=UTC, after=utc(2026, 1, 1))
     assert got == utc(2026, 8, 1, 9)
@@ -319,3 +327,26 @@ def test_the_simulator_follows_an_identify_that_brings_the_birthday(tmp_path: Pa
     (result,) = simulate(catalog, messages, until=utc(2026, 3, 1))
     assert [a.args["add"] for a in result.actions] == [["birthday_soon"]]
     assert dues(result.state)["birthday"] == utc(2027, 2, 26, 10)
+
+
+_ZONES = ["UTC", "Europe/Berlin", "Pacific/Kiritimati", "Pacific/Pago_Pago", "America/New_York"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    base=st.dates(min_value=date(1950, 1, 1), max_value=date(2020, 12, 31)),
+    after=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2040, 12, 31)),
+    zone=st.sampled_from(_ZONES),
+)
+def test_a_yearly_occurrence_is_the_first_on_the_day_at_the_local_time(base, after, zone):
+    tz, bound = ZoneInfo(zone), after.replace(tzinfo=UTC)
+    e = entry(time="10:00")
+    got = next_occurrence(e, base, has_year=True, zone=tz, after=bound)
+    assert got is not None and got > bound
+    local = got.astimezone(tz)
+    assert (local.hour, local.minute) == (10, 0)
+    leap_day_moved = (base.month, base.day) == (2, 29) and (local.month, local.day) == (2, 28)
+    assert (local.month, local.day) == (base.month, base.day) or leap_day_moved
+    # the one a year earlier was not after the bound: this is the first
+    earlier = local.replace(year=local.year - 1, day=min(local.day, 28 if local.month == 2 else 31))
+    assert earlier.astimezone(UTC) <= bound or earlier.date() < base
