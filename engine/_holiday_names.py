@@ -12,11 +12,10 @@ computed once per year and kept: the same country and year always give the same 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import date
-
-import holidays
 
 from .names import did_you_mean
 
@@ -89,7 +88,13 @@ def check_holiday_name(name: str) -> str:
     )
 
 
-_COUNTRIES = frozenset(holidays.list_supported_countries())
+@functools.cache
+def _countries() -> frozenset[str]:
+    import holidays  # on first use: a quarter of a second, which rules that need none skip
+
+    return frozenset(holidays.list_supported_countries())
+
+
 _GUARD: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext
 
 
@@ -114,16 +119,18 @@ def holiday_dates(country: str, year: int) -> dict[str, date]:
     found = _BY_YEAR.get((code, year))
     if found is not None:
         return found
-    if code not in _COUNTRIES:
-        raise HolidayError(
-            f"'{country}' is not a country the holidays calendar knows; use an ISO 3166 "
-            "code such as DE, CN or US"
-        )
-    entity = getattr(holidays, code)
-    # always a language: without one the package would read LANGUAGE/LC_ALL from the
-    # environment, and two workers could name (and so match) holidays differently
-    language = "en_US" if "en_US" in entity.supported_languages else entity.default_language
     with _GUARD():
+        import holidays
+
+        if code not in _countries():
+            raise HolidayError(
+                f"'{country}' is not a country the holidays calendar knows; use an ISO 3166 "
+                "code such as DE, CN or US"
+            )
+        entity = getattr(holidays, code)
+        # always a language: without one the package would read LANGUAGE/LC_ALL from the
+        # environment, and two workers could name (and so match) holidays differently
+        language = "en_US" if "en_US" in entity.supported_languages else entity.default_language
         days = holidays.country_holidays(code, years=year, language=language)
     found = {}
     for day, text in sorted(days.items()):
