@@ -4,17 +4,23 @@ calendar, continue-as-new on the way, and a birthday changed while waiting."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from engine._holiday_names import holiday_dates
 from engine.identity import workflow_id
 from engine.model import CustomerState, Event
 from orchestration import customers
+from orchestration.codec import data_converter
+from orchestration.replay import replay_history
+from settings import DEV_PAYLOAD_KEYS
 from tests.conftest import running_worker
 from tests.helpers import journeys_from, publish
+from workflows.customer import CustomerWorkflow
 from workflows.io import CustomerPatch
 
 CARE = """
@@ -45,6 +51,20 @@ def _event(name: str, at: datetime) -> Event:
 
 def _dues(state: CustomerState) -> dict[str, datetime]:
     return {str(t.at): t.due_at for t in state.runs["care"].timers if t.at}
+
+
+async def _replays(client: Any, cid: str) -> None:
+    """A worker without the customer in its cache replays the same decisions, holidays and
+    all. RECORD_HISTORIES=NAME keeps the history in tests/histories/NAME.json, for the
+    replay tests of later versions."""
+    history = await client.get_workflow_handle(workflow_id(cid)).fetch_history()
+    failure = await replay_history(
+        history, workflows=[CustomerWorkflow], data_converter=data_converter(DEV_PAYLOAD_KEYS)
+    )
+    assert failure is None, failure
+    name = os.environ.get("RECORD_HISTORIES")
+    if name:
+        (Path(__file__).parent / "histories" / f"{name}.json").write_text(history.to_json())
 
 
 def _next_feb_28(after: datetime) -> int:
@@ -129,6 +149,7 @@ async def test_a_29_february_birthday_and_a_lunar_holiday_fire_across_continue_a
         }
         assert _dues(state)["festival"] > festival + timedelta(days=300)
         assert state.problems == []
+        await _replays(client, cid)
 
 
 def _no_leap_day(day: date) -> date:
@@ -246,6 +267,7 @@ async def test_two_countries_across_the_date_line_on_the_real_workflow(
             expected = _expected_holidays(country, ZoneInfo(zone), start, end)
             assert state.runs["care"].context == {"birthdays": 1, "holidays": expected}
         kiri, pago = [await customers.state(client, cid) for cid in people]
+        await _replays(client, next(iter(people)))
         assert kiri.problems == []
         assert [p.message for p in pago.problems] == [
             "at festival: the holiday calendar of DE has no spring_festival; that name never "
