@@ -48,6 +48,10 @@ def mermaid(journey: Journey) -> str:
                 if rule.goto:
                     label = _esc(" ".join(p for p in (f"after {timer.label}", _label(rule)) if p))
                     lines.append(f"    {name} --> {rule.goto}: {label}")
+        for at_name, entry in state.at.items():
+            if entry.goto:
+                label = _esc(" ".join(p for p in (f"at {at_name}", _label(entry)) if p))
+                lines.append(f"    {name} --> {entry.goto}: {label}")
         stays = [
             f"{event} {_label(r)}"
             for event, rules in state.on.items()
@@ -60,6 +64,7 @@ def mermaid(journey: Journey) -> str:
             for r in t.rules
             if not r.goto
         ]
+        stays += [f"at {n} {_label(e)}".rstrip() for n, e in state.at.items() if not e.goto]
         if stays:  # rules that act without moving the customer
             lines.append(f"    note right of {name}")
             lines += [f"        {_esc(text)}" for text in stays]
