@@ -76,7 +76,14 @@ def main() -> int:
                     for k, v in env.items()
                     # JOURNEYS_ENV: the CLI's live commands run the settings check too
                     if k
-                    in ("TEMPORAL_ADDRESS", "DATABASE_URL", "JOURNEYS_TASK_QUEUE", "JOURNEYS_ENV")
+                    # JOURNEYS_API_PORT: `journeys demo` sends to this stack's API
+                    in (
+                        "TEMPORAL_ADDRESS",
+                        "DATABASE_URL",
+                        "JOURNEYS_TASK_QUEUE",
+                        "JOURNEYS_ENV",
+                        "JOURNEYS_API_PORT",
+                    )
                 )
             )
             stack.prepare_database(journeys)
