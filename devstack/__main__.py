@@ -111,6 +111,7 @@ Journeys is running with {len(journeys)} journey(s): {", ".join(j.journey for j 
                 }
   logs          {Path(".data/logs")}/
 Try:
+  .venv/bin/journeys demo      # a made-up shop through the API, then: journeys report
   curl -u {write_key}: http://localhost:{stack.api_port}/v1/identify \\
     -H 'Content-Type: application/json' \\
     -d '{{"userId": "42", "traits": {{"email": "ada@example.com", "first_name": "Ada"}}}}'

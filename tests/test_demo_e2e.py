@@ -80,7 +80,7 @@ def test_demo_fills_the_stack_and_the_report_shows_it(stack: Stack, tmp_path: Pa
         buyers = conn.execute(
             "SELECT count(DISTINCT customer_id) FROM events WHERE name = 'order_completed'"
         ).fetchone()
-    counts = dict(events)
+    counts: dict[str, int] = dict(events)
     assert counts["signed_up"] == 30 and counts["order_completed"] > 30
     assert counts["order_delivered"] > 0 and counts["segment_changed"] > 0
     assert tiered == buyers and refreshes == (2,)  # as of 60 days ago, then today
