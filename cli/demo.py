@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .commands import Command, UserError
-from .demo_shop import Shop, comeback_message, comes_back, generate
+from .demo_shop import Shop, comeback_orders, generate
 
 EXPERIMENT = "winback_2026q4"
 HISTORY_REFRESH = timedelta(days=60)  # the first refresh: as of this long before today
@@ -210,7 +209,6 @@ class _Demo:
     async def _experiment(self, published: dict[str, Any]) -> int:
         """Come-back orders for the customers the refresh enrolled in the win-back
         experiment, more often the better their arm's offer; returns how many."""
-        from engine.experiments import assign
         from store.demo import assignments, open_coupons
 
         found = find_experiment(published, EXPERIMENT)
@@ -222,20 +220,17 @@ class _Demo:
             return 0
         journey, arms = found
         enrolled = await assignments(self.conn, EXPERIMENT, self.prefix)
-        by_arm = Counter(arm for arm, _ in enrolled.values())
         coupons = await open_coupons(self.conn, journey, self.prefix, now=datetime.now(UTC))
-        back = []
-        for customer in sorted(enrolled):
-            arm = assign(EXPERIMENT, arms, customer)
-            if arm != enrolled[customer][0]:  # the workflow is the truth; say so if we differ
-                self.say(f"{customer}: arm {enrolled[customer][0]}, expected {arm}")
-                arm = enrolled[customer][0]
-            revenue = comes_back(self.shop.seed, customer, arm)
-            if revenue is not None:
-                # after the split in workflow time, so it counts towards the goal
-                at = max(datetime.now(UTC), enrolled[customer][1] + timedelta(seconds=1))
-                back.append(comeback_message(customer, revenue, at, coupons.get(customer)))
-        arms_text = ", ".join(f"{a} {by_arm.get(a, 0)}" for a in sorted(arms))
+        plan = comeback_orders(
+            self.shop.seed, EXPERIMENT, arms, enrolled, coupons, datetime.now(UTC)
+        )
+        if plan.differing:
+            self.say(
+                f"{len(plan.differing)} customer(s) are in another arm than the weights give "
+                f"(changed weights?), e.g. {plan.differing[0]}"
+            )
+        back = plan.orders
+        arms_text = ", ".join(f"{a} {n}" for a, n in plan.by_arm.items())
         self.say(
             f"{EXPERIMENT}: {len(enrolled)} lapsing customers enrolled ({arms_text}); "
             f"{len(back)} come back"

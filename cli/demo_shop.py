@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from engine.experiments import assign
+
 DAY = timedelta(days=1)
 MONTH_DAYS = 30.44
 # a yearly season: orders per month relative to an ordinary one (index 0: January)
@@ -257,3 +259,42 @@ def comeback_message(
         "timestamp": _stamp(at),
         "properties": props,
     }
+
+
+@dataclass(frozen=True)
+class Comebacks:
+    """The come-back orders of an experiment's enrolled customers, their arms as the
+    workflows recorded them, and the customers whose recorded arm is not the one
+    :func:`engine.experiments.assign` gives (none, unless the weights changed)."""
+
+    orders: list[dict[str, Any]]
+    by_arm: dict[str, int]
+    differing: list[str]
+
+
+def comeback_orders(
+    seed: int,
+    experiment: str,
+    arms: dict[str, int],
+    enrolled: dict[str, tuple[str, datetime]],
+    coupons: dict[str, str],
+    now: datetime,
+) -> Comebacks:
+    """Which of the ``enrolled`` customers (id -> recorded arm and time of the split) come
+    back, each with an order after their split (so it counts towards the goal) that uses
+    their coupon. The recorded arm decides: it is the one the lift is measured by; it is
+    the arm :func:`engine.experiments.assign` gives, unless the weights changed after
+    the customer's split (sticky), and such customers are listed."""
+    orders, differing = [], []
+    by_arm = dict.fromkeys(sorted(arms), 0)
+    for customer in sorted(enrolled):
+        recorded, split_at = enrolled[customer]
+        arm = assign(experiment, arms, customer)
+        if arm != recorded:
+            differing.append(customer)
+        by_arm[recorded] = by_arm.get(recorded, 0) + 1
+        revenue = comes_back(seed, customer, recorded)
+        if revenue is not None:
+            at = max(now, split_at + timedelta(seconds=1))
+            orders.append(comeback_message(customer, revenue, at, coupons.get(customer)))
+    return Comebacks(orders, by_arm, differing)

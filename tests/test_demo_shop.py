@@ -13,7 +13,8 @@ import pytest
 
 from cli._demo_api import BATCH_BYTES, BATCH_MESSAGES, batches
 from cli.demo import find_experiment
-from cli.demo_shop import COMEBACK, comes_back, customer_id, generate
+from cli.demo_shop import COMEBACK, comeback_orders, comes_back, customer_id, generate
+from engine.experiments import assign
 
 END = datetime(2026, 12, 1, 18, 30, tzinfo=UTC)
 
@@ -154,3 +155,27 @@ def test_batches_stay_under_the_api_limits(big):
         assert len(json.dumps({"batch": b}).encode()) < BATCH_BYTES + 1024
     fat = [{"messageId": str(i), "properties": {"note": "x" * 20_000}} for i in range(50)]
     assert all(len(json.dumps({"batch": b}).encode()) < BATCH_BYTES + 1024 for b in batches(fat))
+
+
+def test_come_back_orders_follow_the_recorded_arm_after_the_split():
+    arms = {"offer_15": 45, "offer_25": 45, "holdout": 10}
+    split = END - timedelta(minutes=5)
+    ids = [f"demo1-{i:05d}" for i in range(6000)]
+    enrolled = {c: (assign("winback_2026q4", arms, c), split) for c in ids}
+    enrolled["demo1-00001"] = ("holdout", END + timedelta(hours=1))  # split in the future
+    coupons = {c: f"JRN-{i}" for i, c in enumerate(ids)}
+    plan = comeback_orders(1, "winback_2026q4", arms, enrolled, coupons, END)
+    assert plan == comeback_orders(1, "winback_2026q4", arms, enrolled, coupons, END)
+    assert sum(plan.by_arm.values()) == len(ids)
+    back = Counter(enrolled[o["userId"]][0] for o in plan.orders)
+    for arm, chance in COMEBACK.items():
+        assert abs(back[arm] / plan.by_arm[arm] - chance) < 0.03
+    expected_differing = (
+        [] if assign("winback_2026q4", arms, "demo1-00001") == "holdout" else ["demo1-00001"]
+    )
+    assert plan.differing == expected_differing
+    for o in plan.orders:
+        customer = o["userId"]
+        assert datetime.fromisoformat(o["timestamp"]) > enrolled[customer][1]
+        assert o["properties"]["coupon"] == coupons[customer]
+        assert o["properties"]["revenue"] > 0 and o["messageId"] == f"{customer}:came_back"
