@@ -5,6 +5,7 @@ report has something to show; a second run stores nothing new."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,3 +99,33 @@ def test_demo_fills_the_stack_and_the_report_shows_it(stack: Stack, tmp_path: Pa
     assert again.returncode == 0, again.stdout + again.stderr
     assert "(0 new, the rest already there)" in again.stdout, again.stdout
     assert "asked" not in again.stdout  # nobody is surveyed twice
+
+
+@pytest.mark.skipif(
+    not (ROOT / "rules" / "winback_test.yaml").exists(),
+    reason="the win-back experiment (rules/winback_test.yaml) is not in rules/ yet",
+)
+def test_demo_sends_come_back_orders_that_convert_in_the_experiment(stack: Stack):
+    write, admin = stack.dev_keys()
+    keys = {"JOURNEYS_DEV_WRITE_KEY": write, "JOURNEYS_DEV_ADMIN_TOKEN": admin}
+    stack.start_mailcatcher()
+    stack.start_worker()
+    stack.start_api()
+    args = ("demo", "--customers", "150", "--months", "12", "--seed", "3", "--wait", "120")
+    run = journeys(stack, *args, env=keys)
+    assert run.returncode == 0, run.stdout + run.stderr
+    found = re.search(
+        r"winback_2026q4: (\d+) lapsing customers enrolled .*; (\d+) come back", run.stdout
+    )
+    assert found, run.stdout
+    enrolled, back = int(found[1]), int(found[2])
+    assert enrolled > 0
+    with psycopg.connect(stack.database_url or "") as conn:
+        assigned = conn.execute(
+            "SELECT count(*) FROM experiment_assignments WHERE experiment = 'winback_2026q4'"
+        ).fetchone()
+        converted = conn.execute(
+            "SELECT count(*) FROM conversions WHERE experiment = 'winback_2026q4'"
+        ).fetchone()
+    assert assigned == (enrolled,)
+    assert converted == (back,)  # every come-back order is a conversion, once
