@@ -27,6 +27,7 @@ from .demo_shop import Shop, comeback_orders, generate
 
 EXPERIMENT = "winback_2026q4"
 HISTORY_REFRESH = timedelta(days=60)  # the first refresh: as of this long before today
+UP_TO_DATE = timedelta(days=1)  # segments as of this recently need no refresh again
 MANAGERS = (("Ann Example", "ann@example.com"), ("Ben Example", "ben@example.com"))
 MOVE_REASON = "journeys demo: the survey is due 3 days after the delivery; asked now"
 
@@ -91,6 +92,8 @@ class _Demo:
     async def run(self) -> int:
         import psycopg
 
+        from store.demo import published_definitions
+
         from ._demo_api import DemoApi
 
         try:
@@ -102,11 +105,12 @@ class _Demo:
         async with conn, DemoApi(self.url, write_key=self.write, admin_token=self.admin) as api:
             self.conn, self.api = conn, api
             await api.check()
-            published = await api.journeys()
+            await api.journeys()  # the admin token works, before anything is sent
+            published = await published_definitions(conn)
             before = await self._progress()
             await self._managers()
             await self._history()
-            await self._refreshes()
+            await self._refreshes(new_history=(await self._progress()).sent > before.sent)
             came_back = await self._experiment(published)
             await self._surveys(published)
             await self._settled(counts="lifecycle" in published)
@@ -188,20 +192,26 @@ class _Demo:
         await self._send(shop.messages(), "events")
         await self._outbox_empty()
 
-    async def _refreshes(self) -> None:
-        """Segments as of two months ago (first time only), then as of today, each applied
-        by the workflows before the next step."""
-        from store.demo import segments_behind, tiered
+    async def _refreshes(self, *, new_history: bool) -> None:
+        """Segments as of two months ago (the first time), then as of today, each applied
+        by the workflows before the next step. A run that stored no new history, on
+        segments as of today already, refreshes nothing: it changes nothing, so running
+        the demo again neither enrols anyone new nor sends another order."""
+        from store.demo import segments_behind, tiered_as_of
 
         from .segments import _refresh
 
         async def behind() -> int:
             return await segments_behind(self.conn, self.prefix)
 
-        if not await tiered(self.conn, self.prefix):
+        as_of = await tiered_as_of(self.conn, self.prefix)
+        if as_of is None:
             await _refresh(self.end - HISTORY_REFRESH)
             await self._outbox_empty()
             await self._wait("the workflows to learn their segments", behind)
+        elif not new_history and as_of > self.end - UP_TO_DATE:
+            self.say(f"segments are as of {as_of:%Y-%m-%d %H:%M} UTC already: no refresh")
+            return
         await _refresh(None)
         await self._outbox_empty()
         await self._wait("the workflows to learn their segments", behind)
@@ -214,7 +224,8 @@ class _Demo:
         found = find_experiment(published, EXPERIMENT)
         if found is None:
             self.say(
-                f"experiment {EXPERIMENT} is not published (rules/winback_test.yaml): "
+                f"experiment {EXPERIMENT} is not in the published journeys "
+                "(rules/winback_test.yaml): "
                 "no come-back orders, the report has no lift to show"
             )
             return 0
@@ -320,24 +331,13 @@ class _Demo:
 
 
 def find_experiment(
-    published: dict[str, Any], experiment: str
+    definitions: dict[str, Any], experiment: str
 ) -> tuple[str, dict[str, int]] | None:
-    """The published journey whose latest version splits customers into ``experiment``,
-    and the experiment's arms (name -> weight), read from its YAML; None when no journey
-    has it."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-
-    yaml = YAML(typ="safe")
-    for name, entry in sorted(published.items()):
-        latest = entry.get("latest")
-        source = next((v["source"] for v in entry["versions"] if v["version"] == latest), None)
-        if not source:
-            continue
-        try:
-            found = _split(yaml.load(source), experiment)
-        except YAMLError:
-            continue
+    """The journey whose published definition (journey -> its stored JSON) splits
+    customers into ``experiment``, and the experiment's arms (name -> weight); None when
+    no journey has it."""
+    for name, definition in sorted(definitions.items()):
+        found = _split(definition, experiment)
         if found is not None:
             return name, found
     return None

@@ -2,9 +2,9 @@
 journeys got with its customers (all of whose ids start with one prefix), and the coupons
 and survey links the journeys gave them. Reads only; the demo writes through the API.
 
-Tables read: ``events``, ``outbox``, ``dead_letters``, ``customer_metrics``,
-``customer_snapshots``, ``customer_journeys``, ``experiment_assignments``, ``offers``,
-``surveys``."""
+Tables read: ``catalogs``, ``journey_versions``, ``events``, ``outbox``, ``dead_letters``,
+``customer_metrics``, ``customer_snapshots``, ``customer_journeys``,
+``experiment_assignments``, ``offers``, ``surveys``."""
 
 from __future__ import annotations
 
@@ -46,13 +46,14 @@ async def progress(conn: AsyncConnection[Any], prefix: str) -> Progress:
     return Progress(*row)
 
 
-async def tiered(conn: AsyncConnection[Any], prefix: str) -> int:
-    """How many of the customers carry metrics from a segment refresh."""
+async def tiered_as_of(conn: AsyncConnection[Any], prefix: str) -> datetime | None:
+    """The time the customers' newest segment metrics are as of; None when no refresh
+    tiered any of them yet."""
     cur = await conn.execute(
-        "SELECT count(*) FROM customer_metrics WHERE customer_id LIKE %s", (_like(prefix),)
+        "SELECT max(as_of) FROM customer_metrics WHERE customer_id LIKE %s", (_like(prefix),)
     )
     row = await cur.fetchone()
-    return int(row[0]) if row else 0
+    return row[0] if row else None
 
 
 async def segments_behind(conn: AsyncConnection[Any], prefix: str) -> int:
@@ -131,3 +132,15 @@ async def nps_surveys(conn: AsyncConnection[Any], prefix: str) -> dict[str, Surv
         (_like(prefix),),
     )
     return {c: SurveyLink(c, t, a) for c, t, a in await cur.fetchall()}
+
+
+async def published_definitions(conn: AsyncConnection[Any]) -> dict[str, dict[str, Any]]:
+    """journey -> the definition of its latest published version, as stored (the journey
+    model's JSON): the demo reads what it needs (an experiment's arms) without knowing the
+    rest of its shape."""
+    cur = await conn.execute(
+        "SELECT v.journey, v.definition FROM journey_versions v"
+        " JOIN LATERAL (SELECT latest FROM catalogs ORDER BY seq DESC LIMIT 1) c ON true"
+        " WHERE (c.latest ->> v.journey)::int = v.version"
+    )
+    return {j: d for j, d in await cur.fetchall()}

@@ -98,6 +98,7 @@ def test_demo_fills_the_stack_and_the_report_shows_it(stack: Stack, tmp_path: Pa
     again = journeys(stack, *args, env=keys)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "(0 new, the rest already there)" in again.stdout, again.stdout
+    assert "already: no refresh" in again.stdout  # nothing new to tier
     assert "asked" not in again.stdout  # nobody is surveyed twice
 
 
@@ -129,3 +130,5 @@ def test_demo_sends_come_back_orders_that_convert_in_the_experiment(stack: Stack
         ).fetchone()
     assert assigned == (enrolled,)
     assert converted == (back,)  # every come-back order is a conversion, once
+    again = journeys(stack, *args, env=keys)  # the come-back orders are not sent twice
+    assert again.returncode == 0 and "(0 new, the rest already there)" in again.stdout

@@ -117,33 +117,19 @@ def test_come_back_rates_by_arm_and_a_better_offer_never_loses_a_customer():
     assert all(30 <= (comes_back(1, c, "offer_25") or 30) <= 150 for c in ids[:500])
 
 
-def _published(source: str, name: str = "winback_test") -> dict:
-    return {
-        name: {
-            "latest": 2,
-            "versions": [{"version": 1, "source": ""}, {"version": 2, "source": source}],
-        }
-    }
-
-
-def test_the_experiment_is_read_from_the_published_journey():
-    source = """
-journey: winback_test
-enroll: {on: [segment_changed]}
-start: lapsing
-states:
-  lapsing:
-    enter:
-      - split: {experiment: winback_2026q4, arms: {offer_15: 45, offer_25: 45, holdout: 10}}
-"""
-    found = find_experiment(_published(source), "winback_2026q4")
-    assert found == ("winback_test", {"offer_15": 45, "offer_25": 45, "holdout": 10})
-    assert find_experiment(_published(source), "other") is None
-    assert (
-        find_experiment(_published("journey: x\nstates: {a: {final: true}}"), "winback_2026q4")
-        is None
-    )
-    assert find_experiment(_published("{not: [yaml"), "winback_2026q4") is None
+def test_the_experiment_is_read_from_the_published_definitions():
+    # a published journey's stored JSON: actions keep their kind as the key, as in YAML
+    split = {"split": {"experiment": "winback_2026q4", "arms": {"offer_15": 45, "holdout": 10}}}
+    offer = {"offer": {"template": "reactivation_offer", "percent_off": 15}}
+    winback = {"journey": "winback_test", "states": {"lapsing": {"enter": [split, offer]}}}
+    lifecycle = {"journey": "lifecycle", "states": {"new": {"enter": [offer]}}}
+    definitions = {"lifecycle": lifecycle, "winback_test": winback}
+    found = find_experiment(definitions, "winback_2026q4")
+    assert found == ("winback_test", {"offer_15": 45, "holdout": 10})
+    assert find_experiment(definitions, "other") is None
+    assert find_experiment({"lifecycle": lifecycle}, "winback_2026q4") is None
+    broken = {"x": {"states": {"a": {"enter": [{"split": {"experiment": "winback_2026q4"}}]}}}}
+    assert find_experiment(broken, "winback_2026q4") is None  # no arms: not an experiment
 
 
 def test_batches_stay_under_the_api_limits(big):

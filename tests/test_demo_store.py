@@ -5,11 +5,14 @@ have not shown yet, the coupons still usable and the newest survey of each custo
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from engine.loader import load_rules
 from engine.segments import Segments
-from store import demo, offers, read_model, segments, surveys
+from store import catalog, demo, offers, read_model, segments, surveys
 from store.events import NewEvent, Queued, append, queue
 
+ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 DAY = timedelta(days=1)
 
@@ -54,10 +57,10 @@ async def test_progress_and_segments_only_count_the_prefix(db):
         assert await demo.progress(conn, "demo1_") == demo.Progress(
             0, 0, 0, 0
         )  # "_" is no wildcard
-        assert await demo.tiered(conn, "demo1-") == 0
+        assert await demo.tiered_as_of(conn, "demo1-") is None
 
         await segments.refresh(conn, Segments(), as_of=NOW)
-        assert await demo.tiered(conn, "demo1-") == 2
+        assert await demo.tiered_as_of(conn, "demo1-") == NOW
         assert await demo.segments_behind(conn, "demo1-") == 2  # no workflow showed them yet
         cur = await conn.execute(
             "SELECT customer_id, segment, tier FROM customer_metrics WHERE customer_id LIKE 'demo1-%'"
@@ -111,3 +114,19 @@ async def test_assignments_coupons_and_surveys(db):
         await surveys.answer(conn, made["s2"].token, score=9, comment=None, now=NOW)
         links = await demo.nps_surveys(conn, "demo1-")
         assert links == {"demo1-0001": demo.SurveyLink("demo1-0001", made["s2"].token, True)}
+
+
+async def test_published_definitions_are_the_latest_versions(db):
+    journeys = load_rules(ROOT / "rules", ROOT / "templates")
+    async with db.connection() as conn:
+        assert await demo.published_definitions(conn) == {}
+        await catalog.publish(conn, journeys)
+        first = await demo.published_definitions(conn)
+        assert set(first) == {j.journey for j in journeys}
+        nps = next(j for j in journeys if j.journey == "nps")
+        changed = nps.model_copy(update={"description": "v2", "digest": "v2-digest"})
+        others = [j for j in journeys if j.journey != "nps"]
+        await catalog.publish(conn, [*others, changed])  # a new version of nps only
+        latest = await demo.published_definitions(conn)
+    assert latest["nps"]["description"] == "v2" and latest["nps"]["version"] == 2
+    assert latest["lifecycle"] == first["lifecycle"]
