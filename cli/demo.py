@@ -33,7 +33,7 @@ MOVE_REASON = "journeys demo: the survey is due 3 days after the delivery; asked
 
 
 def _args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--customers", type=int, default=300, metavar="N", help="customers (300)")
+    p.add_argument("--customers", type=int, default=500, metavar="N", help="customers (500)")
     p.add_argument("--months", type=int, default=18, metavar="M", help="months of history (18)")
     p.add_argument("--seed", type=int, default=1, help="the same seed makes the same shop (1)")
     p.add_argument("--api", metavar="URL", help="the API (default: JOURNEYS_API_HOST/PORT)")

@@ -16,7 +16,7 @@ What it models, over ``months`` ending at ``end``:
 * a share of buyers who lapse: they stop ordering between 5 and 1.5 months before ``end``,
   which is what the segment refresh as of today sees as slipping away;
 * an NPS answer for some of the customers with a delivery (lapsed ones are less happy);
-* whether a customer in the win-back experiment comes back, by arm (:func:`comes_back`).
+* which customers of the win-back experiment come back, by arm (:func:`returning`).
 """
 
 from __future__ import annotations
@@ -233,13 +233,21 @@ def _unit(*parts: object) -> float:
     return int(digest[:15], 16) / 16**15
 
 
-def comes_back(seed: int, customer: str, arm: str) -> float | None:
-    """The revenue of the order ``customer`` comes back with while in the win-back
-    experiment's ``arm``, or None when they do not come back. An arm the demo does not
-    know comes back like the holdout."""
+def returning(seed: int, arm: str, customers: list[str]) -> list[str]:
+    """Of the customers in one ``arm``, those who come back: the arm's share
+    (:data:`COMEBACK`; an arm the demo does not know, the holdout's) rounded, and at least
+    one of five or more, chosen by a seeded draw. A quota rather than a coin per customer:
+    a small shop's arms hold a few dozen customers, where chance alone would often leave
+    the holdout with no conversion and the lift with nothing to compare against."""
     chance = COMEBACK.get(arm, COMEBACK["holdout"])
-    if _unit("comeback", seed, customer) >= chance:
-        return None
+    quota = math.floor(chance * len(customers) + 0.5)
+    if quota == 0 and len(customers) >= 5:
+        quota = 1
+    return sorted(customers, key=lambda c: (_unit("comeback", seed, c), c))[:quota]
+
+
+def comeback_revenue(seed: int, customer: str) -> float:
+    """What a customer who comes back orders: 30-150 EUR."""
     return round(30 + 120 * _unit("comeback-revenue", seed, customer), 2)
 
 
@@ -285,16 +293,17 @@ def comeback_orders(
     their coupon. The recorded arm decides: it is the one the lift is measured by; it is
     the arm :func:`engine.experiments.assign` gives, unless the weights changed after
     the customer's split (sticky), and such customers are listed."""
-    orders, differing = [], []
-    by_arm = dict.fromkeys(sorted(arms), 0)
-    for customer in sorted(enrolled):
-        recorded, split_at = enrolled[customer]
-        arm = assign(experiment, arms, customer)
-        if arm != recorded:
-            differing.append(customer)
-        by_arm[recorded] = by_arm.get(recorded, 0) + 1
-        revenue = comes_back(seed, customer, recorded)
-        if revenue is not None:
-            at = max(now, split_at + timedelta(seconds=1))
+    differing = [
+        c for c, (arm, _) in sorted(enrolled.items()) if assign(experiment, arms, c) != arm
+    ]
+    members: dict[str, list[str]] = {name: [] for name in sorted(arms)}
+    for customer, (arm, _) in sorted(enrolled.items()):
+        members.setdefault(arm, []).append(customer)
+    orders = []
+    for arm, customers in members.items():
+        for customer in sorted(returning(seed, arm, customers)):
+            at = max(now, enrolled[customer][1] + timedelta(seconds=1))
+            revenue = comeback_revenue(seed, customer)
             orders.append(comeback_message(customer, revenue, at, coupons.get(customer)))
+    by_arm = {arm: len(customers) for arm, customers in members.items()}
     return Comebacks(orders, by_arm, differing)
