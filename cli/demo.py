@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -199,22 +200,51 @@ class _Demo:
         the demo again neither enrols anyone new nor sends another order."""
         from store.demo import segments_behind, tiered_as_of
 
-        from .segments import _refresh
-
         async def behind() -> int:
             return await segments_behind(self.conn, self.prefix)
 
         as_of = await tiered_as_of(self.conn, self.prefix)
         if as_of is None:
-            await _refresh(self.end - HISTORY_REFRESH)
+            await self._refresh(self.end - HISTORY_REFRESH)
             await self._outbox_empty()
             await self._wait("the workflows to learn their segments", behind)
         elif not new_history and as_of > self.end - UP_TO_DATE:
             self.say(f"segments are as of {as_of:%Y-%m-%d %H:%M} UTC already: no refresh")
             return
-        await _refresh(None)
+        await self._refresh(None)
         await self._outbox_empty()
         await self._wait("the workflows to learn their segments", behind)
+
+    async def _refresh(self, as_of: datetime | None) -> None:
+        """The refresh ``journeys segments refresh [--as-of]`` runs, with a deadline: the
+        workflow needs a worker, and one that never ran is terminated, so it cannot tier
+        the history as of a past date after today's refresh."""
+        from workflows.segments import SCHEDULE_ID, RefreshRequest, SegmentRefreshWorkflow
+
+        from .live import _connect
+
+        settings, client, _ = await _connect(need_db=False)
+        run_id = f"{SCHEDULE_ID}-demo-{uuid.uuid4().hex[:8]}"
+        when = f" as of {as_of:%Y-%m-%d %H:%M} UTC" if as_of else " as of now"
+        self.say(f"refreshing segments{when} (workflow {run_id})")
+        handle = await client.start_workflow(
+            SegmentRefreshWorkflow.run,
+            RefreshRequest(as_of=as_of),
+            id=run_id,
+            task_queue=settings.task_queue,
+        )
+        try:
+            outcome = await asyncio.wait_for(handle.result(), self.args.wait)
+        except TimeoutError:
+            await handle.terminate(reason="journeys demo gave up waiting for it")
+            raise UserError(
+                f"the segment refresh did not finish within {self.args.wait:.0f}s: is the "
+                "worker running? (.data/logs/worker.log); run the demo again to go on"
+            ) from None
+        self.say(
+            f"refresh {outcome.refresh_id}: {outcome.customers} customers tiered, "
+            f"{outcome.changed} changed segment or tier"
+        )
 
     async def _experiment(self, published: dict[str, Any]) -> int:
         """Come-back orders for the customers the refresh enrolled in the win-back

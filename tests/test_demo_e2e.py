@@ -57,9 +57,11 @@ def test_demo_fills_the_stack_and_the_report_shows_it(stack: Stack, tmp_path: Pa
     assert down.returncode == 1 and "start the stack with 'make run'" in down.stderr
 
     stack.start_mailcatcher()
-    stack.start_worker()
     stack.start_api()
-    first = journeys(stack, *args, env=keys)
+    stuck = journeys(stack, *args[:-1], "5", env=keys)  # no worker: it says so in 5 s
+    assert stuck.returncode == 1 and "is the worker running?" in stuck.stderr, stuck.stderr
+    stack.start_worker()
+    first = journeys(stack, *args, env=keys)  # goes on: the history is there already
     assert first.returncode == 0, first.stdout + first.stderr
     out = first.stdout
     assert "a shop of 30 customers over 3 months (seed 7)" in out
