@@ -356,7 +356,7 @@ class _Demo:
         )
         print(
             "next: .venv/bin/journeys report --html report.html   (or "
-            f"{self.url}/reports with the admin token)"
+            f"{self.url}/reports, the admin token as the password)"
         )
 
 
