@@ -24,7 +24,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .commands import Command, UserError
-from .demo_shop import Shop, comeback_orders, generate
+from .demo_experiment import comeback_orders, find_experiment
+from .demo_shop import Shop, generate
 
 EXPERIMENT = "winback_2026q4"
 HISTORY_REFRESH = timedelta(days=60)  # the first refresh: as of this long before today
@@ -358,38 +359,6 @@ class _Demo:
             "next: .venv/bin/journeys report --html report.html   (or "
             f"{self.url}/reports, the admin token as the password)"
         )
-
-
-def find_experiment(
-    definitions: dict[str, Any], experiment: str
-) -> tuple[str, dict[str, int]] | None:
-    """The journey whose published definition (journey -> its stored JSON) splits
-    customers into ``experiment``, and the experiment's arms (name -> weight); None when
-    no journey has it."""
-    for name, definition in sorted(definitions.items()):
-        found = _split(definition, experiment)
-        if found is not None:
-            return name, found
-    return None
-
-
-def _split(node: Any, experiment: str) -> dict[str, int] | None:
-    if isinstance(node, dict):
-        spec = node.get("split")
-        if isinstance(spec, dict) and spec.get("experiment") == experiment:
-            arms = spec.get("arms")
-            if isinstance(arms, dict) and arms:
-                return {str(k): int(v) for k, v in arms.items()}
-        children: list[Any] = list(node.values())
-    elif isinstance(node, list):
-        children = node
-    else:
-        return None
-    for child in children:
-        found = _split(child, experiment)
-        if found is not None:
-            return found
-    return None
 
 
 DEMO: dict[str, Command] = {

@@ -12,15 +12,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cli._demo_api import BATCH_BYTES, BATCH_MESSAGES, batches
-from cli.demo import find_experiment
-from cli.demo_shop import (
+from cli.demo_experiment import (
     COMEBACK,
     comeback_orders,
     comeback_revenue,
-    customer_id,
-    generate,
+    find_experiment,
     returning,
 )
+from cli.demo_shop import customer_id, generate
 from engine.experiments import assign
 
 END = datetime(2026, 12, 1, 18, 30, tzinfo=UTC)
