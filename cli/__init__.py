@@ -16,6 +16,7 @@ from settings import ConfigurationError
 
 from .commands import OFFLINE
 from .dead_letters import DEAD_LETTERS
+from .demo import DEMO
 from .journey_tests import JOURNEY_TESTS
 from .live import LIVE
 from .managers import MANAGERS
@@ -36,6 +37,7 @@ COMMANDS = {
     **DEAD_LETTERS,
     **JOURNEY_TESTS,
     **SCHEMA,
+    **DEMO,
 }
 
 __all__ = ["main", "run"]

@@ -76,7 +76,14 @@ def main() -> int:
                     for k, v in env.items()
                     # JOURNEYS_ENV: the CLI's live commands run the settings check too
                     if k
-                    in ("TEMPORAL_ADDRESS", "DATABASE_URL", "JOURNEYS_TASK_QUEUE", "JOURNEYS_ENV")
+                    # JOURNEYS_API_PORT: `journeys demo` sends to this stack's API
+                    in (
+                        "TEMPORAL_ADDRESS",
+                        "DATABASE_URL",
+                        "JOURNEYS_TASK_QUEUE",
+                        "JOURNEYS_ENV",
+                        "JOURNEYS_API_PORT",
+                    )
                 )
             )
             stack.prepare_database(journeys)
@@ -104,6 +111,7 @@ Journeys is running with {len(journeys)} journey(s): {", ".join(j.journey for j 
                 }
   logs          {Path(".data/logs")}/
 Try:
+  .venv/bin/journeys demo      # a made-up shop through the API, then: journeys report
   curl -u {write_key}: http://localhost:{stack.api_port}/v1/identify \\
     -H 'Content-Type: application/json' \\
     -d '{{"userId": "42", "traits": {{"email": "ada@example.com", "first_name": "Ada"}}}}'

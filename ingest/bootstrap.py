@@ -20,6 +20,13 @@ def _read(path: Path) -> dict[str, str]:
     return {k.strip(): v.strip() for k, v in pairs}
 
 
+def saved_dev_keys(keyfile: Path) -> tuple[str | None, str | None]:
+    """The development write key and admin token kept in ``keyfile`` by :func:`dev_keys`
+    (``.data/dev-keys.env`` for ``make run``), without creating any."""
+    saved = _read(keyfile)
+    return saved.get("JOURNEYS_DEV_WRITE_KEY"), saved.get("JOURNEYS_DEV_ADMIN_TOKEN")
+
+
 async def dev_keys(
     conn: AsyncConnection[Any], settings: Settings, keyfile: Path
 ) -> tuple[str, str]:
