@@ -8,7 +8,8 @@ expectations. A failure is a :class:`Problem` at the expectation's ``file:line:c
 says what was expected and what was found. A recorded problem (a CEL expression that
 failed) that no ``problems:`` expectation named fails the test too: it is a broken rule.
 
-A new expectation kind is one function in :data:`CHECKS` and its field on
+A new expectation kind is one function in :data:`CHECKS` (:data:`EXPERIMENT_CHECKS` for
+those of experiments and goals, ``engine._test_experiments``) and its field on
 ``test_files.Expect``.
 """
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from . import _test_experiments as experiment_checks
 from . import machine
 from ._errors import Problem
 from .actions import ACTIONS
@@ -29,9 +31,9 @@ from .durations import parse_duration
 from .identity import redact_properties, redact_traits
 from .model import ActionCommand, Customer, CustomerState, Event, Run
 from .names import normalize_event_name
-from .test_files import Expect, JourneyTest, JourneyTestFile
+from .test_files import CHECKED_ELSEWHERE, Expect, JourneyTest, JourneyTestFile
 
-__all__ = ["CHECKS", "Observed", "Outcome", "run_file", "run_test"]
+__all__ = ["CHECKS", "EXPERIMENT_CHECKS", "Observed", "Outcome", "run_file", "run_test"]
 
 
 @dataclass
@@ -55,8 +57,9 @@ class Observed:
 
     run: Run | None
     customer: Customer
-    actions: list[ActionCommand]
+    actions: list[ActionCommand]  # but split and convert (test_files.CHECKED_ELSEWHERE)
     problems: list[str]
+    conversions: list[ActionCommand] = field(default_factory=list)  # since the test began
 
 
 def _shown(value: Any) -> str:
@@ -169,6 +172,11 @@ CHECKS: dict[str, Check] = {
     "tags": _tags,
     "problems": _problems,
 }
+# of journeys with a split or a goal (a test of any other journey cannot name them)
+EXPERIMENT_CHECKS: dict[str, Check] = {
+    "arm": experiment_checks.arm,
+    "conversions": experiment_checks.conversions,
+}
 
 
 def run_file(test_file: JourneyTestFile, catalog: Catalog) -> list[Outcome]:
@@ -251,20 +259,22 @@ class _Run:
     def _expect(self, s: int, expect: Expect) -> None:
         journey = expect.journey or self.file.journey
         start = self.seen_actions.get(journey, 0)
+        mine = [a for a in self.actions[start:] if a.journey == journey]
         seen = Observed(
             run=self.state.runs.get(journey),
             customer=self.state.customer,
-            actions=[a for a in self.actions[start:] if a.journey == journey],
+            actions=[a for a in mine if a.kind not in CHECKED_ELSEWHERE],
             problems=self.problems[self.problems_checked :],
+            conversions=[a for a in self.actions if a.journey == journey and a.kind == "convert"],
         )
         self.seen_actions[journey] = len(self.actions)
-        for key in CHECKS:
+        for key, check in {**CHECKS, **EXPERIMENT_CHECKS}.items():
             expected = getattr(expect, key)
             if expected is None:
                 continue
             if key == "problems":
                 self.problems_checked = len(self.problems)
-            for where, message in CHECKS[key](expected, seen):
+            for where, message in check(expected, seen):
                 loc = self._loc(s, "expect", key, *where)
                 self.result.failures.append(self.file.problem(loc, message))
 

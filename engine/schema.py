@@ -253,7 +253,8 @@ def _actions_as_one_key_mappings(schema: dict[str, Any]) -> None:
     is reported at its key instead of as "valid under none of the alternatives"."""
     defs = schema["$defs"]
     kinds = {}
-    for kind, cls in ACTIONS.items():
+    written = {kind: cls for kind, cls in ACTIONS.items() if cls.written}
+    for kind, cls in written.items():
         step = defs.pop(f"{cls.__name__}Step")
         kinds[kind] = step["properties"][kind]
     defs["Action"] = {
@@ -264,7 +265,7 @@ def _actions_as_one_key_mappings(schema: dict[str, Any]) -> None:
         "minProperties": 1,
         "maxProperties": 1,
     }
-    steps = {f"#/$defs/{cls.__name__}Step" for cls in ACTIONS.values()}
+    steps = {f"#/$defs/{cls.__name__}Step" for cls in written.values()}
 
     def replace(node: Any) -> Any:
         if isinstance(node, dict):
