@@ -4,13 +4,23 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .durations import format_duration
+from .model import ActionCommand, Run
 from .test_files import ConversionExpect
 
-if TYPE_CHECKING:
-    from .journey_tests import Failure, Observed
+Failure = tuple[tuple[int | str, ...], str]  # as engine.journey_tests.Failure
+
+
+class Observed(Protocol):
+    """What these checks read of ``engine.journey_tests.Observed``."""
+
+    @property
+    def run(self) -> Run | None: ...
+
+    @property
+    def conversions(self) -> list[ActionCommand]: ...
 
 
 def arm(expected: str, seen: Observed) -> list[Failure]:

@@ -116,6 +116,11 @@ _BEFORE: dict[str, Callable[[], JsonSchemaValue]] = {
         "description": "When, after the test's start: 0s, 3d, 2w; left out: the previous "
         "step's time.",
     },
+    "ConversionExpect._after": lambda: {
+        "anyOf": [dict(_DURATION), {"const": 0}],
+        "description": "The time from the run's start (its split, or its enrolment) to the "
+        "conversion: 0s, 12d.",
+    },
     "Tier._percent": lambda: {
         "type": "string",
         "pattern": r"^\s*\d+(\.\d+)?\s*%$",
