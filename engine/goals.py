@@ -24,6 +24,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic_core import to_jsonable_python
+
 from .actions import ActionSpec, Split, action, unwrap
 from .catalog import Catalog
 from .experiments import HOLDOUT, assign
@@ -74,7 +76,7 @@ def apply_split(state: CustomerState, run: Run, spec: Split, now: datetime) -> d
         **args,
         "arm": arm,
         "enrollment": run.enrollment,
-        "assigned_at": run.split_at.isoformat(),
+        "assigned_at": to_jsonable_python(run.split_at),  # as the other actions' times
     }
 
 
