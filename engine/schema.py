@@ -57,6 +57,13 @@ _HELP: dict[str, dict[str, str]] = {
         "start": "The state an enrolled customer enters first.",
         "states": "The states, by name ([a-z][a-z0-9_]*).",
         "migrate": "Old state -> new state, for customers moved by `journeys upgrade`.",
+        "goal": "When a customer converts: the event, within a time of the run's start.",
+        "exit_on_goal": "true: the run ends (exited, cause goal) when the customer converts.",
+    },
+    "Goal": {
+        "event": "The goal event's name (normalised to snake_case), e.g. order_completed.",
+        "within": "How long after the enrolment (or the split, in an experiment) it counts.",
+        "when": f"The event converts only when this holds. {_CEL}",
     },
     "Enroll": {
         "on": "An event name or a list of them (normalised to snake_case).",
@@ -75,6 +82,17 @@ _HELP: dict[str, dict[str, str]] = {
         "set": f"Context variables to set, each to a {_CEL}",
         "do": "Actions to run.",
         "goto": "The state to move to; stops the rules that follow.",
+    },
+    **{
+        cls.__name__: {"when": f"Run this action only when this holds. {_CEL}"}
+        for cls in ACTIONS.values()
+        if cls.written and cls.kind != "split"
+    },
+    "Split": {
+        "when": f"Run this action only when this holds. {_CEL}",
+        "experiment": "The experiment's name ([a-z][a-z0-9_]*), split by this journey only.",
+        "arms": "Arm names with whole-number weights (at least two); `holdout` gets no "
+        "messages.",
     },
 }
 
@@ -301,7 +319,8 @@ def _durations_shown_as_written(node: Any) -> None:
 
 def _describe(schema: dict[str, Any]) -> None:
     for model, help_texts in _HELP.items():
-        props = schema["properties"] if model == "Journey" else schema["$defs"][model]["properties"]
+        node = schema if model == "Journey" else schema["$defs"].get(model, {})
+        props = node.get("properties", {})  # none: a def rewritten as anyOf (tag)
         for key, text in help_texts.items():
             if key in props:
                 props[key].setdefault("description", text)
