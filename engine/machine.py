@@ -12,10 +12,11 @@ Semantics, in the words of docs/journeys.md:
   ``start`` the split for a run in an experiment, else the enrolment, then ``goal.when``);
   a conversion emits a ``convert`` action and, with ``exit_on_goal``, ends an active run at
   once (cause ``goal``). In a journey the customer is active in, ``exit_when`` is checked
-  next (it ends the run at once), then the current state's ``on.<event>`` rules run. A journey the customer is not in enrols them if
-  the event is under ``enroll.on``, ``enroll.when`` holds and ``reenter`` allows it; the
-  enrolling event then also runs the start state's rules (so a first order counts), but
-  never converts the run it enrols (goals were checked before).
+  next (it ends the run at once), then the current state's ``on.<event>`` rules run. A
+  journey the customer is not in enrols them if the event is under ``enroll.on``,
+  ``enroll.when`` holds and ``reenter`` allows it; the enrolling event then also runs the
+  start state's rules (so a first order counts), but never converts the run it enrols
+  (goals were checked before).
 * Rules run top to bottom; each rule whose ``when`` holds applies its ``set`` (all values
   computed from the context as it was before the rule; later rules see the new values),
   runs its ``do`` actions, and the first matching rule with a ``goto`` moves the customer

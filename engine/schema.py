@@ -91,8 +91,7 @@ _HELP: dict[str, dict[str, str]] = {
     "Split": {
         "when": f"Run this action only when this holds. {_CEL}",
         "experiment": "The experiment's name ([a-z][a-z0-9_]*), split by this journey only.",
-        "arms": "Arm names with whole-number weights (at least two); `holdout` gets no "
-        "messages.",
+        "arms": "Arm names with whole-number weights (at least two); `holdout` gets no messages.",
     },
 }
 
