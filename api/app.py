@@ -30,6 +30,7 @@ from . import (
     codec_routes,
     dead_letter_routes,
     dev_routes,
+    experiment_routes,
     health_routes,
     ingest_routes,
     public_routes,
@@ -51,6 +52,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     dead_letter_routes.router,
     dev_routes.router,
     report_routes.router,
+    experiment_routes.router,
     codec_routes.router,
 )
 

@@ -72,7 +72,8 @@ def report(args: argparse.Namespace) -> int:
 
 REPORT: dict[str, Command] = {
     "report": (
-        "print the report (segments, journeys, offers, rates, NPS, managers); --html FILE too",
+        "print the report (segments, journeys, experiments, offers, rates, NPS, managers);"
+        " --html FILE too",
         _args,
         report,
     ),

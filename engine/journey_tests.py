@@ -10,7 +10,9 @@ failed) that no ``problems:`` expectation named fails the test too: it is a brok
 
 A new expectation kind is one function in :data:`CHECKS` (:data:`EXPERIMENT_CHECKS` for
 those of experiments and goals, ``engine._test_experiments``) and its field on
-``test_files.Expect``.
+``test_files.Expect``. :func:`check` and :class:`Checker` are shared with ``journeys test
+--temporal`` (``orchestration.temporal_tests``), which plays the same steps on the real
+workflow, so every expectation means the same in both.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from . import _test_experiments as experiment_checks
@@ -30,10 +32,25 @@ from .catalog import Catalog
 from .durations import parse_duration
 from .identity import redact_properties, redact_traits
 from .model import ActionCommand, Customer, CustomerState, Event, Run
+from .model import Problem as ProblemRecord
 from .names import normalize_event_name
 from .test_files import CHECKED_ELSEWHERE, Expect, JourneyTest, JourneyTestFile
 
-__all__ = ["CHECKS", "EXPERIMENT_CHECKS", "Observed", "Outcome", "run_file", "run_test"]
+__all__ = [
+    "CHECKS",
+    "EXPERIMENT_CHECKS",
+    "Checker",
+    "Observed",
+    "Outcome",
+    "check",
+    "first_state",
+    "new_problems",
+    "outcome",
+    "patched",
+    "run_file",
+    "run_test",
+    "step_event",
+]
 
 
 @dataclass
@@ -44,6 +61,8 @@ class Outcome:
     name: str
     line: int
     failures: list[Problem] = field(default_factory=list)
+    # each expectation's step and what it was compared with (the runners' agreement test)
+    observed: list[tuple[int, Observed]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -179,6 +198,109 @@ EXPERIMENT_CHECKS: dict[str, Check] = {
 }
 
 
+def check(expect: Expect, seen: Observed) -> list[Failure]:
+    """Every key ``expect`` has, compared with ``seen``: each failure's place under
+    ``expect`` (``("context", "spent")``) and its sentence. The pure runner and
+    ``journeys test --temporal`` both compare with this, so a new entry in :data:`CHECKS`
+    is checked by both."""
+    out: list[Failure] = []
+    for key, compare in {**CHECKS, **EXPERIMENT_CHECKS}.items():
+        expected = getattr(expect, key)
+        if expected is not None:
+            out += [((key, *where), message) for where, message in compare(expected, seen)]
+    return out
+
+
+class Checker:
+    """One test's expectations, as its steps reach them: what each ``expect`` sees (the
+    journey's actions since its previous ``expect``, the problems since the previous
+    ``problems:``) and the failures at the test file's lines, kept in ``result``. A runner
+    gives it the customer's state and everything that happened so far (actions and
+    problems in order); the pure runner and ``journeys test --temporal`` share it."""
+
+    def __init__(self, test_file: JourneyTestFile, index: int, result: Outcome) -> None:
+        self.file, self.index, self.result = test_file, index, result
+        self.seen_actions: dict[str, int] = {}  # journey -> actions already expected
+        self.problems_checked = 0
+
+    def loc(self, step: int, *rest: int | str) -> tuple[int | str, ...]:
+        """Where step ``step`` (and ``rest`` under it) is in the test file."""
+        return ("tests", self.index, "steps", step, *rest)
+
+    def expect(
+        self,
+        step: int,
+        expect: Expect,
+        state: CustomerState,
+        actions: list[ActionCommand],
+        problems: list[str],
+    ) -> Observed:
+        """Check ``expect`` (step ``step``'s) against ``state``; ``actions`` and
+        ``problems`` are all of the test's so far. Returns what was compared."""
+        journey = expect.journey or self.file.journey
+        start = self.seen_actions.get(journey, 0)
+        mine = [a for a in actions[start:] if a.journey == journey]
+        seen = Observed(
+            run=state.runs.get(journey),
+            customer=state.customer,
+            actions=[a for a in mine if a.kind not in CHECKED_ELSEWHERE],
+            problems=problems[self.problems_checked :],
+            conversions=[a for a in actions if a.journey == journey and a.kind == "convert"],
+        )
+        self.seen_actions[journey] = len(actions)
+        if expect.problems is not None:
+            self.problems_checked = len(problems)
+        for where, message in check(expect, seen):
+            loc = self.loc(step, "expect", *where)
+            self.result.failures.append(self.file.problem(loc, message))
+        self.result.observed.append((step, seen))
+        return seen
+
+    def finish(self, problems: list[str]) -> None:
+        """The test's end: a problem that no ``problems:`` named fails it."""
+        if len(problems) > self.problems_checked:
+            unexpected = "; ".join(problems[self.problems_checked :])
+            self.result.failures.append(
+                self.file.problem(
+                    ("tests", self.index, "name"),
+                    f"problems no expectation names (add problems: [...]): {unexpected}",
+                )
+            )
+
+
+def outcome(test_file: JourneyTestFile, index: int) -> Outcome:
+    """An empty outcome for the ``index``-th test of ``test_file``, at its name's line."""
+    line = test_file.doc.locate(("tests", index, "name"))[0]
+    return Outcome(test_file.path, test_file.tests[index].name, line)
+
+
+def first_state(case: JourneyTest, customer_id: str | None = None) -> CustomerState:
+    """The customer a test starts with (traits without contact details), under
+    ``customer_id`` if given (a runner that needs a fresh id per test)."""
+    c = case.customer
+    customer = Customer(
+        id=customer_id or c.id, traits=redact_traits(c.traits or {}), tags=sorted(c.tags)
+    )
+    return CustomerState(customer=patched(customer, c))
+
+
+def step_event(test_file: JourneyTestFile, index: int, step: int, now: datetime) -> Event | None:
+    """The event step ``step`` of test ``index`` delivers at ``now``, as ``journeys
+    simulate`` builds one (name normalised, properties redacted, id ``FILE:LINE`` unless
+    given), or None when the step sends none."""
+    spec = test_file.tests[index].steps[step]
+    if spec.event is None:
+        return None
+    name = normalize_event_name(spec.event)
+    line = test_file.doc.locate(("tests", index, "steps", step, "event"))[0]
+    return Event(
+        name=name,
+        id=spec.id or f"{test_file.path}:{line}",
+        timestamp=now,
+        properties=redact_properties(name, spec.properties),
+    )
+
+
 def run_file(test_file: JourneyTestFile, catalog: Catalog) -> list[Outcome]:
     """Every test of ``test_file``, in order."""
     return [run_test(test_file, i, catalog) for i in range(len(test_file.tests))]
@@ -186,31 +308,20 @@ def run_file(test_file: JourneyTestFile, catalog: Catalog) -> list[Outcome]:
 
 def run_test(test_file: JourneyTestFile, index: int, catalog: Catalog) -> Outcome:
     """Run the ``index``-th test of ``test_file`` on ``catalog`` and compare."""
-    case = test_file.tests[index]
-    line = test_file.doc.locate(("tests", index, "name"))[0]
-    result = Outcome(test_file.path, case.name, line)
-    _Run(test_file, index, case, catalog, result).go()
+    result = outcome(test_file, index)
+    _Run(test_file, index, catalog, Checker(test_file, index, result)).go()
     return result
 
 
 class _Run:
     def __init__(
-        self,
-        test_file: JourneyTestFile,
-        index: int,
-        case: JourneyTest,
-        catalog: Catalog,
-        result: Outcome,
+        self, test_file: JourneyTestFile, index: int, catalog: Catalog, checker: Checker
     ) -> None:
-        self.file, self.index, self.case, self.catalog = test_file, index, case, catalog
-        self.result = result
-        c = case.customer
-        customer = Customer(id=c.id, traits=redact_traits(c.traits or {}), tags=sorted(c.tags))
-        self.state = CustomerState(customer=_patched(customer, c))
+        self.file, self.index, self.catalog, self.checker = test_file, index, catalog, checker
+        self.case = test_file.tests[index]
+        self.state = first_state(self.case)
         self.actions: list[ActionCommand] = []
         self.problems: list[str] = []
-        self.seen_actions: dict[str, int] = {}  # journey -> actions already expected
-        self.problems_checked = 0
 
     def go(self) -> None:
         at = 0
@@ -219,67 +330,38 @@ class _Run:
             now = self.case.start + timedelta(seconds=at)
             self._take(machine.fire_timers(self.catalog, self.state, now))
             if step.customer is not None:
-                customer = _patched(self.state.customer, step.customer)
+                customer = patched(self.state.customer, step.customer)
                 self.state = self.state.model_copy(update={"customer": customer})
-            if step.event is not None:
-                name = normalize_event_name(step.event)
-                line = self.file.doc.locate(self._loc(s, "event"))[0]
-                event = Event(
-                    name=name,
-                    id=step.id or f"{self.file.path}:{line}",
-                    timestamp=now,
-                    properties=redact_properties(name, step.properties),
-                )
+            event = step_event(self.file, self.index, s, now)
+            if event is not None:
                 self._take(machine.handle_event(self.catalog, self.state, event, now))
             if step.expect is not None:
-                self._expect(s, step.expect)
-        if len(self.problems) > self.problems_checked:
-            unexpected = "; ".join(self.problems[self.problems_checked :])
-            self.result.failures.append(
-                self.file.problem(
-                    ("tests", self.index, "name"),
-                    f"problems no expectation names (add problems: [...]): {unexpected}",
-                )
-            )
-
-    def _loc(self, step: int, *rest: int | str) -> tuple[int | str, ...]:
-        return ("tests", self.index, "steps", step, *rest)
+                self.checker.expect(s, step.expect, self.state, self.actions, self.problems)
+        self.checker.finish(self.problems)
 
     def _take(self, step: machine.Step) -> None:
-        before = Counter(p.model_dump_json() for p in self.state.problems)
-        for p in step.state.problems:
-            key = p.model_dump_json()
-            if before[key] > 0:
-                before[key] -= 1
-            else:
-                self.problems.append(f"{p.journey}.{p.state}: {p.message}")
+        self.problems += new_problems(self.state.problems, step.state.problems)
         self.state = step.state
         self.actions += step.actions
 
-    def _expect(self, s: int, expect: Expect) -> None:
-        journey = expect.journey or self.file.journey
-        start = self.seen_actions.get(journey, 0)
-        mine = [a for a in self.actions[start:] if a.journey == journey]
-        seen = Observed(
-            run=self.state.runs.get(journey),
-            customer=self.state.customer,
-            actions=[a for a in mine if a.kind not in CHECKED_ELSEWHERE],
-            problems=self.problems[self.problems_checked :],
-            conversions=[a for a in self.actions if a.journey == journey and a.kind == "convert"],
-        )
-        self.seen_actions[journey] = len(self.actions)
-        for key, check in {**CHECKS, **EXPERIMENT_CHECKS}.items():
-            expected = getattr(expect, key)
-            if expected is None:
-                continue
-            if key == "problems":
-                self.problems_checked = len(self.problems)
-            for where, message in check(expected, seen):
-                loc = self._loc(s, "expect", key, *where)
-                self.result.failures.append(self.file.problem(loc, message))
+
+def new_problems(before: list[ProblemRecord], after: list[ProblemRecord]) -> list[str]:
+    """The problems in ``after`` that ``before`` did not have, as ``journey.state: message``
+    (the list is bounded: old ones fall off its head)."""
+    had = Counter(p.model_dump_json() for p in before)
+    out = []
+    for p in after:
+        key = p.model_dump_json()
+        if had[key] > 0:
+            had[key] -= 1
+        else:
+            out.append(f"{p.journey}.{p.state}: {p.message}")
+    return out
 
 
-def _patched(customer: Customer, patch: Any) -> Customer:
+def patched(customer: Customer, patch: Any) -> Customer:
+    """``customer`` after a test's customer change (traits merged, without contact
+    details; the rest replaced), as the workflow's events signal changes it."""
     traits = redact_traits(patch.traits) if patch.traits is not None else None
     return machine.patch_customer(
         customer,

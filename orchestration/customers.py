@@ -101,15 +101,19 @@ async def send_events(
     action_timeout_seconds: int = 60,
     code_version: int = CODE_VERSION,
     ids: CustomerIds | None = None,
+    state: CustomerState | None = None,
 ) -> WorkflowHandle[CustomerWorkflow, None]:
     """Signal-with-start: the customer's first event creates their workflow (at
-    ``code_version``: today's unless a test records an older run's history)."""
+    ``code_version``: today's unless a test records an older run's history). A new
+    workflow starts from ``state`` if given (a journey test's customer, tags included);
+    one already running ignores it."""
     ids = ids or default_ids()
     key = ids.key(customer_id)
     return await client.start_workflow(
         CustomerWorkflow.run,
         CustomerInput(
             customer_id=customer_id,
+            state=state,
             catalog_seq=catalog_seq,
             search_attributes=search_attributes,
             max_steps_per_run=max_steps_per_run,

@@ -148,3 +148,52 @@ def heat(value: int, top: int) -> str:
     # from #e8f1fa (light) to #08519c (dark), both readable with the chosen text colour
     r, g, b = (round(a + (z - a) * share) for a, z in ((232, 8), (241, 81), (250, 156)))
     return f"background:rgb({r},{g},{b});color:{'#fff' if share > 0.45 else '#111'}"
+
+
+def interval_chart(
+    items: Sequence[tuple[str, float, float, float]],
+    *,
+    title: str,
+    value: Callable[[float], str] = lambda v: f"{v:+.1f}",
+) -> str:
+    """Estimates with their intervals, ``(label, estimate, low, high)``, on one scale with
+    a zero line (a forest plot): a dot per item, a bar for its interval, so an interval
+    that crosses zero shows at a glance."""
+    row, axis = 34, 28
+    label_w = min(max((len(_short(lbl)) for lbl, *_ in items), default=4) * 8 + 12, 160)
+    low = min([0.0, *(lo for _, _, lo, _ in items)])
+    high = max([0.0, *(hi for _, _, _, hi in items)])
+    pad = (high - low) * 0.08 or 1.0
+    low, high = low - pad, high + pad
+    left, right = label_w, WIDTH - 16
+
+    def x(v: float) -> float:
+        return left + (v - low) / (high - low) * (right - left)
+
+    height = row * len(items) + axis
+    parts = [
+        f'<line x1="{x(0):.1f}" x2="{x(0):.1f}" y1="0" y2="{height - axis + 4}"'
+        ' stroke="#888" stroke-dasharray="4 3"/>'
+    ]
+    for i, (lbl, est, lo, hi) in enumerate(items):
+        y = i * row + row / 2
+        said = f"{lbl}: {value(est)} ({value(lo)} to {value(hi)})"
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y + 5:.1f}" text-anchor="end" fill="#222">'
+            f"{escape(_short(lbl))}</text>"
+            f'<line x1="{x(lo):.1f}" x2="{x(hi):.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="{BAR}"'
+            ' stroke-width="3"/>'
+            f'<circle cx="{x(est):.1f}" cy="{y:.1f}" r="6" fill="{BAR}">'
+            f"<title>{escape(said)}</title></circle>"
+        )
+    for tick, anchor in ((low + pad, "start"), (0.0, "middle"), (high - pad, "end")):
+        if tick == 0 and anchor != "middle":
+            continue
+        parts.append(
+            f'<text x="{x(tick):.1f}" y="{height - 8}" text-anchor="{anchor}" fill="#444">'
+            f"{escape(value(tick) if tick else '0')}</text>"
+        )
+    desc = "; ".join(
+        f"{lbl}: {value(est)} ({value(lo)} to {value(hi)})" for lbl, est, lo, hi in items
+    )
+    return _open(height, title, desc, "intervals", len(items)) + "".join(parts) + "</svg>"

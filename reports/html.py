@@ -13,7 +13,7 @@ from markupsafe import Markup
 
 from . import charts
 from .fmt import duration, money, percent, score, when
-from .model import JourneyFigures, NpsWeek, Report
+from .model import ExperimentLift, JourneyFigures, NpsWeek, Report
 from .tables import tables
 
 
@@ -59,6 +59,18 @@ def _journey_charts(j: JourneyFigures) -> dict[str, Markup | None]:
         if times
         else None,
     }
+
+
+def _lift_chart(e: ExperimentLift) -> Markup | None:
+    items = [
+        (a.arm, a.lift.absolute * 100, a.lift.interval.low * 100, a.lift.interval.high * 100)
+        for a in e.arms
+        if a.lift is not None
+    ]
+    if not items:
+        return None
+    title = f"{e.experiment}: lift over the holdout in percentage points, with 95% intervals"
+    return Markup(charts.interval_chart(items, title=title))
 
 
 def _every_week(weeks: list[NpsWeek]) -> list[tuple[str, float | None]]:
@@ -116,6 +128,7 @@ def _charts(report: Report) -> dict[str, Any]:
             )
         ),
         "journeys": {j.journey: _journey_charts(j) for j in report.journeys},
+        "experiments": {e.experiment: _lift_chart(e) for e in report.experiments},
     }
 
 

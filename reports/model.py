@@ -3,13 +3,15 @@ here for the pages) and the ``Report`` that gathers them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from store.reports.figures import (
+    ArmCounts,
     CallBacks,
     Count,
     Edge,
+    ExperimentCounts,
     JourneyFigures,
     ManagerLoad,
     Managers,
@@ -27,11 +29,19 @@ from store.reports.figures import (
     ratio,
 )
 
+from .lift import ArmLift, ExperimentLift, Interval, Lift
+
 __all__ = [
+    "ArmCounts",
+    "ArmLift",
     "CallBacks",
     "Count",
     "Edge",
+    "ExperimentCounts",
+    "ExperimentLift",
+    "Interval",
     "JourneyFigures",
+    "Lift",
     "ManagerLoad",
     "Managers",
     "Messages",
@@ -69,3 +79,4 @@ class Report:
     dead_letters: int = 0  # events whose delivery failed for good, waiting for an admin
     messages: Messages | None = None
     staff: Staff | None = None  # response times, overdue tasks, detractor call-backs
+    experiments: list[ExperimentLift] = field(default_factory=list)  # by name

@@ -4,6 +4,7 @@ figures."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from store.reports import (
     churn_rate,
     consistent,
     dead_letter_count,
+    experiment_counts,
     journey_figures,
     manager_load,
     message_figures,
@@ -25,6 +27,7 @@ from store.reports import (
     survey_figures,
 )
 
+from .lift import experiment_lifts
 from .model import Report
 
 __all__ = ["build_report"]  # each figure on its own: store.reports
@@ -57,4 +60,8 @@ async def build_report(
             dead_letters=await dead_letter_count(conn),
             messages=await message_figures(conn, since=since),
             staff=await staff_figures(conn, as_of=generated_at, since=since),
+            # in a thread: the first one loads statsmodels, seconds the event loop keeps
+            experiments=await asyncio.to_thread(
+                experiment_lifts, await experiment_counts(conn, since=since)
+            ),
         )

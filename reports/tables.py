@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from .fmt import NONE, duration, money, percent, score
-from .model import JourneyFigures, Report, Staff
+from .lift import p_text, points
+from .model import ArmLift, ExperimentLift, JourneyFigures, Report, Staff
 
 Table = tuple[list[str], list[list[str]]]
 
@@ -53,6 +54,7 @@ def tables(report: Report) -> dict[str, Any]:
         ),
         "journeys": {j.journey: journey_tables(j) for j in report.journeys},
         **staff_tables(report.staff),
+        "experiments": {e.experiment: experiment_table(e) for e in report.experiments},
         "messages": (
             ["status", "messages"],
             [[c.label, str(c.count)] for c in report.messages.by_status] if report.messages else [],
@@ -116,3 +118,54 @@ def staff_tables(staff: Staff | None) -> dict[str, Table]:
             else [],
         ),
     }
+
+
+def _span(low: str, high: str) -> str:
+    return f"{low} to {high}"
+
+
+def _arm_row(a: ArmLift, adjusted: bool) -> list[str]:
+    c, lift = a.counts, a.lift
+    row = [
+        a.arm,
+        str(c.customers),
+        str(c.converters),
+        percent(a.rate),
+        _span(percent(a.interval.low), percent(a.interval.high)),
+    ]
+    if lift is None:
+        row += ["", "", "", "", *([""] if adjusted else [])]
+    else:
+        i = lift.interval
+        relative = NONE if lift.relative is None else f"{lift.relative * 100:+.0f}%"
+        row += [
+            f"{lift.absolute * 100:+.1f}",
+            _span(points(i.low), points(i.high)),
+            relative,
+            p_text(lift.p_value),
+            *([p_text(lift.p_adjusted)] if adjusted else []),
+        ]
+    per_converter = NONE if a.revenue_per_converter is None else money(a.revenue_per_converter)
+    return [*row, money(a.revenue_per_customer), per_converter]
+
+
+def experiment_table(e: ExperimentLift) -> Table:
+    """One experiment: per arm, the holdout first, its counts, rate and interval, the lift
+    in points against the holdout with its interval, relative lift, p-value (and Holm's
+    when several arms are compared) and revenue."""
+    adjusted = e.compared > 1
+    headers = [
+        "arm",
+        "customers",
+        "converted",
+        "rate",
+        "95% interval",
+        "lift (points)",
+        "95% interval",
+        "relative",
+        "p",
+        *(["p (Holm)"] if adjusted else []),
+        "revenue/customer",
+        "revenue/converter",
+    ]
+    return headers, [_arm_row(a, adjusted) for a in e.arms]

@@ -3,8 +3,10 @@ the same numbers as the page's tables."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from .fmt import percent, table, when
-from .model import Rate, Report
+from .model import ExperimentLift, Rate, Report
 from .tables import Table, tables
 
 EMPTY = "no data yet"
@@ -25,6 +27,17 @@ def _rate(name: str, rate: Rate, of: str) -> list[str]:
 
 def _dead_letters(n: int) -> str:
     return f"dead letters: {n}" + (" (see 'journeys dead-letters list')" if n else "")
+
+
+def experiment_lines(e: ExperimentLift, t: dict[str, Any]) -> list[str]:
+    """Who was assigned, the table, then each arm's verdict and any warning."""
+    c = e.counts
+    about = (
+        f"{c.customers} customer(s) assigned from {when(c.first_assigned)} to"
+        f" {when(c.last_assigned)} by {', '.join(c.journeys)}"
+    )
+    warned = "\n".join(f"warning: {w}" for w in e.warnings)
+    return [about, _table(t["experiments"][e.experiment]), "\n".join(e.verdicts), warned]
 
 
 def render_text(report: Report) -> str:
@@ -66,6 +79,8 @@ def render_text(report: Report) -> str:
         )
     if not report.journeys:
         out.append(_section("Journeys"))
+    for e in report.experiments:  # shown once a split has assigned a customer
+        out.append(_section(f"Experiment {e.experiment}", *experiment_lines(e, t)))
     out.append(_section("Offers", _table(t["offers"]) if report.offers.by_template else None))
     rates = [
         _rate(

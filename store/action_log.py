@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from psycopg import AsyncConnection
+from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 
@@ -43,3 +44,15 @@ async def record(conn: AsyncConnection[Any], entry: ActionEntry) -> None:
             entry.status,
         ),
     )
+
+
+async def of_customer(conn: AsyncConnection[Any], customer_id: str) -> list[ActionEntry]:
+    """Every action taken for ``customer_id``, oldest first (``journeys test --temporal``
+    compares them with a test's expectations)."""
+    cur = conn.cursor(row_factory=class_row(ActionEntry))
+    await cur.execute(
+        "SELECT idempotency_key, customer_id, journey, version, state, action, args, status"
+        " FROM action_log WHERE customer_id = %s ORDER BY created_at, idempotency_key",
+        (customer_id,),
+    )
+    return await cur.fetchall()

@@ -38,17 +38,16 @@ async def serve_reports(db_url: str) -> AsyncIterator[Served]:
     settings = Settings.model_validate(
         {"DATABASE_URL": db_url, "JOURNEYS_DISPATCHER": False, "JOURNEYS_ENV": "development"}
     )
-    app = create_app(settings)
-    if not any(getattr(r, "path", None) == "/reports" for r in app.routes):
-        from api.report_routes import router
-
-        app.include_router(router)
+    app = create_app(settings)  # /reports is one of api.app.ROUTERS
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     )
     task = asyncio.create_task(server.serve())
+    deadline = asyncio.get_running_loop().time() + 30
     while not server.started:
+        if task.done() or asyncio.get_running_loop().time() > deadline:
+            raise RuntimeError("the report app did not start within 30 s")
         await asyncio.sleep(0.02)
     try:
         yield Served(f"http://127.0.0.1:{port}", admin, write)

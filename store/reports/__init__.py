@@ -2,17 +2,19 @@
 (definitions, one line each: docs/reports.md), returned as the typed rows of
 ``figures``. ``since`` bounds the time-based figures. ``reports`` draws them.
 
-    segments   customers per segment and tier, the last refresh's migration matrix
-    journeys   per journey: states now, entries, exits, edges, median time in state
-    rates      reactivation, repurchase, churn
-    actions    offers, surveys, managers, messages, dead letters
-    staff      response time on tasks, overdue tasks, detractor call-backs
-    snapshot   one consistent read for a whole report
+    segments     customers per segment and tier, the last refresh's migration matrix
+    journeys     per journey: states now, entries, exits, edges, median time in state
+    rates        reactivation, repurchase, churn
+    actions      offers, surveys, managers, messages, dead letters
+    staff        response time on tasks, overdue tasks, detractor call-backs
+    experiments  customers and conversions per experiment and arm
+    snapshot     one consistent read for a whole report
 """
 
 from __future__ import annotations
 
 from .actions import dead_letter_count, manager_load, message_figures, offer_figures, survey_figures
+from .experiments import experiment_counts
 from .journeys import journey_figures
 from .rates import churn_rate, reactivation_rate, repurchase_rate
 from .segments import migration_matrix, segments_now
@@ -23,6 +25,7 @@ __all__ = [
     "churn_rate",
     "consistent",
     "dead_letter_count",
+    "experiment_counts",
     "journey_figures",
     "manager_load",
     "message_figures",

@@ -214,3 +214,31 @@ class CallBacks:
 class Staff:
     rows: list[StaffRow]  # per pool, each followed by its managers
     callbacks: CallBacks
+
+
+@dataclass(frozen=True)
+class ArmCounts:
+    """One arm of an experiment: ``customers`` assigned to it, ``converters`` of them who
+    converted at least once, ``conversions`` (runs that converted) and their ``revenue``."""
+
+    arm: str
+    customers: int
+    converters: int
+    conversions: int
+    revenue: float
+
+
+@dataclass(frozen=True)
+class ExperimentCounts:
+    """An experiment's arms in name order, the journeys that split customers into it and
+    the first and last assignment."""
+
+    experiment: str
+    journeys: list[str]
+    first_assigned: datetime
+    last_assigned: datetime
+    arms: list[ArmCounts]
+
+    @property
+    def customers(self) -> int:
+        return sum(a.customers for a in self.arms)
