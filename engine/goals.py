@@ -34,6 +34,7 @@ from .model import CustomerState, Event, Journey, Run
 __all__ = [
     "Convert",
     "apply_split",
+    "arms_of",
     "experiment_names",
     "goal_window_open",
     "revenue_of",
@@ -144,6 +145,17 @@ def experiment_names(catalog: Catalog) -> frozenset[str]:
         _NAMES.clear()
     _NAMES[id(catalog)] = (catalog, names)
     return names
+
+
+def arms_of(journeys: list[Journey], customer_id: str) -> dict[str, str]:
+    """The arm of ``customer_id`` in every experiment of ``journeys``: what a customer
+    state may start with so that another id (a test runner's fresh one) keeps this one's
+    arms."""
+    return {
+        spec.experiment: assign(spec.experiment, spec.arms, customer_id)
+        for journey in journeys
+        for spec in splits(journey)
+    }
 
 
 def splits(journey: Journey) -> list[Split]:
