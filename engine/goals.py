@@ -21,6 +21,7 @@ docs/journeys.md ("Experiments", "Goals"):
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -38,6 +39,7 @@ __all__ = [
     "experiment_names",
     "goal_window_open",
     "revenue_of",
+    "window_start",
     "withheld",
 ]
 
@@ -93,18 +95,22 @@ def goal_window_open(definition: Journey, run: Run, event: Event, now: datetime)
         return False
     if event.source != "external":
         return False
-    start = run.split_at if run.experiment is not None and run.split_at else run.enrolled_at
+    start = window_start(run)
     return start <= now <= start + timedelta(seconds=goal.within)
+
+
+def window_start(run: Run) -> datetime:
+    """When ``run``'s goal window opens: its split in an experiment, else its enrolment."""
+    return run.split_at if run.experiment is not None and run.split_at else run.enrolled_at
 
 
 def conversion(run: Run, event: Event, now: datetime) -> Convert:
     """The ``convert`` action of ``run`` reached by ``event`` at ``now``."""
-    start = run.split_at if run.experiment is not None and run.split_at else run.enrolled_at
     return Convert(
         goal_event=event.name,
         event_id=event.id,
         revenue=revenue_of(event),
-        started_at=start,
+        started_at=window_start(run),
         converted_at=now,
         enrollment=run.enrollment,
         experiment=run.experiment if run.arm else None,
@@ -123,7 +129,7 @@ def revenue_of(event: Event) -> float:
             number = float(value)
         except (TypeError, ValueError):
             continue
-        if number == number and abs(number) != float("inf"):
+        if math.isfinite(number):
             return round(number, 2)
     return 0.0
 
