@@ -28,7 +28,7 @@ from .channel_kinds import names as channel_names
 from .channel_kinds import person_channels
 from .durations import HELP as DURATION_HELP
 from .durations import format_duration
-from .model import Journey
+from .model import NAME, Journey
 from .policy import Policy
 from .segments import Segments
 from .test_files import _FileSpec as TestFileSpec
@@ -137,6 +137,14 @@ _BEFORE: dict[str, Callable[[], JsonSchemaValue]] = {
         "anyOf": [dict(_DURATION), {"const": 0}],
         "description": "The time from the run's start (its split, or its enrolment) to the "
         "conversion: 0s, 12d.",
+    },
+    "Split._arms": lambda: {
+        "type": "object",
+        "propertyNames": {"pattern": NAME},
+        "additionalProperties": {"type": "integer", "minimum": 1},
+        "minProperties": 2,
+        "description": "Arm names with whole-number weights, at least two; `holdout` gets "
+        "no messages from the journey.",
     },
     "Tier._percent": lambda: {
         "type": "string",
