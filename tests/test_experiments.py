@@ -85,7 +85,6 @@ async def test_the_holdout_gets_no_message_and_converts_once_with_arm_revenue_an
             for cid in (offered, held):
                 await shop.send("identify", cid, traits={"email": f"{cid}@example.com"})
                 await shop.send("track", cid, "Signed Up")
-            started = await time_env.get_current_time()
             await smtp.wait_for(2)  # the offered customer's welcome and offer
             await until(
                 lambda: rows(db, "SELECT 1 FROM experiment_assignments HAVING count(*) = 2")
@@ -95,6 +94,8 @@ async def test_the_holdout_gets_no_message_and_converts_once_with_arm_revenue_an
             state = await customers.state(time_env.client, held)
             # the welcome was withheld; the offer's when: (the offer arm) did not hold
             assert (state.runs["trial"].arm, state.runs["trial"].withheld) == (HOLDOUT, 1)
+            split_at = state.runs["trial"].split_at
+            assert split_at == state.runs["trial"].enrolled_at
             # twelve days later the held customer orders: the goal, within its 14 days
             await time_env.sleep(timedelta(days=12))
             await shop.send("track", held, "Order Completed", properties={"revenue": 30})
@@ -129,7 +130,7 @@ async def test_the_holdout_gets_no_message_and_converts_once_with_arm_revenue_an
         "order_completed",
         1,
     )
-    assert start <= started + timedelta(seconds=5)
+    assert start == split_at  # the window opened at the split (here: the enrolment)
     assert timedelta(days=12) <= at - start < timedelta(days=12, minutes=5)
     assert await rows(db, "SELECT count(*) FROM conversions") == [(1,)]  # once, and only hers
     sent = await rows(db, "SELECT customer_id, template, status FROM messages ORDER BY id")
