@@ -76,5 +76,10 @@ def _stored(snap: CustomerSnapshot) -> read_model.Snapshot:
         tier=snap.tier,
         segment=snap.segment,
         problems=[p.model_dump(mode="json") for p in snap.problems],
-        journeys=[read_model.JourneyRow(**j.model_dump()) for j in snap.journeys],
+        journeys=[read_model.JourneyRow(**j.model_dump(exclude=_ELSEWHERE)) for j in snap.journeys],
     )
+
+
+# the arm and the conversion are read from their own tables (store.experiments), where
+# their activities write them; the read model has no columns for them
+_ELSEWHERE = {"experiment", "arm", "converted_at"}

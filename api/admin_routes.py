@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import asdict
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
@@ -17,7 +18,7 @@ from engine import Catalog, CustomerState, JourneyValidationError, load_rules
 from engine.identity import is_hashed, scrub_text
 from orchestration import customers
 from orchestration.upgrade import upgrade_journey
-from store import catalog, events, read_model, tags
+from store import catalog, events, experiments, read_model, tags
 from store import customers as customer_store
 
 from .deps import Admin, Pool, State, Temporal, connected
@@ -45,11 +46,19 @@ def _journeys(st: CustomerState) -> dict[str, Any]:
             "enrolled_at": run.enrolled_at,
             "next_timer": {"after": nxt.label, "due_at": nxt.due_at} if nxt else None,
             "history": [t.model_dump(mode="json") for t in run.history],
+            "arm": run.arm,
+            "converted_at": run.converted_at,
         }
     return out
 
 
-def _journeys_stored(snap: read_model.Snapshot, history: dict[str, Any]) -> dict[str, Any]:
+def _journeys_stored(
+    snap: read_model.Snapshot,
+    history: dict[str, Any],
+    arms: list[experiments.Assignment],
+    converted: list[experiments.Conversion],
+) -> dict[str, Any]:
+    arm_of = {a.journey: a.arm for a in arms}  # an experiment belongs to one journey
     out = {}
     for j in snap.journeys:
         nxt = (
@@ -66,8 +75,22 @@ def _journeys_stored(snap: read_model.Snapshot, history: dict[str, Any]) -> dict
             "enrolled_at": j.enrolled_at,
             "next_timer": nxt,
             "history": history.get(j.journey, []),
+            "arm": arm_of.get(j.journey),
+            "converted_at": _converted_at(j, converted),
         }
     return out
+
+
+def _converted_at(
+    j: read_model.JourneyRow, converted: list[experiments.Conversion]
+) -> datetime | None:
+    """When the journey's current run converted: a conversion started since it enrolled."""
+    mine = [
+        c.converted_at
+        for c in converted
+        if c.journey == j.journey and (j.enrolled_at is None or c.started_at >= j.enrolled_at)
+    ]
+    return max(mine, default=None)
 
 
 @router.get("/v1/customers/{customer_id}", tags=["admin"])
@@ -89,12 +112,14 @@ async def get_customer(
         found = await customer_store.metrics(conn, customer_id)
         snap = None if live else await read_model.read(conn, customer_id)
         tagged = await tags.tags_of(conn, customer_id)
+        arms = await experiments.assignments_of(conn, customer_id)
+        converted = await experiments.conversions_of(conn, customer_id)
         history = await read_model.history(conn, customer_id) if snap else {}
     metrics = asdict(found) if found is not None else None
     journeys: dict[str, Any] = {}
     problems: list[Any] = []
     if snap is not None:
-        journeys = _journeys_stored(snap, history)
+        journeys = _journeys_stored(snap, history, arms, converted)
         problems = snap.problems
         tier, segment = snap.tier, snap.segment
     else:
@@ -114,6 +139,12 @@ async def get_customer(
         "tier": tier,
         "segment": segment,
         "tags": [t.tag for t in tagged],  # what tag actions wrote (segments read the same)
+        # what split actions and goals wrote (engine.goals; the lift report reads the same)
+        "experiments": {
+            a.experiment: {"arm": a.arm, "journey": a.journey, "assigned_at": a.assigned_at}
+            for a in arms
+        },
+        "conversions": [asdict(c) for c in converted],
         "metrics": metrics,
         "events": count,
         "journeys": journeys,

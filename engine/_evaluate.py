@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -18,9 +19,18 @@ from ._outcome import MAX_CONTEXT_BYTES
 from .model import Customer, Event, Run
 
 
-def environment(customer: Customer, run: Run, event: Event | None, now: datetime) -> dict[str, Any]:
-    """What an expression of ``run`` may read: ``event``, ``ctx``, ``customer``, ``state``
-    and ``now`` (after a timer, ``event`` is empty and its time is ``now``)."""
+def environment(
+    customer: Customer,
+    run: Run,
+    event: Event | None,
+    now: datetime,
+    *,
+    experiments: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """What an expression of ``run`` may read: ``event``, ``ctx`` (with ``ctx.arm``, the
+    run's arm or ""), ``customer``, ``state``, ``now`` (after a timer, ``event`` is empty and
+    its time is ``now``) and ``experiment`` (``experiments``: each known experiment's arm
+    of the customer, "" before their split)."""
     return {
         "event": {
             "name": event.name if event else "",
@@ -28,7 +38,7 @@ def environment(customer: Customer, run: Run, event: Event | None, now: datetime
             "timestamp": event.timestamp if event else now,
             "properties": event.properties if event else {},
         },
-        "ctx": run.context,
+        "ctx": {**run.context, "arm": run.arm or ""},
         "customer": {
             "id": customer.id,
             "traits": customer.traits,
@@ -41,6 +51,7 @@ def environment(customer: Customer, run: Run, event: Event | None, now: datetime
         },
         "state": run.state,
         "now": now,
+        "experiment": dict(experiments or {}),
     }
 
 

@@ -68,6 +68,17 @@ def copy_state(state: CustomerState) -> CustomerState:
     )
 
 
+def remember(seen: dict[str, datetime], event_id: str, now: datetime) -> None:
+    """Note ``event_id`` as applied at ``now`` in ``seen``, forgetting ids older than
+    ``DEDUPE_WINDOW`` and the oldest beyond ``DEDUPE_MAX``."""
+    seen[event_id] = now
+    horizon = now - DEDUPE_WINDOW
+    for k in [k for k, at in seen.items() if at < horizon]:
+        del seen[k]
+    while len(seen) > DEDUPE_MAX:
+        del seen[next(iter(seen))]
+
+
 def cause_of(event: Event) -> str:
     if event.source == "timer":
         if "at" in event.properties:  # a calendar timer (engine.calendar)

@@ -12,10 +12,8 @@ from collections import deque
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import _evaluate, calendar, expr
+from . import _evaluate, calendar, expr, goals
 from ._outcome import (
-    DEDUPE_MAX,
-    DEDUPE_WINDOW,
     MAX_EMIT_DEPTH,
     MAX_HISTORY,
     MAX_PROBLEMS,
@@ -24,8 +22,9 @@ from ._outcome import (
     cause_of,
     copy_state,
     in_firing_order,
+    remember,
 )
-from .actions import Emit, TagCustomer, unwrap
+from .actions import ActionSpec, Emit, Split, TagCustomer, unwrap
 from .catalog import Catalog
 from .identity import shown_id
 from .model import (
@@ -59,14 +58,7 @@ class _Stepper:
     # --- inputs ---------------------------------------------------------------------------
 
     def remember(self, event_id: str) -> None:
-        seen = self.state.seen
-        seen[event_id] = self.now
-        horizon = self.now - DEDUPE_WINDOW
-        stale = [k for k, at in seen.items() if at < horizon]
-        for k in stale:
-            del seen[k]
-        while len(seen) > DEDUPE_MAX:
-            del seen[next(iter(seen))]
+        remember(self.state.seen, event_id, self.now)
 
     def apply(self, event: Event, depth: int = 0) -> None:
         self.depth = depth
@@ -75,6 +67,8 @@ class _Stepper:
             if event.origin == name:
                 continue
             run = self.state.runs.get(name)
+            if run is not None and self._goal(run, event):
+                continue  # the run ended on its goal (exit_on_goal)
             if run is not None and run.status == "active":
                 self._event_in_run(run, event)
             elif name in self.catalog.latest:
@@ -248,7 +242,11 @@ class _Stepper:
                 return
 
     def _env(self, run: Run, event: Event | None) -> dict[str, Any]:
-        return _evaluate.environment(self.state.customer, run, event, self.now)
+        known = goals.experiment_names(self.catalog)  # experiment.NAME is "" until split
+        experiments = {**dict.fromkeys(known, ""), **self.state.experiments}
+        return _evaluate.environment(
+            self.state.customer, run, event, self.now, experiments=experiments
+        )
 
     def _holds(self, run: Run, definition: Journey, source: str, event: Event | None) -> bool:
         result = _evaluate.condition(source, self._env(run, event))
@@ -278,6 +276,11 @@ class _Stepper:
                 f"{self.state.customer.id}/{run.journey}/{run.enrollment}/{run.visit}/"
                 f"{where}/{index}"
             )
+            if spec.when is not None and not self._holds(run, definition, spec.when, event):
+                continue
+            if goals.withheld(run, spec):  # the holdout: tracked, but never messaged
+                run.withheld += 1
+                continue
             if isinstance(spec, Emit):
                 if self.depth >= MAX_EMIT_DEPTH:
                     self._problem(
@@ -300,18 +303,45 @@ class _Stepper:
                 self.state.customer, spec, problem = apply_tags(self.state.customer, spec)
                 if problem:
                     self._problem(run, problem)
-            self.actions.append(
-                ActionCommand(
-                    kind=spec.kind,
-                    args=spec.model_dump(mode="json", by_alias=True),
-                    journey=run.journey,
-                    version=run.version,
-                    state=run.state,
-                    idempotency_key=key,
-                    summary=spec.summary(shown_id(self.state.customer.id)),
-                    event=event if event and event.source != "timer" else None,
-                )
+            if isinstance(spec, Split):  # the arm is known at once, to later actions too
+                args = goals.apply_split(self.state, run, spec, self.now)
+            else:
+                args = spec.model_dump(mode="json", by_alias=True, exclude={"when"})
+            self._command(run, spec, args, key, event)
+
+    def _command(
+        self, run: Run, spec: ActionSpec, args: dict[str, Any], key: str, event: Event | None
+    ) -> None:
+        self.actions.append(
+            ActionCommand(
+                kind=spec.kind,
+                args=args,
+                journey=run.journey,
+                version=run.version,
+                state=run.state,
+                idempotency_key=key,
+                summary=spec.summary(shown_id(self.state.customer.id)),
+                event=event if event and event.source != "timer" else None,
             )
+        )
+
+    def _goal(self, run: Run, event: Event) -> bool:
+        """Record ``run``'s conversion if ``event`` reaches its goal; True when the run
+        ended on it (``exit_on_goal``)."""
+        definition = self.catalog.versions.get(self.catalog.key(run.journey, run.version))
+        if definition is None or not goals.goal_window_open(definition, run, event, self.now):
+            return False
+        when = definition.goal.when if definition.goal else None
+        if when and not self._holds(run, definition, when, event):
+            return False
+        run.converted_at = self.now
+        spec = goals.conversion(run, event, self.now)
+        key = f"{self.state.customer.id}/{run.journey}/{run.enrollment}/goal"
+        self._command(run, spec, spec.model_dump(mode="json", exclude={"when"}), key, event)
+        if definition.exit_on_goal and run.status == "active":
+            self._exit(run, "goal")
+            return True
+        return False
 
     def _problem(self, run: Run, message: str) -> None:
         problems = self.state.problems

@@ -11,11 +11,14 @@ when journeys load), ``provides`` (template names only this kind's messages have
 ``engine.templates``) with :meth:`ActionSpec.sample` (their values in ``journeys render``'s
 preview, ``engine.template_context``), ``dropped_when_stale`` (a deferred message of this
 kind is dropped once the customer left the state it was made for,
-``workflows._actions.is_stale``).
+``workflows._actions.is_stale``), ``reaches_customer`` (withheld from a run in an
+experiment's holdout, ``engine.goals``), ``written`` (``False``: made by the interpreter,
+never written in YAML, as ``convert``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -84,6 +87,14 @@ class ActionSpec(Spec):
     # the names of the template context only this kind's messages have, with their
     # attributes (None: free-form); engine.templates checks templates against them
     provides: ClassVar[dict[str, frozenset[str] | None]] = {}
+    # a message to the customer: a run in an experiment's holdout arm does not get it
+    reaches_customer: ClassVar[bool] = False
+    # False: an action only the interpreter makes (a conversion), never written in YAML
+    written: ClassVar[bool] = True
+
+    # a CEL condition checked just before the action (``ctx.arm == "offer_15"``); left out
+    # of dumps when unset, so journeys written before it keep their digests and versions
+    when: str | None = Field(default=None, exclude_if=lambda v: v is None)
 
     @classmethod
     def sample(cls, facts: SampleFacts) -> dict[str, Any]:
@@ -121,6 +132,7 @@ Seconds = Annotated[int, Field(gt=0)]
 @action("send", activity="send_message")
 class Send(ActionSpec):
     templates = ("template",)
+    reaches_customer = True
     template: str = Field(pattern=_NAME)
     channel: Channel = "email"
     transactional: bool = False
@@ -171,6 +183,7 @@ def offer_context(
 class Offer(ActionSpec):
     templates = ("template",)
     dropped_when_stale = True
+    reaches_customer = True
     provides = {"offer": frozenset({"code", "percent_off", "amount_off", "expires_at", "discount"})}
     template: str = Field(pattern=_NAME)
     percent_off: float | None = Field(default=None, gt=0, le=100)
@@ -222,6 +235,7 @@ def survey_context(*, url: str, kind: str, expires_at: datetime) -> dict[str, An
 class Survey(ActionSpec):
     templates = ("template",)
     dropped_when_stale = True
+    reaches_customer = True
     provides = {"survey": frozenset({"url", "kind", "expires_at"})}
     kind_: Literal["nps", "csat"] = Field(alias="kind")
     template: str = Field(pattern=_NAME)
@@ -303,6 +317,35 @@ class TagCustomer(ActionSpec):
         return f"tag customer {customer_id} {' '.join(parts)}"
 
 
+@action("split", activity="record_experiment_assignment")
+class Split(ActionSpec):
+    """Put the customer in one arm of an experiment, sticky (``engine.experiments``); the
+    arm named ``holdout`` gets no messages from the journey."""
+
+    experiment: str = Field(pattern=_NAME, max_length=64)
+    arms: dict[str, int]
+
+    @field_validator("arms", mode="before")
+    @classmethod
+    def _arms(cls, arms: Any) -> Any:
+        if not isinstance(arms, dict):
+            return arms  # pydantic says what it should be
+        for name, weight in arms.items():
+            if not isinstance(name, str) or not re.match(_NAME, name):
+                raise ValueError(
+                    f"arm '{name}' is not a valid name: use lower case letters, digits and _, "
+                    "starting with a letter"
+                )
+            if isinstance(weight, bool) or not isinstance(weight, int) or weight <= 0:
+                raise ValueError(f"arm '{name}': a weight is a whole number above 0, e.g. 45")
+        if len(arms) < 2:
+            raise ValueError("a split needs at least two arms, e.g. {offer: 90, holdout: 10}")
+        return arms
+
+    def summary(self, customer_id: str) -> str:
+        return f"split customer {customer_id} in experiment {self.experiment}"
+
+
 @action("emit", activity=None)
 class Emit(ActionSpec):
     event: str = Field(min_length=1)
@@ -329,6 +372,7 @@ def _tag_of(value: Any) -> str | None:
 _STEPS = {
     kind: create_model(f"{cls.__name__}Step", __base__=Spec, **{kind: (cls, ...)})  # type: ignore[call-overload,unused-ignore]
     for kind, cls in ACTIONS.items()
+    if cls.written
 }
 if TYPE_CHECKING:
     ActionCall = BaseModel

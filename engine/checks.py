@@ -13,6 +13,7 @@ from ._errors import Problem
 from ._yaml import Document, Loc, parse
 from .actions import ACTIONS, unwrap
 from .durations import HELP as DURATION_HELP
+from .experiment_checks import action_lists, journey_problems
 from .model import NAME, Journey, Rule
 from .names import did_you_mean
 from .templates import TemplateInfo
@@ -118,6 +119,7 @@ def check_journey(
 
     problems += _check_expressions(doc, journey)
     problems += _check_actions(doc, journey, templates)
+    problems += journey_problems(doc, journey)
     return problems
 
 
@@ -178,6 +180,15 @@ def _check_expressions(doc: Document, journey: Journey) -> list[Problem]:
         )
     if journey.exit_when:
         run(("exit_when",), journey.exit_when, state=journey.start, event=None, want="bool")
+    if journey.goal is not None and journey.goal.when:
+        goal = journey.goal
+        run(("goal", "when"), goal.when or "", state=journey.start, event=goal.event, want="bool")
+    for loc, calls, on in action_lists(journey):
+        for i, call in enumerate(calls):
+            spec = unwrap(call)  # type: ignore[arg-type]
+            if spec.when is not None:
+                where = (*loc, i, spec.kind, "when")
+                run(where, spec.when, state=str(loc[1]), event=on, want="bool")
     for loc, rule in _rules(journey):
         state = str(loc[1])
         event = str(loc[3]) if loc[2] == "on" else "timer"
@@ -259,7 +270,7 @@ def _check_actions(
 
 
 def unknown_action_message(keys: list[str]) -> str:
-    kinds = sorted(ACTIONS)
+    kinds = sorted(k for k, cls in ACTIONS.items() if cls.written)
     if len(keys) != 1:
         return (
             f"an action is a mapping with exactly one key, the action's name, e.g. "

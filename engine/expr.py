@@ -11,8 +11,9 @@ so this module adds both, conservatively:
 * cost: an expression with a comprehension is evaluated only when the data it reads holds
   at most ``MAX_COMPREHENSION_VALUES`` values (its cost can grow with their square), so no
   condition holds a workflow task near Temporal's 2 s deadlock detector;
-* names: root variables must be one of ``event ctx customer state now``; ``ctx.x`` must be
-  a declared context variable; functions must exist in the CEL runtime;
+* names: root variables must be one of ``event ctx customer state now experiment``;
+  ``ctx.x`` must be a declared context variable (or ``ctx.arm``, the run's experiment
+  arm); functions must exist in the CEL runtime;
 * types: a trial evaluation against the journey's initial context and an empty event
   catches type errors among context values, and checks that conditions give a bool and
   assignments keep the variable's type. Values that only exist at run time (event
@@ -35,6 +36,10 @@ from .errors import RulesError
 from .names import did_you_mean
 
 ROOTS = ("event", "ctx", "customer", "state", "now")
+# roots accepted but not listed in "expressions can use ...": that sentence is pinned by
+# golden files, and ``experiment`` only means something in journeys with a split
+QUIET_ROOTS = ("experiment",)
+RUN_ARM = "arm"  # ctx.arm: the run's experiment arm ("" outside experiments), never declared
 MAX_SOURCE = 1000
 MAX_COMPREHENSIONS = 2
 # list items and map entries an expression with a comprehension may read: at most ~0.05 s
@@ -109,7 +114,7 @@ def _iterated_roots(source: str) -> tuple[str, ...]:
     """The roots an expression with a comprehension reads (none without one)."""
     if not comprehensions(source):
         return ()
-    return tuple(sorted(set(program(source).variables()) & set(ROOTS)))
+    return tuple(sorted(set(program(source).variables()) & {*ROOTS, *QUIET_ROOTS}))
 
 
 def _values_over(values: list[Any], limit: int) -> bool:
@@ -238,7 +243,7 @@ def check(
     code = code_only(source)  # names inside strings and comments are not names
     bound = {c.var for c in comprehensions(source)}
     for var in prog.variables():
-        if var not in ROOTS and var not in bound:
+        if var not in ROOTS and var not in QUIET_ROOTS and var not in bound:
             problems.append(
                 (
                     _column(code, var),
@@ -256,7 +261,7 @@ def check(
             )
         )
     for m in _CTX_FIELD.finditer(code):
-        if m.group(1) not in context:
+        if m.group(1) not in context and m.group(1) != RUN_ARM:
             names = sorted(context)
             problems.append(
                 (
@@ -320,7 +325,7 @@ def _trial(
             "timestamp": TRIAL_NOW,
             "properties": {},
         },
-        "ctx": dict(context),
+        "ctx": {RUN_ARM: "", **context},
         "customer": {
             "id": "trial",
             "traits": {},
@@ -332,6 +337,7 @@ def _trial(
         },
         "state": state,
         "now": TRIAL_NOW,
+        "experiment": {},  # which names exist is known across journeys (engine.loader)
     }
     dynamic = bool({"event", "customer"} & set(prog.variables())) or any(
         v is None for v in context.values()

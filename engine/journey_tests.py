@@ -8,7 +8,8 @@ expectations. A failure is a :class:`Problem` at the expectation's ``file:line:c
 says what was expected and what was found. A recorded problem (a CEL expression that
 failed) that no ``problems:`` expectation named fails the test too: it is a broken rule.
 
-A new expectation kind is one function in :data:`CHECKS` and its field on
+A new expectation kind is one function in :data:`CHECKS` (:data:`EXPERIMENT_CHECKS` for
+those of experiments and goals, ``engine._test_experiments``) and its field on
 ``test_files.Expect``. :func:`check` and :class:`Checker` are shared with ``journeys test
 --temporal`` (``orchestration.temporal_tests``), which plays the same steps on the real
 workflow, so every expectation means the same in both.
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from . import _test_experiments as experiment_checks
 from . import machine
 from ._errors import Problem
 from .actions import ACTIONS
@@ -32,10 +34,11 @@ from .identity import redact_properties, redact_traits
 from .model import ActionCommand, Customer, CustomerState, Event, Run
 from .model import Problem as ProblemRecord
 from .names import normalize_event_name
-from .test_files import Expect, JourneyTest, JourneyTestFile
+from .test_files import CHECKED_ELSEWHERE, Expect, JourneyTest, JourneyTestFile
 
 __all__ = [
     "CHECKS",
+    "EXPERIMENT_CHECKS",
     "Checker",
     "Observed",
     "Outcome",
@@ -73,8 +76,9 @@ class Observed:
 
     run: Run | None
     customer: Customer
-    actions: list[ActionCommand]
+    actions: list[ActionCommand]  # but split and convert (test_files.CHECKED_ELSEWHERE)
     problems: list[str]
+    conversions: list[ActionCommand] = field(default_factory=list)  # since the test began
 
 
 def _shown(value: Any) -> str:
@@ -187,6 +191,11 @@ CHECKS: dict[str, Check] = {
     "tags": _tags,
     "problems": _problems,
 }
+# of journeys with a split or a goal (a test of any other journey cannot name them)
+EXPERIMENT_CHECKS: dict[str, Check] = {
+    "arm": experiment_checks.arm,
+    "conversions": experiment_checks.conversions,
+}
 
 
 def check(expect: Expect, seen: Observed) -> list[Failure]:
@@ -195,7 +204,7 @@ def check(expect: Expect, seen: Observed) -> list[Failure]:
     ``journeys test --temporal`` both compare with this, so a new entry in :data:`CHECKS`
     is checked by both."""
     out: list[Failure] = []
-    for key, compare in CHECKS.items():
+    for key, compare in {**CHECKS, **EXPERIMENT_CHECKS}.items():
         expected = getattr(expect, key)
         if expected is not None:
             out += [((key, *where), message) for where, message in compare(expected, seen)]
@@ -230,11 +239,13 @@ class Checker:
         ``problems`` are all of the test's so far. Returns what was compared."""
         journey = expect.journey or self.file.journey
         start = self.seen_actions.get(journey, 0)
+        mine = [a for a in actions[start:] if a.journey == journey]
         seen = Observed(
             run=state.runs.get(journey),
             customer=state.customer,
-            actions=[a for a in actions[start:] if a.journey == journey],
+            actions=[a for a in mine if a.kind not in CHECKED_ELSEWHERE],
             problems=problems[self.problems_checked :],
+            conversions=[a for a in actions if a.journey == journey and a.kind == "convert"],
         )
         self.seen_actions[journey] = len(actions)
         if expect.problems is not None:

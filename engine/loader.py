@@ -16,7 +16,8 @@ from ._yaml import Document, parse
 from .actions import ACTIONS, FROM_YAML
 from .catalog import digest
 from .checks import check_journey, unknown_action_message
-from .model import CalendarTimer, Enroll, Journey, Rule, State
+from .experiment_checks import catalog_problems
+from .model import CalendarTimer, Enroll, Goal, Journey, Rule, State
 from .names import did_you_mean
 from .templates import TemplateInfo, scan
 
@@ -72,6 +73,8 @@ def load_rules(
             continue
         seen[journey.journey] = journey.source
         journeys.append(journey)
+    # experiment.NAME may name a split of any journey: checked only when all are loaded
+    problems += catalog_problems(journeys, references=not paths)
     if problems:
         raise JourneyValidationError(problems)
     return journeys
@@ -248,6 +251,8 @@ def _allowed_keys(doc: Document, loc: list[int | str]) -> list[str]:
         model = Journey
     elif parent[-1] == "enroll":
         model = Enroll
+    elif parent[-1] == "goal":
+        model = Goal
     elif parent[-1] in ACTIONS:
         model = ACTIONS[parent[-1]]
     elif len(parent) == 2 and parent[0] == "states":

@@ -6,15 +6,24 @@ run it. Every entry point copies the state it is given and returns a :class:`Ste
 
 Semantics, in the words of docs/journeys.md:
 
-* An external or emitted event is applied to every journey in name order. In a journey the
-  customer is active in, ``exit_when`` is checked first (it ends the run at once), then the
-  current state's ``on.<event>`` rules run. A journey the customer is not in enrols them if
-  the event is under ``enroll.on``, ``enroll.when`` holds and ``reenter`` allows it; the
-  enrolling event then also runs the start state's rules (so a first order counts).
+* An external or emitted event is applied to every journey in name order. In each journey
+  the customer has a run in (any status), the goal is checked first (``engine.goals``: an
+  external goal event, the run not converted yet, ``start <= now <= start + within`` with
+  ``start`` the split for a run in an experiment, else the enrolment, then ``goal.when``);
+  a conversion emits a ``convert`` action and, with ``exit_on_goal``, ends an active run at
+  once (cause ``goal``). In a journey the customer is active in, ``exit_when`` is checked
+  next (it ends the run at once), then the current state's ``on.<event>`` rules run. A
+  journey the customer is not in enrols them if the event is under ``enroll.on``,
+  ``enroll.when`` holds and ``reenter`` allows it; the enrolling event then also runs the
+  start state's rules (so a first order counts), but never converts the run it enrols
+  (goals were checked before).
 * Rules run top to bottom; each rule whose ``when`` holds applies its ``set`` (all values
   computed from the context as it was before the rule; later rules see the new values),
   runs its ``do`` actions, and the first matching rule with a ``goto`` moves the customer
   and ends the evaluation. ``goto`` to the current state re-enters it.
+* An action with ``when:`` runs only when it holds. ``split`` gives the run the customer's
+  sticky arm at once (``ctx.arm``, ``experiment.NAME``); a run in the ``holdout`` arm gets
+  no action that reaches the customer (counted in ``Run.withheld``).
 * Entering a state runs its ``enter`` actions and starts its ``after`` timers, counted from
   the moment of entry, and its calendar timers (``at:``, ``engine.calendar``), re-armed
   after each firing and whenever the customer changes; leaving cancels them. A timer that

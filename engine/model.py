@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from ._holiday_names import check_holiday_name
-from .actions import ActionCall, Spec, _seconds
+from .actions import ActionCall, Seconds, Spec, _seconds
 from .durations import parse_duration
 from .names import normalize_event_name
 
@@ -178,6 +178,23 @@ class Enroll(Spec):
         return value
 
 
+class Goal(Spec):
+    """``goal:``: the customer converts when ``event`` (and ``when``) comes within
+    ``within`` of the run's start (its enrolment, or its split for a run in an experiment;
+    ``engine.goals``)."""
+
+    event: str = Field(min_length=1)
+    within: Seconds
+    when: str | None = None
+
+    _dur = field_validator("within", mode="before")(_seconds)
+
+    @field_validator("event")
+    @classmethod
+    def _normalize(cls, value: str) -> str:
+        return normalize_event_name(value)
+
+
 class Journey(Spec):
     """A validated journey definition; ``version`` and ``digest`` are set when published."""
 
@@ -189,13 +206,18 @@ class Journey(Spec):
     start: str
     states: dict[str, State] = Field(min_length=1)
     migrate: dict[str, str] = Field(default_factory=dict)
+    # left out of dumps when unset, so journeys without goals keep their digests (versions)
+    goal: Goal | None = Field(default=None, exclude_if=lambda v: v is None)
+    exit_on_goal: bool = Field(default=False, exclude_if=lambda v: v is False)
     version: int = 0
     digest: str = ""
     source: str = ""
 
     def events(self) -> set[str]:
-        """Every event name this journey reacts to (enrolment and ``on:`` rules)."""
+        """Every event name this journey reacts to (enrolment, goal and ``on:`` rules)."""
         names = set(self.enroll.on)
+        if self.goal is not None:
+            names.add(self.goal.event)
         for state in self.states.values():
             names.update(state.on)
         return names
@@ -257,6 +279,13 @@ class Run(Data):
     history: list[Transition] = Field(default_factory=list)
     # calendar timers (at:) fired in this visit: name -> the occurrence's due time
     at_fired: dict[str, datetime] = Field(default_factory=dict)
+    # experiments and goals (engine.goals): the run's arm since its split, and when it
+    # converted (once per run); withheld: messages not sent because the arm is the holdout
+    experiment: str | None = None
+    arm: str | None = None
+    split_at: datetime | None = None
+    converted_at: datetime | None = None
+    withheld: int = 0
 
 
 class Customer(Data):
@@ -289,6 +318,8 @@ class CustomerState(Data):
     seen: dict[str, datetime] = Field(default_factory=dict)  # event id -> when applied
     problems: list[Problem] = Field(default_factory=list)
     steps: int = 0  # events and timers processed, over the customer's whole life
+    # experiment -> arm: sticky across runs, journeys, continue-as-new and upgrades
+    experiments: dict[str, str] = Field(default_factory=dict)
 
 
 class ActionCommand(Data):

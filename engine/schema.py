@@ -29,7 +29,7 @@ from .channel_kinds import names as channel_names
 from .channel_kinds import person_channels
 from .durations import HELP as DURATION_HELP
 from .durations import format_duration
-from .model import Journey
+from .model import NAME, Journey
 from .policy import Policy
 from .segments import Segments
 from .test_files import _FileSpec as TestFileSpec
@@ -58,6 +58,13 @@ _HELP: dict[str, dict[str, str]] = {
         "start": "The state an enrolled customer enters first.",
         "states": "The states, by name ([a-z][a-z0-9_]*).",
         "migrate": "Old state -> new state, for customers moved by `journeys upgrade`.",
+        "goal": "When a customer converts: the event, within a time of the run's start.",
+        "exit_on_goal": "true: the run ends (exited, cause goal) when the customer converts.",
+    },
+    "Goal": {
+        "event": "The goal event's name (normalised to snake_case), e.g. order_completed.",
+        "within": "How long after the enrolment (or the split, in an experiment) it counts.",
+        "when": f"The event converts only when this holds. {_CEL}",
     },
     "Enroll": {
         "on": "An event name or a list of them (normalised to snake_case).",
@@ -90,6 +97,16 @@ _HELP: dict[str, dict[str, str]] = {
         "set": f"Context variables to set, each to a {_CEL}",
         "do": "Actions to run.",
         "goto": "The state to move to; stops the rules that follow.",
+    },
+    **{
+        cls.__name__: {"when": f"Run this action only when this holds. {_CEL}"}
+        for cls in ACTIONS.values()
+        if cls.written and cls.kind != "split"
+    },
+    "Split": {
+        "when": f"Run this action only when this holds. {_CEL}",
+        "experiment": "The experiment's name ([a-z][a-z0-9_]*), split by this journey only.",
+        "arms": "Arm names with whole-number weights (at least two); `holdout` gets no messages.",
     },
 }
 
@@ -133,6 +150,19 @@ _BEFORE: dict[str, Callable[[], JsonSchemaValue]] = {
         "anyOf": [dict(_DURATION), {"const": 0}],
         "description": "When, after the test's start: 0s, 3d, 2w; left out: the previous "
         "step's time.",
+    },
+    "ConversionExpect._after": lambda: {
+        "anyOf": [dict(_DURATION), {"const": 0}],
+        "description": "The time from the run's start (its split, or its enrolment) to the "
+        "conversion: 0s, 12d.",
+    },
+    "Split._arms": lambda: {
+        "type": "object",
+        "propertyNames": {"pattern": NAME},
+        "additionalProperties": {"type": "integer", "minimum": 1},
+        "minProperties": 2,
+        "description": "Arm names with whole-number weights, at least two; `holdout` gets "
+        "no messages from the journey.",
     },
     "Tier._percent": lambda: {
         "type": "string",
@@ -271,7 +301,8 @@ def _actions_as_one_key_mappings(schema: dict[str, Any]) -> None:
     is reported at its key instead of as "valid under none of the alternatives"."""
     defs = schema["$defs"]
     kinds = {}
-    for kind, cls in ACTIONS.items():
+    written = {kind: cls for kind, cls in ACTIONS.items() if cls.written}
+    for kind, cls in written.items():
         step = defs.pop(f"{cls.__name__}Step")
         kinds[kind] = step["properties"][kind]
     defs["Action"] = {
@@ -282,7 +313,7 @@ def _actions_as_one_key_mappings(schema: dict[str, Any]) -> None:
         "minProperties": 1,
         "maxProperties": 1,
     }
-    steps = {f"#/$defs/{cls.__name__}Step" for cls in ACTIONS.values()}
+    steps = {f"#/$defs/{cls.__name__}Step" for cls in written.values()}
 
     def replace(node: Any) -> Any:
         if isinstance(node, dict):
@@ -313,7 +344,8 @@ def _durations_shown_as_written(node: Any) -> None:
 
 def _describe(schema: dict[str, Any]) -> None:
     for model, help_texts in _HELP.items():
-        props = schema["properties"] if model == "Journey" else schema["$defs"][model]["properties"]
+        node = schema if model == "Journey" else schema["$defs"].get(model, {})
+        props = node.get("properties", {})  # none: a def rewritten as anyOf (tag)
         for key, text in help_texts.items():
             if key in props:
                 props[key].setdefault("description", text)

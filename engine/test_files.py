@@ -24,10 +24,21 @@ from ._yaml import Document, parse
 from .actions import ACTIONS, Spec
 from .catalog import Catalog
 from .durations import parse_duration
+from .goals import splits
 from .loader import validate_mapping
+from .model import Journey
 from .names import did_you_mean
 
-__all__ = ["DEFAULT_START", "Expect", "JourneyTest", "JourneyTestFile", "Step", "load_test_file"]
+__all__ = [
+    "CHECKED_ELSEWHERE",
+    "DEFAULT_START",
+    "ConversionExpect",
+    "Expect",
+    "JourneyTest",
+    "JourneyTestFile",
+    "Step",
+    "load_test_file",
+]
 
 # a Monday, 09:00 UTC: tests that do not say when they start begin at the same moment
 DEFAULT_START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -58,6 +69,27 @@ class CustomerSpec(CustomerPatch):
     tags: list[str] = Field(default_factory=list)
 
 
+class ConversionExpect(Spec):
+    """One expected conversion of the journey (``conversions: [{arm: offer_15}]``); every
+    key given is checked. ``after``: the time from the run's start (its split, or its
+    enrolment) to the conversion."""
+
+    arm: str | None = None
+    revenue: float | None = None
+    event: str | None = None
+    after: int | None = None
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _after(cls, value: Any) -> Any:
+        return None if value is None else _offset(value)
+
+
+# action kinds the interpreter makes for experiments and goals: ``arm:`` and
+# ``conversions:`` check them, not ``actions:``, so adding a split leaves them as they were
+CHECKED_ELSEWHERE = {"split": "arm", "convert": "conversions"}
+
+
 class Expect(Spec):
     """What must hold at a step's time; every key given is checked, none is implied."""
 
@@ -68,17 +100,16 @@ class Expect(Spec):
     actions: list[str | dict[str, Any]] | None = None
     tags: list[str] | None = None
     problems: list[str] | None = None
-    # the hook for goals: a conversion expectation, once the interpreter records them
-    conversions: Any = None
+    # the run's experiment arm ("": in none); the journey's conversions since the test
+    # began: how many, or each one's details in order
+    arm: str | None = None
+    conversions: int | list[ConversionExpect] | None = Field(default=None)
 
     @field_validator("conversions")
     @classmethod
-    def _not_yet(cls, value: Any) -> Any:
-        if value is not None:
-            raise ValueError(
-                "conversions are not checked yet: the interpreter does not record goals; "
-                "leave this key out"
-            )
+    def _count(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+            raise ValueError("a number of conversions is 0 or more")
         return value
 
 
@@ -132,6 +163,7 @@ _KEYS: dict[str, list[str]] = {
     "steps": list(Step.model_fields),
     "expect": list(Expect.model_fields),
     "customer": list(CustomerSpec.model_fields),
+    "conversions": list(ConversionExpect.model_fields),
 }
 
 
@@ -189,7 +221,7 @@ def _check_expect(
 ) -> list[Problem]:
     found: list[Problem] = []
     if not expect.model_fields_set - {"journey"}:
-        checks = [k for k in _KEYS["expect"] if k not in ("journey", "conversions")]
+        checks = [k for k in _KEYS["expect"] if k != "journey"]
         found.append(doc.problem(where, "expect needs at least one of " + ", ".join(checks)))
     name = expect.journey or spec.journey
     if name not in catalog.latest:
@@ -215,16 +247,53 @@ def _check_expect(
                     key=True,
                 )
             )
+    found += _check_experiment(doc, where, expect, journey)
     for i, item in enumerate(expect.actions or []):
         if isinstance(item, str):
             kind: str | None = item
         else:  # {kind: {argument: value}}: one key
             kind = next(iter(item)) if len(item) == 1 else None
-        if kind is None or kind not in ACTIONS:
+        kinds = [k for k in ACTIONS if k not in CHECKED_ELSEWHERE]
+        if kind in CHECKED_ELSEWHERE:
+            found.append(
+                doc.problem(
+                    [*where, "actions", i],
+                    f"{kind} is not among actions: check it with {CHECKED_ELSEWHERE[kind]}:",
+                )
+            )
+        elif kind is None or kind not in kinds:
             shown = "an action is a kind or {kind: {argument: value}}"
             if kind:
-                shown = f"unknown action '{kind}'{did_you_mean(kind, ACTIONS)}"
+                shown = f"unknown action '{kind}'{did_you_mean(kind, kinds)}"
+            found.append(doc.problem([*where, "actions", i], f"{shown}; kinds: {', '.join(kinds)}"))
+    return found
+
+
+def _check_experiment(
+    doc: Document, where: list[int | str], expect: Expect, journey: Journey
+) -> list[Problem]:
+    """``arm:`` names an arm of the journey's split, ``conversions:`` needs its goal."""
+    found: list[Problem] = []
+    arms = sorted({arm for spec in splits(journey) for arm in spec.arms})
+    items = expect.conversions if isinstance(expect.conversions, list) else []
+    named = [([*where, "arm"], expect.arm)] + [
+        ([*where, "conversions", i, "arm"], c.arm) for i, c in enumerate(items)
+    ]
+    for loc, arm in named:
+        if arm and arm not in arms:
+            hint = did_you_mean(arm, arms)
+            shown = ", ".join(arms) or "none: it has no split"
             found.append(
-                doc.problem([*where, "actions", i], f"{shown}; kinds: {', '.join(ACTIONS)}")
+                doc.problem(
+                    loc, f"journey '{journey.journey}' has no arm '{arm}'{hint}; arms: {shown}"
+                )
             )
+    if expect.conversions is not None and journey.goal is None:
+        found.append(
+            doc.problem(
+                [*where, "conversions"],
+                f"journey '{journey.journey}' has no goal, so nobody converts; add goal: to it "
+                "or leave this key out",
+            )
+        )
     return found

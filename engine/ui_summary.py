@@ -7,11 +7,25 @@ from datetime import datetime
 
 from ._errors import UnknownJourneyError
 from .catalog import Catalog
-from .model import CustomerState
+from .experiments import HOLDOUT
+from .model import CustomerState, Run
 
 
 def _when(at: datetime) -> str:
     return at.strftime("%Y-%m-%d %H:%M UTC")
+
+
+def experiment_lines(run: Run) -> list[str]:
+    """The run's arm, what its holdout kept from the customer, and its conversion."""
+    out = []
+    if run.arm and run.split_at:
+        line = f"- experiment {run.experiment}: arm `{run.arm}` since {_when(run.split_at)}"
+        if run.arm == HOLDOUT:
+            line += f"; holdout: no messages from this journey ({run.withheld} withheld)"
+        out.append(line)
+    if run.converted_at:
+        out.append(f"- converted {_when(run.converted_at)} (goal reached)")
+    return out
 
 
 def markdown(state: CustomerState, catalog: Catalog | None = None) -> str:
@@ -29,6 +43,7 @@ def markdown(state: CustomerState, catalog: Catalog | None = None) -> str:
         )
         if run.context:
             out.append(f"- context: `{json.dumps(run.context, sort_keys=True)}`")
+        out += experiment_lines(run)
         if run.timers:
             nxt = min(run.timers, key=lambda t: t.due_at)
             target = ""

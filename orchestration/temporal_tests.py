@@ -40,6 +40,7 @@ from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, Telemetr
 from temporalio.testing import WorkflowEnvironment
 
 from activities.actions import ActionActivities
+from engine.goals import arms_of
 from engine.identity import redact_traits
 from engine.journey_tests import Checker, Outcome, first_state, new_problems, outcome, step_event
 from engine.model import ActionCommand, CustomerState
@@ -247,6 +248,8 @@ class _Play:
         self.ids = customers.CustomerIds(tests.settings.id_secret)
         self.problems: list[str] = []
         self.state: CustomerState = first_state(self.case, self.customer_id)
+        # the arms of the test's own id (they are a hash of it), as the pure run gives them
+        self.state.experiments = arms_of(tests.rules.journeys, self.case.customer.id)
         self.started = 0.0
         self.handle: WorkflowHandle[Any, Any] | None = None
 

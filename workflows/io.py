@@ -128,6 +128,10 @@ class JourneySnapshot(BaseModel):
     next_timer_due: datetime | None = None  # the run's earliest pending timer
     next_timer_label: str | None = None  # its `after:` label, e.g. "14d"
     next_timer_target: str | None = None  # the state its rules go to, when they name one
+    # experiments and goals (engine.goals); defaults, so recorded snapshots still decode
+    experiment: str | None = None
+    arm: str | None = None
+    converted_at: datetime | None = None
 
 
 class CustomerSnapshot(BaseModel):
@@ -171,6 +175,9 @@ class CustomerSnapshot(BaseModel):
                     next_timer_due=nxt.due_at if nxt else None,
                     next_timer_label=nxt.label if nxt else None,
                     next_timer_target=target,
+                    experiment=run.experiment,
+                    arm=run.arm,
+                    converted_at=run.converted_at,
                 )
             )
         customer = state.customer

@@ -283,7 +283,8 @@ def test_move_refuses_an_unknown_journey_and_lists_the_journeys(shipped: Catalog
         move(shipped, customer(), "lifecyle", "vip", "typo", T0)
     assert (
         str(exc.value)
-        == "unknown journey 'lifecyle'; journeys: at_risk, lead_followup, lifecycle, nps"
+        == "unknown journey 'lifecyle'; journeys: at_risk, birthday, lead_followup, lifecycle, "
+        "nps, winback_test"
     )
 
 

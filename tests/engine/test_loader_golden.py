@@ -174,11 +174,20 @@ def test_an_empty_rules_folder_is_reported(tmp_path: Path):
 
 def test_the_shipped_rules_load():
     journeys = load_rules("rules", "templates")
-    assert [j.journey for j in journeys] == ["at_risk", "lead_followup", "lifecycle", "nps"]
+    assert [j.journey for j in journeys] == [
+        "at_risk",
+        "birthday",  # shipped with calendar timers (#12)
+        "lead_followup",
+        "lifecycle",
+        "nps",
+        "winback_test",  # shipped with experiments (#12)
+    ]
     assert [j.source for j in journeys] == [
         "rules/at_risk.yaml",
+        "rules/birthday.yaml",
         "rules/lead_followup.yaml",
         "rules/lifecycle.yaml",
         "rules/nps.yaml",
+        "rules/winback_test.yaml",
     ]
     assert all(len(j.digest) == 16 for j in journeys)
