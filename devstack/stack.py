@@ -47,6 +47,9 @@ def port_open(host: str, port: int) -> bool:
     return False
 
 
+_TEMPORAL_STARTS = 3  # attempts of start_temporal when the dev server exits at once
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -151,12 +154,28 @@ class Stack:
         ]
         for attr in SEARCH_ATTRIBUTES:
             cmd += ["--search-attribute", attr]
-        proc = subprocess.Popen(cmd, stdout=self._log("temporal"), stderr=subprocess.STDOUT)
-        self.procs.append(proc)
-        self.temporal_proc = proc
-        wait_for_port(
-            "127.0.0.1", self.temporal_port, timeout=60, what="the Temporal dev server", proc=proc
-        )
+        # The dev server binds its internal services to ports it picks itself; now and then
+        # one of them is the frontend port we picked (it was free a moment ago), and the
+        # server exits at once with "address already in use". Those ports are picked anew
+        # on every start, so a second start on the same port succeeds.
+        for attempt in range(1, _TEMPORAL_STARTS + 1):
+            proc = subprocess.Popen(cmd, stdout=self._log("temporal"), stderr=subprocess.STDOUT)
+            self.procs.append(proc)
+            self.temporal_proc = proc
+            try:
+                wait_for_port(
+                    "127.0.0.1",
+                    self.temporal_port,
+                    timeout=60,
+                    what="the Temporal dev server",
+                    proc=proc,
+                )
+                return
+            except StartupRefused:
+                if proc.poll() is None or attempt == _TEMPORAL_STARTS:
+                    raise
+                self.procs.remove(proc)
+                self.temporal_proc = None
 
     def stop_temporal(self) -> None:
         """Stop the dev server (to test outages); :meth:`start_temporal` brings it back."""
