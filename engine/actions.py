@@ -18,7 +18,6 @@ never written in YAML, as ``convert``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,6 +40,7 @@ from .channel_kinds import check_channel, check_person_channel
 from .channel_kinds import kind as channel_kind
 from .channel_kinds import names as channel_names
 from .durations import format_duration, parse_duration
+from .experiments import MAX_NAME_LENGTH, check_arms
 from .names import normalize_event_name
 
 _NAME = r"^[a-z][a-z0-9_]*$"
@@ -55,11 +55,16 @@ class Spec(BaseModel):
 FROM_YAML = {"from_yaml": True}  # validation context of the loader
 
 
+def from_yaml(info: ValidationInfo) -> bool:
+    """Whether this validation reads ops' YAML (the loader's), not a stored definition."""
+    return bool(info.context and info.context.get("from_yaml"))
+
+
 def _seconds(value: Any, info: ValidationInfo) -> int:
-    """Durations as ops write them (``14d``). Whole seconds are accepted only when a stored
-    definition is read back, never from YAML, where a bare number has no unit."""
-    from_yaml = bool(info.context and info.context.get("from_yaml"))
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0 and not from_yaml:
+    """Durations as ops write them (``14d``), at most ``engine.durations.LONGEST``. Whole
+    seconds are accepted only when a stored definition is read back, never from YAML, where
+    a bare number has no unit; they load as they were published, whatever their length."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0 and not from_yaml(info):
         return value
     return parse_duration(value)
 
@@ -322,24 +327,14 @@ class Split(ActionSpec):
     """Put the customer in one arm of an experiment, sticky (``engine.experiments``); the
     arm named ``holdout`` gets no messages from the journey."""
 
-    experiment: str = Field(pattern=_NAME, max_length=64)
+    experiment: str = Field(pattern=_NAME, max_length=MAX_NAME_LENGTH)
     arms: dict[str, int]
 
     @field_validator("arms", mode="before")
     @classmethod
-    def _arms(cls, arms: Any) -> Any:
-        if not isinstance(arms, dict):
-            return arms  # pydantic says what it should be
-        for name, weight in arms.items():
-            if not isinstance(name, str) or not re.match(_NAME, name):
-                raise ValueError(
-                    f"arm '{name}' is not a valid name: use lower case letters, digits and _, "
-                    "starting with a letter"
-                )
-            if isinstance(weight, bool) or not isinstance(weight, int) or weight <= 0:
-                raise ValueError(f"arm '{name}': a weight is a whole number above 0, e.g. 45")
-        if len(arms) < 2:
-            raise ValueError("a split needs at least two arms, e.g. {offer: 90, holdout: 10}")
+    def _arms(cls, arms: Any, info: ValidationInfo) -> Any:
+        if isinstance(arms, dict):  # else pydantic says what it should be
+            check_arms(arms, written=from_yaml(info))
         return arms
 
     def summary(self, customer_id: str) -> str:

@@ -20,7 +20,9 @@ of docs/journeys.md ("Calendar timers"):
 * ``calendar:`` gives a country code; the entry fires on the first day of each holiday it
   names (``engine._holiday_names``), at ``time`` and shifted like a date.
 * A date or country that is missing or malformed, a bad time-zone trait, a holiday the
-  country does not have: a problem recorded once in ``CustomerState.problems``; the entry
+  country does not have, a date whose occurrences run past the year 9999 (dates hold the
+  years 1 to 9999; a placeholder ``0001-01-01`` still has its yearly occurrences): a
+  problem recorded once in ``CustomerState.problems``; the entry
   has no timer until a change of the customer makes it computable.
 """
 
@@ -28,7 +30,7 @@ from __future__ import annotations
 
 import calendar as _gregorian
 import re
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import MAXYEAR, MINYEAR, UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -59,7 +61,8 @@ __all__ = [
     "timers_for",
 ]
 
-_YEARLESS = re.compile(r"^-{0,2}(\d{2})-(\d{2})$")
+# MM-DD, or --MM-DD (ISO 8601's date without a year, as vCard writes a birthday)
+_YEARLESS = re.compile(r"^(?:--)?(\d{2})-(\d{2})$")
 _YEAR = 365 * 86400
 
 
@@ -88,7 +91,10 @@ def _zone(name: str) -> tzinfo:
 def _as_date(value: Any, zone: tzinfo) -> tuple[date, bool] | str:
     """``(date, has_year)`` of what a ``date:`` expression gave, or why it is none."""
     if isinstance(value, datetime):
-        local = value.astimezone(zone) if value.tzinfo is not None else value
+        try:
+            local = value.astimezone(zone) if value.tzinfo is not None else value
+        except OverflowError:  # 0001-01-01T00:00Z is in the year 0 west of Greenwich
+            return f"{value.isoformat()[:40]!r} is not a date in the years 1 to 9999"
         return local.date(), True
     if isinstance(value, date):
         return value, True
@@ -114,9 +120,20 @@ def _on(year: int, month: int, day: int) -> date:
     return date(year, month, min(day, _gregorian.monthrange(year, month)[1]))
 
 
-def _moment(day: date, entry: CalendarTimer, zone: tzinfo) -> datetime:
-    wall = datetime.combine(day, entry.time) - timedelta(seconds=entry.before - entry.after)
-    return wall.replace(tzinfo=zone).astimezone(UTC)
+def _years(first: int, count: int) -> range:
+    """``count`` years from ``first``, those of them a date can have (1 to 9999): a
+    placeholder birthday such as 0001-01-01 or 9999-12-31 has its neighbours cut off."""
+    return range(max(first, MINYEAR), min(first + count, MAXYEAR + 1))
+
+
+def _moment(day: date, entry: CalendarTimer, zone: tzinfo) -> datetime | None:
+    """``entry``'s moment on ``day``; None when it is not one a datetime can hold (shifted,
+    or in UTC, before the year 1 or after 9999)."""
+    try:
+        wall = datetime.combine(day, entry.time) - timedelta(seconds=entry.before - entry.after)
+        return wall.replace(tzinfo=zone).astimezone(UTC)
+    except OverflowError:
+        return None
 
 
 def next_occurrence(
@@ -128,23 +145,24 @@ def next_occurrence(
     local = after.astimezone(zone)
     if entry.every == "once" and has_year:
         moment = _moment(base, entry, zone)
-        return moment if moment > after else None
+        return moment if moment is not None and moment > after else None
     # from a little before the bound (offsets may pull an occurrence back), and never
     # before the date itself when it has a year (a renewal in 2030 starts in 2030)
     if entry.every == "month":
         first = local.year * 12 + local.month - 1 - 12 * span
         if has_year:
             first = max(first, base.year * 12 + base.month - 1)
-        months = range(first, first + 12 * (2 * span + 1))
+        first = max(first, MINYEAR * 12)
+        months = range(first, min(first + 12 * (2 * span + 1), (MAXYEAR + 1) * 12))
         days = [_on(m // 12, m % 12 + 1, base.day) for m in months]
     else:
         start = max(local.year - span, base.year) if has_year else local.year - span
-        days = [_on(y, base.month, base.day) for y in range(start, start + 2 * span + 1)]
+        days = [_on(y, base.month, base.day) for y in _years(start, 2 * span + 1)]
     for day in days:
         if has_year and day < base:
             continue
         moment = _moment(day, entry, zone)
-        if moment > after:
+        if moment is not None and moment > after:
             return moment
     return None
 
@@ -156,13 +174,13 @@ def _next_holiday(
     local = after.astimezone(zone)
     moments: list[datetime] = []
     seen: set[str] = set()
-    for year in range(local.year - span, local.year + span + 1):
+    for year in _years(local.year - span, 2 * span + 1):
         days = holiday_dates(country, year)
         for name in entry.names:
             if name in days:
                 seen.add(name)
                 moment = _moment(days[name], entry, zone)
-                if moment > after:
+                if moment is not None and moment > after:
                     moments.append(moment)
     code = country.strip().upper()
     problems = [
@@ -206,6 +224,14 @@ def _next_due(
         return None, [*problems, f"at {name}: {source}: {parsed}; no timer until it is a date"]
     base, has_year = parsed
     due = next_occurrence(entry, base, has_year=has_year, zone=zone, after=after)
+    if due is None and not (entry.every == "once" and has_year and _moment(base, entry, zone)):
+        # none at all, though the entry repeats (or its one time is no moment): the date's
+        # occurrences run out of the calendar, which ends with the year 9999
+        return None, [
+            *problems,
+            f"at {name}: {source} gave {base.isoformat()}, which has no occurrence before "
+            "the calendar ends with the year 9999; no timer until it is another date",
+        ]
     return due, problems
 
 

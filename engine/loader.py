@@ -214,6 +214,12 @@ def _pydantic_problem(
             f"'{err['input']}' is not a valid name: use lower case letters, "
             "digits and _ , starting with a letter",
         )
+    item = (err.get("ctx") or {}).get("item")
+    if isinstance(item, int):  # a list's check that names the item at fault ("listed twice")
+        return doc.problem([*loc, item], err["msg"])
+    if len(loc) >= 2 and loc[-2] == "after" and isinstance(loc[-1], int):
+        # an after: timer is its key (14d: rules): point at the key, not at its rules
+        return doc.problem(loc, _value_error(err["msg"]), key=True)
     message = err["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
@@ -222,6 +228,10 @@ def _pydantic_problem(
     else:
         message = f"{message[0].lower()}{message[1:]}"
     return doc.problem(loc, message)
+
+
+def _value_error(message: str) -> str:
+    return message.removeprefix("Value error, ")
 
 
 def _shown(value: Any) -> str:

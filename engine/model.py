@@ -20,10 +20,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from ._holiday_names import check_holiday_name
-from .actions import ActionCall, Seconds, Spec, _seconds
-from .durations import parse_duration
+from ._holiday_names import HOLIDAY_NAMES, check_holiday_name
+from .actions import ActionCall, Seconds, Spec, _seconds, from_yaml
+from .durations import LONGEST, DurationTooLong, parse_duration, too_long
 from .names import normalize_event_name
 
 NAME = r"^[a-z][a-z0-9_]*$"
@@ -55,6 +56,13 @@ class Timer(Spec):
     label: str
     seconds: int
     rules: list[Rule]
+
+    @model_validator(mode="after")
+    def _not_too_long(self, info: ValidationInfo) -> Timer:
+        # from YAML only: a stored definition read back loads as it was published
+        if from_yaml(info) and self.seconds > LONGEST:
+            raise ValueError(too_long(self.label))
+        return self
 
 
 # --- calendar timers (``at:``; computed by engine.calendar) ---------------------------------
@@ -94,7 +102,11 @@ class CalendarTimer(Rule):
 
     date: str | None = None
     calendar: str | None = None
-    names: list[Annotated[str, AfterValidator(check_holiday_name)]] = Field(default_factory=list)
+    # each name once, so at most len(HOLIDAY_NAMES) of them
+    names: list[Annotated[str, AfterValidator(check_holiday_name)]] = Field(
+        default_factory=list,
+        json_schema_extra={"uniqueItems": True, "maxItems": len(HOLIDAY_NAMES)},
+    )
     before: int = 0
     after: int = 0
     time: Clock = DEFAULT_LOCAL_TIME
@@ -102,6 +114,22 @@ class CalendarTimer(Rule):
 
     _offsets = field_validator("before", "after", mode="before")(_offset_seconds)
     _time = field_validator("time", mode="before")(_clock)
+
+    @field_validator("names")
+    @classmethod
+    def _each_once(cls, names: list[str], info: ValidationInfo) -> list[str]:
+        if not from_yaml(info):
+            return names  # a stored definition loads as it was published
+        for i, name in enumerate(names):
+            first = names.index(name)
+            if first < i:
+                # ``item``: the loader points at this item, not at the list
+                raise PydanticCustomError(
+                    "listed_twice",
+                    "'{name}' is listed twice (first as names[{first}]); remove this one",
+                    {"name": name, "first": first, "item": i},
+                )
+        return names
 
     @model_validator(mode="after")
     def _one_source(self) -> CalendarTimer:
@@ -159,6 +187,8 @@ class State(Spec):
 def _duration_or_bad(key: Any) -> int:
     try:
         return parse_duration(key)
+    except DurationTooLong:
+        return LONGEST + 1  # Timer says so, at the key
     except ValueError:
         return -1
 

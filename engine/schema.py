@@ -29,6 +29,7 @@ from .channel_kinds import names as channel_names
 from .channel_kinds import person_channels
 from .durations import HELP as DURATION_HELP
 from .durations import format_duration
+from .experiments import MAX_ARMS, MAX_NAME_LENGTH
 from .model import NAME, Journey
 from .policy import Policy
 from .segments import Segments
@@ -158,11 +159,12 @@ _BEFORE: dict[str, Callable[[], JsonSchemaValue]] = {
     },
     "Split._arms": lambda: {
         "type": "object",
-        "propertyNames": {"pattern": NAME},
+        "propertyNames": {"pattern": NAME, "maxLength": MAX_NAME_LENGTH},
         "additionalProperties": {"type": "integer", "minimum": 1},
         "minProperties": 2,
-        "description": "Arm names with whole-number weights, at least two; `holdout` gets "
-        "no messages from the journey.",
+        "maxProperties": MAX_ARMS,
+        "description": f"Arm names with whole-number weights, two to {MAX_ARMS}; `holdout` "
+        "gets no messages from the journey.",
     },
     "Tier._percent": lambda: {
         "type": "string",

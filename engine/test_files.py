@@ -23,7 +23,7 @@ from ._errors import JourneyValidationError, Problem
 from ._yaml import Document, parse
 from .actions import ACTIONS, Spec
 from .catalog import Catalog
-from .durations import parse_duration
+from .durations import LONGEST, parse_duration
 from .goals import splits
 from .loader import validate_mapping
 from .model import Journey
@@ -42,12 +42,15 @@ __all__ = [
 
 # a Monday, 09:00 UTC: tests that do not say when they start begin at the same moment
 DEFAULT_START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+FIRST_START_YEAR, LAST_START_YEAR = 1900, 2200
 
 
 def _offset(value: Any) -> int:
+    """A time in a test: up to twice the longest wait a journey may write, so a test can
+    look past it (``engine.durations``)."""
     if value in (0, "0", "0s"):
         return 0
-    return parse_duration(value)
+    return parse_duration(value, longest=2 * LONGEST)
 
 
 class CustomerPatch(Spec):
@@ -136,6 +139,13 @@ class JourneyTest(Spec):
     @field_validator("start")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
+        # a test runs 20 years past its start at most, with timers ten years further: far
+        # from the end of the calendar (9999), where adding a wait would fail
+        if not FIRST_START_YEAR <= value.year <= LAST_START_YEAR:
+            raise ValueError(
+                f"a test starts in the years {FIRST_START_YEAR} to {LAST_START_YEAR}, not "
+                f"{value.year}; leave start: out for {DEFAULT_START:%Y-%m-%d}"
+            )
         return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 

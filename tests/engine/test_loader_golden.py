@@ -108,6 +108,9 @@ POINTS_AT = {
     "shape_and_semantic_errors": ["welcom}", "gotoo:", "actve"],
     "yaml_anchor": ["&greet", "*greet"],
     "cel_hidden_nesting": ["(x, x.all("],
+    "duration_too_long": ["4000000d}", "3651d}", "P4000W}", "999", "1000000d,", "4000000d:"],
+    "holiday_listed_twice": ["new_year]"],
+    "too_many_arms": ["arms:"],
 }
 
 
