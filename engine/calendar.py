@@ -22,8 +22,8 @@ of docs/journeys.md ("Calendar timers"):
 * A date or country that is missing or malformed, a bad time-zone trait, a holiday the
   country does not have, a date whose occurrences run past the year 9999 (dates hold the
   years 1 to 9999; a placeholder ``0001-01-01`` still has its yearly occurrences): a
-  problem recorded once in ``CustomerState.problems``; the entry
-  has no timer until a change of the customer makes it computable.
+  problem recorded once in ``CustomerState.problems``; the entry has no timer until a
+  change of the customer makes it computable.
 """
 
 from __future__ import annotations
