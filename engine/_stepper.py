@@ -9,7 +9,7 @@ are evaluated is ``engine._evaluate``.
 from __future__ import annotations
 
 from collections import deque
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from . import _evaluate, calendar, expr, goals
@@ -26,6 +26,7 @@ from ._outcome import (
 )
 from .actions import ActionSpec, Emit, Split, TagCustomer, unwrap
 from .catalog import Catalog
+from .durations import later_by
 from .identity import shown_id
 from .model import (
     ActionCommand,
@@ -193,7 +194,7 @@ class _Stepper:
         run.fired, run.at_fired = [], {}
         run.timers = in_firing_order(
             [
-                PendingTimer(index=i, label=t.label, due_at=self.now + timedelta(seconds=t.seconds))
+                PendingTimer(index=i, label=t.label, due_at=later_by(self.now, t.seconds))
                 for i, t in enumerate(spec.after)
             ]
         )
@@ -372,9 +373,7 @@ class _Stepper:
             spec = new.states[target]
             run.timers = in_firing_order(
                 [
-                    PendingTimer(
-                        index=i, label=t.label, due_at=run.entered_at + timedelta(seconds=t.seconds)
-                    )
+                    PendingTimer(index=i, label=t.label, due_at=later_by(run.entered_at, t.seconds))
                     for i, t in enumerate(spec.after)
                     if t.seconds not in fired
                 ]

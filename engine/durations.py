@@ -10,6 +10,7 @@ far, so a test can look past the longest wait (``engine.test_files``).
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _SHORT = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -72,3 +73,12 @@ def format_duration(seconds: int) -> str:
             n, rest = divmod(rest, size)
             parts.append(f"{n}{unit}")
     return "".join(parts) or "0s"
+
+
+def later_by(moment: datetime, seconds: int) -> datetime:
+    """``moment`` plus ``seconds``, or the calendar's last moment when that is past the year
+    9999: a definition stored before durations were bounded waits "for ever", not fails."""
+    try:
+        return moment + timedelta(seconds=seconds)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=moment.tzinfo)

@@ -19,6 +19,7 @@ from engine._errors import JourneyValidationError
 from engine._holiday_names import HOLIDAY_NAMES
 from engine.actions import Split
 from engine.calendar import next_occurrence
+from engine.catalog import Catalog
 from engine.durations import LONGEST, LONGEST_DAYS, DurationTooLong, parse_duration
 from engine.experiments import MAX_ARMS
 from engine.model import CalendarTimer, Goal, Journey
@@ -125,7 +126,12 @@ def test_a_definition_stored_before_the_bounds_still_loads():
             "e": {"final": True},
         },
     }
-    assert Journey.model_validate(stored).states["s"].after[0].seconds == long
+    journey = Journey.model_validate(stored)
+    assert journey.states["s"].after[0].seconds == long
+    # and runs: its timer waits to the end of the calendar, where 4000000d would fail
+    now = utc(2026, 1, 5)
+    step = machine.handle_event(Catalog.of([journey]), customer("c1"), ev("a", now), now)
+    assert step.state.runs["j"].timers[0].due_at == datetime.max.replace(tzinfo=UTC)
 
 
 def test_test_times_are_bounded_and_a_test_starts_in_a_sensible_year(tmp_path: Path):
