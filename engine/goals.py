@@ -27,7 +27,8 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 
-from .actions import ActionSpec, Split, action, unwrap
+from ._walk import actions
+from .actions import ActionSpec, Split, action
 from .catalog import Catalog
 from .experiments import HOLDOUT, assign
 from .model import CustomerState, Event, Journey, Run
@@ -165,14 +166,5 @@ def arms_of(journeys: list[Journey], customer_id: str) -> dict[str, str]:
 
 
 def splits(journey: Journey) -> list[Split]:
-    """The ``split`` actions of ``journey``, in ``enter:`` and ``do:`` lists alike."""
-    calls: list[Any] = []
-    for state in journey.states.values():
-        calls += state.enter
-        for rules in state.on.values():
-            for rule in rules:
-                calls += rule.do
-        for timer in state.after:
-            for rule in timer.rules:
-                calls += rule.do
-    return [s for s in (unwrap(c) for c in calls) if isinstance(s, Split)]
+    """The ``split`` actions of ``journey``, wherever they are written (``engine._walk``)."""
+    return [spec for _, spec, _ in actions(journey) if isinstance(spec, Split)]
