@@ -10,7 +10,8 @@ docs/journeys.md ("Experiments", "Goals"):
   starts then.
 * A run whose arm is the holdout gets no action that ``reaches_customer`` (send, offer,
   survey): it is counted in ``Run.withheld`` instead; everything else (states, timers,
-  tasks, tags, the goal) runs as for the other arms.
+  tasks, tags, the goal) runs as for the other arms. The arm is the run's from its split
+  on; before it, only a re-enrolment of a customer already in the holdout is withheld.
 * A run converts when its journey's goal event (external: what the customer did) is
   applied, ``goal.when`` holds, the window is open (``start <= now <= start + within``,
   the start being the split for a run in an experiment, else the enrolment) and the run
@@ -84,9 +85,20 @@ def apply_split(state: CustomerState, run: Run, spec: Split, now: datetime) -> d
     }
 
 
-def withheld(run: Run, spec: ActionSpec) -> bool:
-    """Whether ``spec`` is not carried out for ``run``: a message to a holdout customer."""
-    return run.arm == HOLDOUT and spec.reaches_customer
+def withheld(state: CustomerState, run: Run, definition: Journey, spec: ActionSpec) -> bool:
+    """Whether ``spec`` is not carried out for ``run`` of ``definition``: a message to a
+    holdout customer. The run's arm is known from its split on; a re-enrolled customer
+    whose earlier run put them in the holdout of this journey's experiment is known to be
+    there from the start, so the new run's messages before its split are withheld too."""
+    if not spec.reaches_customer:
+        return False
+    arm = run.arm
+    if arm is None and run.enrollment > 1:
+        # the first run's messages before its split go to everyone (the arm is not known
+        # yet). A test runner may give a fresh customer arms it has not had
+        # (orchestration.temporal_tests): a first run never looks here, so it runs alike
+        arm = next((state.experiments.get(s.experiment) for s in splits(definition)), None)
+    return arm == HOLDOUT
 
 
 def goal_window_open(definition: Journey, run: Run, event: Event, now: datetime) -> bool:
