@@ -279,7 +279,7 @@ class _Stepper:
             )
             if spec.when is not None and not self._holds(run, definition, spec.when, event):
                 continue
-            if goals.withheld(run, spec):  # the holdout: tracked, but never messaged
+            if goals.withheld(self.state, run, definition, spec):  # tracked, never messaged
                 run.withheld += 1
                 continue
             if isinstance(spec, Emit):

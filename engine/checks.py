@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from . import expr
 from ._errors import Problem
+from ._walk import actions, expressions, rules, state_rules
 from ._yaml import Document, Loc, parse
-from .actions import ACTIONS, unwrap
+from .actions import ACTIONS
 from .durations import HELP as DURATION_HELP
-from .experiment_checks import action_lists, journey_problems
-from .model import NAME, Journey, Rule
+from .experiment_checks import journey_problems
+from .model import NAME, Journey
 from .names import did_you_mean
 from .templates import TemplateInfo
 
@@ -49,7 +48,7 @@ def check_journey(
     if journey.start not in states:
         unknown_state(("start",), journey.start, "start")
 
-    for loc, rule in _rules(journey):
+    for loc, rule, _ in rules(journey):
         if rule.goto is not None and rule.goto not in states:
             unknown_state((*loc, "goto"), rule.goto, "goto")
 
@@ -95,7 +94,7 @@ def check_journey(
                     "or drop final: true",
                 )
             )
-        exits = {r.goto for _, r in _state_rules(journey, name) if r.goto and r.goto != name}
+        exits = {r.goto for _, r, _ in state_rules(journey, name) if r.goto and r.goto != name}
         if not state.final and not exits:
             problems.append(
                 doc.problem(
@@ -123,29 +122,12 @@ def check_journey(
     return problems
 
 
-def _state_rules(journey: Journey, name: str) -> Iterator[tuple[Loc, Rule]]:
-    state = journey.states[name]
-    for event, rules in state.on.items():
-        for i, rule in enumerate(rules):
-            yield ("states", name, "on", event, i), rule
-    for t, timer in enumerate(state.after):
-        for i, rule in enumerate(timer.rules):
-            yield ("states", name, "after", t, i), rule
-    for label, entry in state.at.items():  # a calendar timer is one rule (engine.calendar)
-        yield ("states", name, "at", label), entry
-
-
-def _rules(journey: Journey) -> Iterator[tuple[Loc, Rule]]:
-    for name in journey.states:
-        yield from _state_rules(journey, name)
-
-
 def _reachable(journey: Journey) -> set[str]:
     seen = {journey.start}
     todo = deque([journey.start])
     while todo:
         name = todo.popleft()
-        for _, rule in _state_rules(journey, name):
+        for _, rule, _ in state_rules(journey, name):
             if rule.goto in journey.states and rule.goto not in seen:
                 seen.add(rule.goto)
                 todo.append(rule.goto)
@@ -155,61 +137,27 @@ def _reachable(journey: Journey) -> set[str]:
 def _check_expressions(doc: Document, journey: Journey) -> list[Problem]:
     problems: list[Problem] = []
     ctx = journey.context
-
-    def run(
-        loc: Loc,
-        source: str,
-        *,
-        state: str,
-        event: str | None,
-        want: str,
-        target: str | None = None,
-    ) -> None:
-        for col, message in expr.check(
-            source, context=ctx, state=state, event_name=event, want=want, target=target
-        ):
-            problems.append(doc.problem(loc, message, col_offset=_inner_offset(doc, loc, col)))
-
-    if journey.enroll.when:
-        run(
-            ("enroll", "when"),
-            journey.enroll.when,
-            state=journey.start,
-            event=journey.enroll.on[0],
-            want="bool",
-        )
-    if journey.exit_when:
-        run(("exit_when",), journey.exit_when, state=journey.start, event=None, want="bool")
-    if journey.goal is not None and journey.goal.when:
-        goal = journey.goal
-        run(("goal", "when"), goal.when or "", state=journey.start, event=goal.event, want="bool")
-    for loc, calls, on in action_lists(journey):
-        for i, call in enumerate(calls):
-            spec = unwrap(call)  # type: ignore[arg-type]
-            if spec.when is not None:
-                where = (*loc, i, spec.kind, "when")
-                run(where, spec.when, state=str(loc[1]), event=on, want="bool")
-    for loc, rule in _rules(journey):
-        state = str(loc[1])
-        event = str(loc[3]) if loc[2] == "on" else "timer"
-        for key in ("date", "calendar"):  # an at: entry's date or country
-            if getattr(rule, key, None) is not None:
-                run((*loc, key), getattr(rule, key), state=state, event=event, want=key)
-        if rule.when is not None:
-            run((*loc, "when"), rule.when, state=state, event=event, want="bool")
-        for var, source in rule.set.items():
-            if var not in ctx:
-                problems.append(
-                    doc.problem(
-                        (*loc, "set", var),
-                        f"unknown context variable '{var}'"
-                        f"{did_you_mean(var, ctx)}; declare it under context: with its initial "
-                        "value",
-                        key=True,
-                    )
+    for e in expressions(journey):
+        if e.target is not None and e.target not in ctx:
+            problems.append(
+                doc.problem(
+                    e.loc,
+                    f"unknown context variable '{e.target}'"
+                    f"{did_you_mean(e.target, ctx)}; declare it under context: with its "
+                    "initial value",
+                    key=True,
                 )
-                continue
-            run((*loc, "set", var), source, state=state, event=event, want="value", target=var)
+            )
+            continue
+        for col, message in expr.check(
+            e.source,
+            context=ctx,
+            state=e.state,
+            event_name=e.event,
+            want=e.want,
+            target=e.target,
+        ):
+            problems.append(doc.problem(e.loc, message, col_offset=_inner_offset(doc, e.loc, col)))
     return problems
 
 
@@ -235,37 +183,30 @@ def _check_actions(
     doc: Document, journey: Journey, templates: dict[str, TemplateInfo] | None
 ) -> list[Problem]:
     problems: list[Problem] = []
-    lists: list[tuple[Loc, list[Any]]] = []
-    for name, state in journey.states.items():
-        lists.append((("states", name, "enter"), state.enter))
-    for loc, rule in _rules(journey):
-        lists.append(((*loc, "do"), rule.do))
-    for loc, calls in lists:
-        for i, call in enumerate(calls):
-            spec = unwrap(call)
-            if templates is None:
-                continue
-            for field in spec.templates:
-                name = getattr(spec, field)
-                where = (*loc, i, spec.kind, field)
-                info = templates.get(name)
-                if info is None:
-                    problems.append(
-                        doc.problem(
-                            where,
-                            f"unknown template '{name}'{did_you_mean(name, templates)}; "
-                            f"create templates/{name}.j2 or use one of: "
-                            f"{', '.join(sorted(templates)) or 'none yet'}",
-                        )
+    if templates is None:
+        return problems
+    for loc, spec, _ in actions(journey):
+        for field in spec.templates:
+            name = getattr(spec, field)
+            where = (*loc, field)
+            info = templates.get(name)
+            if info is None:
+                problems.append(
+                    doc.problem(
+                        where,
+                        f"unknown template '{name}'{did_you_mean(name, templates)}; "
+                        f"create templates/{name}.j2 or use one of: "
+                        f"{', '.join(sorted(templates)) or 'none yet'}",
                     )
-                    continue
-                channel = getattr(spec, "channel", "email")
-                why = info.missing_for(channel) if not info.problems else None
-                if why:
-                    problems.append(doc.problem(where, f"template '{name}' {why}"))
-                if not info.problems:
-                    for message in info.context_problems(spec.kind, journey.context):
-                        problems.append(doc.problem(where, message))
+                )
+                continue
+            channel = getattr(spec, "channel", "email")
+            why = info.missing_for(channel) if not info.problems else None
+            if why:
+                problems.append(doc.problem(where, f"template '{name}' {why}"))
+            if not info.problems:
+                for message in info.context_problems(spec.kind, journey.context):
+                    problems.append(doc.problem(where, message))
     return problems
 
 

@@ -1,7 +1,8 @@
 """Checks of experiments and goals when journeys load: within one journey (``check_journey``
-calls :func:`journey_problems`) and across all of them (``load_rules`` calls
-:func:`catalog_problems`): an experiment belongs to one journey, and ``experiment.NAME``
-must name one that some journey splits on."""
+calls :func:`journey_problems`: one experiment per journey, no message ahead of the split
+in its list) and across all of them (``load_rules`` calls :func:`catalog_problems`): an
+experiment belongs to one journey, and ``experiment.NAME`` must name one that some
+journey splits on. Every place is reached through ``engine._walk``, ``at:`` entries too."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from ._cel_tokens import code_only
 from ._errors import Problem
+from ._walk import action_lists, actions, expressions
 from ._yaml import Document, Loc, parse
 from .actions import Split, unwrap
 from .model import Journey
@@ -19,56 +21,27 @@ from .names import did_you_mean
 _REFERENCE = re.compile(r"(?<![\w.])experiment\s*\.\s*([A-Za-z_]\w*)")
 
 
-def action_lists(journey: Journey) -> Iterator[tuple[Loc, list[object], str | None]]:
-    """Every ``enter:`` and ``do:`` list with its location and the event its rules run on
-    (None for ``enter:``, which any event or timer may run)."""
-    for name, state in journey.states.items():
-        yield ("states", name, "enter"), list(state.enter), None
-        for event, rules in state.on.items():
-            for i, rule in enumerate(rules):
-                yield ("states", name, "on", event, i, "do"), list(rule.do), event
-        for t, timer in enumerate(state.after):
-            for i, rule in enumerate(timer.rules):
-                yield ("states", name, "after", t, i, "do"), list(rule.do), "timer"
-
-
 def splits_at(journey: Journey) -> Iterator[tuple[Loc, Split]]:
     """Every ``split`` of ``journey`` with the location of its action."""
-    for loc, calls, _ in action_lists(journey):
-        for i, call in enumerate(calls):
-            spec = unwrap(call)  # type: ignore[arg-type]
-            if isinstance(spec, Split):
-                yield (*loc, i, "split"), spec
+    for loc, spec, _ in actions(journey):
+        if isinstance(spec, Split):
+            yield loc, spec
 
 
-def expressions(journey: Journey) -> Iterator[tuple[Loc, str]]:
-    """Every CEL expression of ``journey`` with its location."""
-    if journey.enroll.when:
-        yield ("enroll", "when"), journey.enroll.when
-    if journey.exit_when:
-        yield ("exit_when",), journey.exit_when
-    if journey.goal is not None and journey.goal.when:
-        yield ("goal", "when"), journey.goal.when
-    for name, state in journey.states.items():
-        for event, rules in state.on.items():
-            for i, rule in enumerate(rules):
-                where: Loc = ("states", name, "on", event, i)
-                if rule.when:
-                    yield (*where, "when"), rule.when
-                for var, source in rule.set.items():
-                    yield (*where, "set", var), source
-        for t, timer in enumerate(state.after):
-            for i, rule in enumerate(timer.rules):
-                where = ("states", name, "after", t, i)
-                if rule.when:
-                    yield (*where, "when"), rule.when
-                for var, source in rule.set.items():
-                    yield (*where, "set", var), source
+def _before_split(doc: Document, journey: Journey) -> Iterator[Problem]:
+    """A message ahead of the ``split`` in the same action list: the run has no arm yet
+    when it is carried out, so it would reach the holdout (``engine.goals.withheld``)."""
     for loc, calls, _ in action_lists(journey):
-        for i, call in enumerate(calls):
-            spec = unwrap(call)  # type: ignore[arg-type]
-            if spec.when:
-                yield (*loc, i, spec.kind, "when"), spec.when
+        specs = [unwrap(call) for call in calls]
+        first = next((i for i, spec in enumerate(specs) if isinstance(spec, Split)), 0)
+        for i, spec in enumerate(specs[:first]):
+            if spec.reaches_customer:
+                yield doc.problem(
+                    (*loc, i, spec.kind),
+                    f"{spec.kind} comes before the split in this list, so it reaches the "
+                    "holdout too; put it after the split (a message for everyone, such as "
+                    "a welcome, goes in a state before the one that splits)",
+                )
 
 
 def journey_problems(doc: Document, journey: Journey) -> list[Problem]:
@@ -89,6 +62,7 @@ def journey_problems(doc: Document, journey: Journey) -> list[Problem]:
                 key=True,
             )
         )
+    problems += _before_split(doc, journey)
     first: Split | None = None
     for loc, spec in splits_at(journey):
         if first is None:
@@ -135,7 +109,7 @@ def catalog_problems(journeys: list[Journey], *, references: bool = True) -> lis
     if not references:
         return problems
     for journey in journeys:
-        for loc, source in expressions(journey):
+        for loc, source, *_ in expressions(journey):
             for m in _REFERENCE.finditer(code_only(source)):
                 name = m.group(1)
                 if name in owner:

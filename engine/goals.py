@@ -10,7 +10,8 @@ docs/journeys.md ("Experiments", "Goals"):
   starts then.
 * A run whose arm is the holdout gets no action that ``reaches_customer`` (send, offer,
   survey): it is counted in ``Run.withheld`` instead; everything else (states, timers,
-  tasks, tags, the goal) runs as for the other arms.
+  tasks, tags, the goal) runs as for the other arms. The arm is the run's from its split
+  on; before it, only a re-enrolment of a customer already in the holdout is withheld.
 * A run converts when its journey's goal event (external: what the customer did) is
   applied, ``goal.when`` holds, the window is open (``start <= now <= start + within``,
   the start being the split for a run in an experiment, else the enrolment) and the run
@@ -27,7 +28,8 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 
-from .actions import ActionSpec, Split, action, unwrap
+from ._walk import actions
+from .actions import ActionSpec, Split, action
 from .catalog import Catalog
 from .experiments import HOLDOUT, assign
 from .model import CustomerState, Event, Journey, Run
@@ -83,9 +85,20 @@ def apply_split(state: CustomerState, run: Run, spec: Split, now: datetime) -> d
     }
 
 
-def withheld(run: Run, spec: ActionSpec) -> bool:
-    """Whether ``spec`` is not carried out for ``run``: a message to a holdout customer."""
-    return run.arm == HOLDOUT and spec.reaches_customer
+def withheld(state: CustomerState, run: Run, definition: Journey, spec: ActionSpec) -> bool:
+    """Whether ``spec`` is not carried out for ``run`` of ``definition``: a message to a
+    holdout customer. The run's arm is known from its split on; a re-enrolled customer
+    whose earlier run put them in the holdout of this journey's experiment is known to be
+    there from the start, so the new run's messages before its split are withheld too."""
+    if not spec.reaches_customer:
+        return False
+    arm = run.arm
+    if arm is None and run.enrollment > 1:
+        # the first run's messages before its split go to everyone (the arm is not known
+        # yet). A test runner may give a fresh customer arms it has not had
+        # (orchestration.temporal_tests): a first run never looks here, so it runs alike
+        arm = next((state.experiments.get(s.experiment) for s in splits(definition)), None)
+    return arm == HOLDOUT
 
 
 def goal_window_open(definition: Journey, run: Run, event: Event, now: datetime) -> bool:
@@ -165,14 +178,5 @@ def arms_of(journeys: list[Journey], customer_id: str) -> dict[str, str]:
 
 
 def splits(journey: Journey) -> list[Split]:
-    """The ``split`` actions of ``journey``, in ``enter:`` and ``do:`` lists alike."""
-    calls: list[Any] = []
-    for state in journey.states.values():
-        calls += state.enter
-        for rules in state.on.values():
-            for rule in rules:
-                calls += rule.do
-        for timer in state.after:
-            for rule in timer.rules:
-                calls += rule.do
-    return [s for s in (unwrap(c) for c in calls) if isinstance(s, Split)]
+    """The ``split`` actions of ``journey``, wherever they are written (``engine._walk``)."""
+    return [spec for _, spec, _ in actions(journey) if isinstance(spec, Split)]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine import JourneyValidationError
+from engine.goals import experiment_names
 from engine.journey_tests import run_file
 from engine.test_files import load_test_file
 from tests.engine.support import catalog_of, load_journeys
@@ -142,3 +143,98 @@ tests:
         "split is not among actions: check it with arm:",
         "journey 'z_reader' has no goal, so nobody converts; add goal: to it or leave this key out",
     ]
+
+
+# --- every place: calendar timers (at:) are checked like after: timers ------------------
+
+AT_ENTRY = """
+journey: cal
+enroll: {on: [signed_up]}
+start: s
+states:
+  s:
+    at:
+      birthday:
+        date: customer.traits.birthday
+        when: WHEN
+        do:
+          - ACTION
+    on:
+      left: done
+  done: {final: true}
+"""
+
+
+def _at(when: str = "'true'", action: str = "tag: {add: [born]}") -> str:
+    return AT_ENTRY.replace("WHEN", when).replace("ACTION", action)
+
+
+def test_an_at_entry_actions_when_is_checked_like_an_after_timers(tmp_path: Path):
+    bad = "send: {template: welcome, when: 'ctx.arm === 2'}"
+    (problem,) = _problems(tmp_path, _at(action=bad))
+    # the error's own column in the file: the third '=' of ===
+    assert problem.startswith("12:56 states.s.at.birthday.do[0].send.when: CEL syntax"), problem
+    after = (
+        _at(action=bad)
+        .replace("at:\n      birthday:", "after:\n      1d:")
+        .replace("        date: customer.traits.birthday\n", "")
+    )
+    (problem,) = _problems(tmp_path, after)
+    assert problem.startswith("11:56 states.s.after.1d.do[0].send.when: CEL syntax"), problem
+
+
+def test_experiment_names_in_an_at_entry_must_name_an_experiment(tmp_path: Path):
+    found = _problems(
+        tmp_path,
+        _at(
+            when="'experiment.nosuch == \"x\"'",
+            action="send: {template: w, when: 'experiment.nosuch_either == \"\"'}",
+        ),
+    )
+    assert [f.split(" (experiments")[0] for f in found] == [
+        "10:15 states.s.at.birthday.when: unknown experiment 'experiment.nosuch'; no journey "
+        "splits on it",
+        "12:39 states.s.at.birthday.do[0].send.when: unknown experiment "
+        "'experiment.nosuch_either'; no journey splits on it",
+    ]
+
+
+SPLIT_AT = "split: {experiment: birthday_gift, arms: {gift: 1, holdout: 1}}"
+
+
+def test_a_split_in_an_at_entry_is_an_experiment_of_the_journey(tmp_path: Path):
+    reader = READER.replace("trial_offer", "birthday_gift")
+    cat = catalog_of(tmp_path, _at(action=SPLIT_AT), reader)  # experiment.birthday_gift is known
+    assert experiment_names(cat) == {"birthday_gift"}
+    two = _at(action=SPLIT_AT).replace(
+        "    on:\n", "    enter:\n      - split: {experiment: other, arms: {a: 1, b: 1}}\n    on:\n"
+    )
+    assert _problems(tmp_path, two) == [
+        "12:33 states.s.at.birthday.do[0].split.experiment: a journey splits on one "
+        "experiment; this one already splits on 'other'"
+    ]
+    copy = TRIAL.replace("trial_offer", "birthday_gift")
+    (problem,) = _problems(tmp_path, _at(action=SPLIT_AT), copy)
+    assert "experiment 'birthday_gift' is already split in journey 'cal'" in problem
+
+
+# --- a message before the split would reach the holdout ---------------------------------
+
+
+def test_a_message_before_the_split_in_the_same_list_is_refused(tmp_path: Path):
+    early = TRIAL.replace(
+        "    enter:\n      - split",
+        "    enter:\n      - send: {template: hello}\n      - split",
+    )
+    assert _problems(tmp_path, early) == [
+        "8:9 states.welcome.enter[0].send: send comes before the split in this list, so it "
+        "reaches the holdout too; put it after the split (a message for everyone, such as a "
+        "welcome, goes in a state before the one that splits)"
+    ]
+    in_at = _at(action=f"survey: {{kind: nps, template: nps_survey}}\n          - {SPLIT_AT}")
+    (problem,) = _problems(tmp_path, in_at)
+    assert problem.startswith("12:13 states.s.at.birthday.do[0].survey: survey comes before")
+    # staff work and tags before the split are no message: they stay allowed
+    load_journeys(
+        tmp_path, TRIAL.replace("      - split", "      - tag: {add: [x]}\n      - split")
+    )

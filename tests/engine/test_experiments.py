@@ -146,6 +146,32 @@ def test_the_holdout_gets_no_message_but_is_tracked_like_the_others(tmp_path: Pa
     assert "converted 2025-01-02 00:00 UTC" in shown
 
 
+# a message for everyone before the split (in the state before it), as docs/journeys.md says
+GREETED = TRIAL.replace("start: welcome", "start: hello").replace(
+    "  welcome:\n",
+    "  hello:\n    enter: [{send: {template: hello}}]\n    on: {confirmed: welcome}\n  welcome:\n",
+)
+
+
+def test_the_holdout_gets_messages_before_the_split_only_in_its_first_run(tmp_path: Path):
+    cat = catalog_of(tmp_path, GREETED)
+    first = handle_event(cat, customer(HELD), ev("signed_up"), T0)
+    assert [a.args.get("template") for a in first.actions] == ["hello"]  # no arm yet
+    state = handle_event(cat, first.state, ev("confirmed", T0 + DAY), T0 + DAY).state
+    state = handle_event(cat, state, ev("left", T0 + 2 * DAY), T0 + 2 * DAY).state
+    assert state.experiments == {"trial_offer": HOLDOUT}
+    # enrolled again: known to be in the holdout, so not even the hello reaches them
+    again = handle_event(cat, state, ev("signed_up", T0 + 3 * DAY), T0 + 3 * DAY)
+    run = again.state.runs["trial"]
+    assert (run.enrollment, run.state, run.arm, run.withheld) == (2, "hello", None, 1)
+    assert again.actions == []
+    offered = handle_event(cat, customer(OFFERED), ev("signed_up"), T0).state
+    offered = handle_event(cat, offered, ev("confirmed", T0 + DAY), T0 + DAY).state
+    offered = handle_event(cat, offered, ev("left", T0 + 2 * DAY), T0 + 2 * DAY).state
+    kept = handle_event(cat, offered, ev("signed_up", T0 + 3 * DAY), T0 + 3 * DAY)
+    assert [a.args.get("template") for a in kept.actions] == ["hello"]
+
+
 def test_the_arm_is_sticky_across_re_enrolment_and_an_upgrade_to_other_weights(tmp_path: Path):
     v1 = load_one(tmp_path, TRIAL)
     # weights that would put this customer in the other arm if asked again
