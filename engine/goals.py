@@ -23,7 +23,7 @@ docs/journeys.md ("Experiments", "Goals"):
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from pydantic_core import to_jsonable_python
@@ -31,6 +31,7 @@ from pydantic_core import to_jsonable_python
 from ._walk import actions
 from .actions import ActionSpec, Split, action
 from .catalog import Catalog
+from .durations import later_by
 from .experiments import HOLDOUT, assign
 from .model import CustomerState, Event, Journey, Run
 
@@ -109,7 +110,7 @@ def goal_window_open(definition: Journey, run: Run, event: Event, now: datetime)
     if event.source != "external":
         return False
     start = window_start(run)
-    return start <= now <= start + timedelta(seconds=goal.within)
+    return start <= now <= later_by(start, goal.within)
 
 
 def window_start(run: Run) -> datetime:
