@@ -12,12 +12,15 @@ tiers and named segments as ordered CEL rules.
 
 Semantics (``store.segments.refresh`` computes them in SQL, :func:`segment_of` in Python):
 
-* ``r f m`` are 1-5 among customers with at least one order in the window: a customer's
-  score is ``1 + floor(5 * below / n)``, ``below`` being how many of the ``n`` scored
-  customers have a strictly worse value (recency: more days since the last order is
-  worse). Ties share a score, so equal customers are never split by chance. Customers
-  without an order in the window have ``r = f = m = 0`` and go through the rules too
-  (the default map calls them ``lost``).
+* ``r f m`` are 1-5 among customers with at least one order in the window, by
+  ``scoring.method`` (:mod:`engine._segment_scoring`): ``quintiles`` (the default) is
+  ``1 + floor(5 * below / n)``, ``below`` being how many of the ``n`` scored customers have
+  a strictly worse value (recency: more days since the last order is worse); ``cume_dist``
+  is ``ceil(5 * up_to / n)`` (``up_to``: customers at most as good, ties included; the
+  worst value 1 unless everyone ties), or the ``fixed_scores`` bounds while ``n`` is below
+  ``min_population_for_quantiles``. Ties share a score, so equal customers are never split
+  by chance. Customers without an order in the window have ``r = f = m = 0`` and go
+  through the rules too (the default map calls them ``lost``).
 * ``recency_days`` is whole days since the last order up to as_of (also for customers whose
   last order is older than the window); ``first_order_days`` since the first order ever.
   Both are null for a customer without any order: comparisons with them do not match.
@@ -38,12 +41,14 @@ import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
 from . import expr
 from ._errors import JourneyValidationError, Problem
+from ._segment_scoring import FixedScores as FixedScores
+from ._segment_scoring import Scoring as Scoring
 from ._segment_sql import NUMBERS, Unsupported, compile_case, compile_condition
 from ._yaml import Document, read_mapping
 from .actions import Spec, _seconds
@@ -91,10 +96,6 @@ class Orders(Spec):
     @classmethod
     def _normalise(cls, names: list[str]) -> list[str]:
         return [normalize_event_name(n) for n in names]
-
-
-class Scoring(Spec):
-    method: Literal["quintiles"] = "quintiles"
 
 
 class Tier(Spec):
@@ -166,7 +167,10 @@ class Segments(Spec):
 
     def digest(self) -> str:
         """Stable hash of the definitions (recorded with every refresh)."""
-        raw = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        dump = self.model_dump(mode="json")
+        if self.scoring.method == "quintiles":  # files from before cume_dist keep their digest
+            dump["scoring"] = {"method": "quintiles"}
+        raw = json.dumps(dump, sort_keys=True).encode()
         return hashlib.sha256(raw).hexdigest()[:16]
 
     def names(self) -> list[str]:
@@ -293,8 +297,9 @@ def _allowed_keys(loc: list[int | str]) -> list[str]:
     models: dict[str, type[Spec]] = {
         "orders": Orders,
         "scoring": Scoring,
+        "fixed_scores": FixedScores,
         "tiers": Tier,
         "segments": SegmentRule,
     }
-    model = models.get(parent[0] if parent else "", Segments)
+    model = models.get(parent[-1] if parent else "", Segments)
     return [f.alias or n for n, f in model.model_fields.items()]
