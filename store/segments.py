@@ -5,10 +5,11 @@ One transaction, serialised by an advisory lock:
 
 1. ``compute``: one statement aggregates the order events up to ``as_of`` per customer
    (window orders and revenue; all-time orders, revenue, first and last order), ranks the
-   customers with an order in the window into r, f, m and tiers (definitions in
-   :mod:`engine.segments`), classifies them by the rules compiled to one SQL ``CASE``,
-   and writes it all into a new table ``customer_metrics_next``. Customers who had metrics
-   but no order up to ``as_of`` any more get zeros and go through the rules too;
+   customers with an order in the window into r, f, m (by ``scoring.method``, the fixed
+   bounds when the population is small) and tiers (definitions in :mod:`engine.segments`),
+   classifies them by the rules compiled to one SQL ``CASE``, and writes it all into a new
+   table ``customer_metrics_next``. Customers who had metrics but no order up to ``as_of``
+   any more get zeros and go through the rules too;
 2. ``changes``: every customer whose segment or tier differs from their current metrics
    (or who had none) goes into ``segment_changes`` with the previous values, for the
    fan-out of ``segment_changed`` events;
@@ -29,7 +30,7 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
-from engine.segments import NO_TIER, Segments
+from engine.segments import NO_TIER, Scoring, Segments
 
 _LOCK = 0x5365676D  # advisory lock: one refresh at a time
 # a revenue string is numeric only with a short exponent: '1e999999' would overflow numeric
@@ -124,9 +125,14 @@ async def _compute(
         "CREATE TABLE customer_metrics_next"
         " (LIKE customer_metrics INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
     )
+    statement = _COMPUTE.replace("{segment}", case_text).replace("{tier}", tier_text)
+    for name, text in _scores(defs.scoring).items():
+        statement = statement.replace("{" + name + "}", text)
     cur = await conn.execute(
-        _COMPUTE.replace("{segment}", case_text).replace("{tier}", tier_text),
+        statement,
         {
+            "min_population": defs.scoring.min_population_for_quantiles,
+            **_bounds(defs.scoring),
             "refresh_id": refresh_id,
             "as_of": as_of,
             "since": as_of - timedelta(seconds=defs.window),
@@ -144,8 +150,9 @@ async def _compute(
 
 # One statement: the order events aggregated per customer (``orders``), customers with
 # metrics but no order up to as_of added with zeros (``base``), scores among customers with
-# an order in the window (``ranked``: rank() counts the strictly worse, so ties share the
-# lower score; the revenue ordering serves m and the tier), then tier and segment.
+# an order in the window (``ranked``: rank() counts the strictly worse, count() the at most
+# as good, ties included; the revenue ordering serves m and the tier; ``_scores`` turns them
+# into r f m), then tier and segment.
 _COMPUTE = """
 WITH orders AS (
   SELECT customer_id,
@@ -176,12 +183,13 @@ WITH orders AS (
     rank() OVER (ORDER BY recency_days DESC) - 1 AS r_below,
     rank() OVER (ORDER BY orders) - 1 AS f_below,
     rank() OVER (ORDER BY revenue) - 1 AS m_below,
-    count(*) OVER (ORDER BY revenue) AS m_up_to  -- peers included
+    count(*) OVER (ORDER BY recency_days DESC) AS r_up_to,  -- peers included
+    count(*) OVER (ORDER BY orders) AS f_up_to,
+    count(*) OVER (ORDER BY revenue) AS m_up_to
   FROM base b WHERE orders > 0
 ), scored AS (
   SELECT customer_id, orders, revenue, ltv, ltv_orders, first_order_at, last_order_at,
-    recency_days, first_order_days, 1 + 5 * r_below / scored_n AS r,
-    1 + 5 * f_below / scored_n AS f, 1 + 5 * m_below / scored_n AS m,
+    recency_days, first_order_days, {r} AS r, {f} AS f, {m} AS m,
     scored_n - m_up_to AS better, scored_n
   FROM ranked
   UNION ALL
@@ -200,6 +208,35 @@ SELECT customer_id, %(refresh_id)s, %(as_of)s, recency_days, orders, revenue,
 FROM (SELECT s.*, coalesce(c.traits, '{}') AS traits
       FROM scored s LEFT JOIN customers c USING (customer_id)) x
 """
+
+
+# (measure, column, fixed comparison): recency is better the fewer days since the last order
+_MEASURES = (("r", "recency_days", ">"), ("f", "orders", ">="), ("m", "revenue", ">="))
+
+
+def _scores(scoring: Scoring) -> dict[str, str]:
+    """The SQL of r, f and m over ``ranked`` for ``scoring`` (engine._segment_scoring has
+    the same rules in Python)."""
+    out = {}
+    for name, column, reaches in _MEASURES:
+        if scoring.method == "quintiles":
+            out[name] = f"1 + 5 * {name}_below / scored_n"
+            continue
+        hits = " + ".join(f"({column} {reaches} %({name}_bound{i})s)::int" for i in range(4))
+        fixed = f"5 - ({hits})" if name == "r" else f"1 + {hits}"
+        out[name] = (
+            f"CASE WHEN scored_n < %(min_population)s THEN {fixed}"
+            f" WHEN {name}_below = 0 AND {name}_up_to < scored_n THEN 1"
+            f" ELSE (5 * {name}_up_to + scored_n - 1) / scored_n END"
+        )
+    return out
+
+
+def _bounds(scoring: Scoring) -> dict[str, Any]:
+    fixed = scoring.fixed_scores
+    out: dict[str, Any] = {f"r_bound{i}": b for i, b in enumerate(fixed.recency_days)}
+    out |= {f"f_bound{i}": b for i, b in enumerate(fixed.orders)}
+    return out | {f"m_bound{i}": Decimal(str(b)) for i, b in enumerate(fixed.revenue)}
 
 
 def _renamed(text: str, params: list[Any], prefix: str) -> tuple[str, dict[str, Any]]:
