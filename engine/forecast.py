@@ -40,6 +40,7 @@ __all__ = [
     "fit",
     "forecast",
     "score",
+    "summarise",
 ]
 
 Array = npt.NDArray[np.float64]
@@ -101,13 +102,65 @@ class Summary:
         return len(self.frequency)
 
 
+def summarise(
+    customer: npt.ArrayLike,
+    time: npt.ArrayLike,
+    value: npt.ArrayLike,
+    *,
+    as_of: float,
+) -> tuple[npt.NDArray[np.int64], Summary]:
+    """The summaries of customers from their orders, by the conventions above: the
+    reference for the SQL that the refresh runs, and what a test of it compares with.
+
+    ``customer`` are integer ids, ``time`` the orders' times in days since a midnight (a
+    day is ``floor(time)``; the purchase is at its first order), ``value`` their values
+    (negative ones count as 0); orders after ``as_of`` are left out. Returns the customer
+    ids, ascending, and their summaries in that order."""
+    c = np.asarray(customer, dtype=np.int64).ravel()
+    t = np.asarray(time, dtype=np.float64).ravel()
+    v = np.clip(np.asarray(value, dtype=np.float64).ravel(), 0.0, None)
+    if not len(c) == len(t) == len(v):
+        raise ForecastInputError(
+            f"order arrays differ in length: customer {len(c)}, time {len(t)}, value {len(v)}"
+        )
+    if not (np.isfinite(t).all() and np.isfinite(v).all()):
+        raise ForecastInputError("order times and values must be finite")
+    kept = t <= as_of
+    c, t, v = c[kept], t[kept], v[kept]
+    order = np.lexsort((t, c))
+    c, t, v = c[order], t[order], v[order]
+    day = np.floor(t)
+    # the first order of each (customer, day) opens a purchase, the first purchase a customer
+    opens = np.ones(len(c), dtype=bool)
+    opens[1:] = (c[1:] != c[:-1]) | (day[1:] != day[:-1])
+    starts = np.flatnonzero(opens)
+    p_c, p_t = c[starts], t[starts]
+    p_v = np.add.reduceat(v, starts) if len(starts) else v[:0]
+    first = np.ones(len(p_c), dtype=bool)
+    first[1:] = p_c[1:] != p_c[:-1]
+    firsts = np.flatnonzero(first)
+    purchases = np.diff(np.append(firsts, len(p_c)))
+    frequency = (purchases - 1).astype(np.float64)
+    repeat_value = (np.add.reduceat(p_v, firsts) if len(firsts) else p_v[:0]) - p_v[firsts]
+    monetary = np.where(frequency > 0, repeat_value / np.maximum(frequency, 1.0), 0.0)
+    first_time = p_t[firsts]
+    summary = Summary.of(
+        frequency, p_t[firsts + purchases - 1] - first_time, as_of - first_time, monetary
+    )
+    return p_c[firsts], summary
+
+
 @dataclass(frozen=True)
 class Models:
     """The fitted models of one refresh; ``gamma_gamma`` is None when fewer than two
-    customers have repeat purchases with a value (nothing to learn order values from)."""
+    customers have repeat purchases with a value (nothing to learn order values from).
+    ``customers`` and ``repeat_customers`` say what they were fitted on: on a few dozen
+    customers the parameters are not identified, so the caller decides the minimum."""
 
     bgnbd: BgNbd
     gamma_gamma: GammaGamma | None
+    customers: int
+    repeat_customers: int
 
 
 @dataclass(frozen=True)
@@ -131,7 +184,12 @@ def fit(summary: Summary) -> Models:
     gamma_gamma = None
     if np.count_nonzero(repeat) >= 2:
         gamma_gamma = _gamma_gamma.fit(summary.frequency[repeat], summary.monetary[repeat])
-    return Models(bgnbd=bgnbd, gamma_gamma=gamma_gamma)
+    return Models(
+        bgnbd=bgnbd,
+        gamma_gamma=gamma_gamma,
+        customers=len(summary),
+        repeat_customers=int(np.count_nonzero(summary.frequency > 0)),
+    )
 
 
 def score(models: Models, summary: Summary) -> Forecast:

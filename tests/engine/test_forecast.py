@@ -21,6 +21,7 @@ from engine.forecast import (
     fit,
     forecast,
     score,
+    summarise,
 )
 
 # Fader, Hardie & Lee (2005), "Counting your customers the easy way", CDNOW, weeks
@@ -176,6 +177,8 @@ def test_any_summary_scores_to_finite_bounded_numbers(
     models = Models(
         BgNbd(r=0.243, alpha=30.9, a=0.793, b=2.426, log_likelihood=0.0),
         GammaGamma(p=6.25, q=3.74, v=15.44, log_likelihood=0.0),
+        customers=2357,
+        repeat_customers=946,
     )
     x = np.array([r[0] for r in rows], dtype=np.float64)
     age = np.array([r[2] for r in rows])
@@ -208,3 +211,25 @@ def test_summaries_that_are_not_summaries_are_refused_by_name(
 def test_summary_arrays_of_different_lengths_are_refused() -> None:
     with pytest.raises(ForecastInputError, match="differ in length"):
         Summary.of([1.0, 2.0], [1.0], [3.0, 4.0])
+
+
+def test_orders_of_one_day_are_one_purchase_and_times_stay_continuous() -> None:
+    # customer 7: two orders on day 10 (one purchase of 30), then days 12.5 and 40.25;
+    # customer 3: one order; customer 5: only an order after the refresh date
+    ids, summary = summarise(
+        [7, 3, 7, 7, 7, 5],
+        [10.75, 2.0, 10.25, 40.25, 12.5, 60.0],
+        [20.0, 9.0, 10.0, 5.0, 15.0, 99.0],
+        as_of=50.0,
+    )
+    assert list(ids) == [3, 7]
+    assert list(summary.frequency) == [0, 2]
+    assert list(summary.recency) == [0.0, 40.25 - 10.25]
+    assert list(summary.age) == [48.0, 50.0 - 10.25]
+    assert list(summary.monetary) == [0.0, (15.0 + 5.0) / 2]
+
+
+def test_no_orders_summarise_to_no_customers_and_infinite_times_are_refused() -> None:
+    assert summarise([], [], [], as_of=1.0)[1].frequency.size == 0
+    with pytest.raises(ForecastInputError, match="finite"):
+        summarise([1], [float("inf")], [1.0], as_of=1.0)
