@@ -94,10 +94,11 @@ def withheld(state: CustomerState, run: Run, definition: Journey, spec: ActionSp
     if not spec.reaches_customer:
         return False
     arm = run.arm
-    if arm is None and run.enrollment > 1:
+    if arm is None and run.enrollment > 1 and state.experiments:
         # the first run's messages before its split go to everyone (the arm is not known
         # yet). A test runner may give a fresh customer arms it has not had
-        # (orchestration.temporal_tests): a first run never looks here, so it runs alike
+        # (orchestration.temporal_tests): a first run never looks here, so it runs alike.
+        # A customer in no experiment skips the walk over the journey (a hot path)
         arm = next((state.experiments.get(s.experiment) for s in splits(definition)), None)
     return arm == HOLDOUT
 

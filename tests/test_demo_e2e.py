@@ -104,10 +104,6 @@ def test_demo_fills_the_stack_and_the_report_shows_it(stack: Stack, tmp_path: Pa
     assert "asked" not in again.stdout  # nobody is surveyed twice
 
 
-@pytest.mark.skipif(
-    not (ROOT / "rules" / "winback_test.yaml").exists(),
-    reason="the win-back experiment (rules/winback_test.yaml) is not in rules/ yet",
-)
 def test_demo_sends_come_back_orders_that_convert_in_the_experiment(stack: Stack):
     write, admin = stack.dev_keys()
     keys = {"JOURNEYS_DEV_WRITE_KEY": write, "JOURNEYS_DEV_ADMIN_TOKEN": admin}
