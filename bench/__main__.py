@@ -1,7 +1,7 @@
 """``make bench``: run the benchmarks and print their tables.
 
     python -m bench          the quick ones, then ingestion end to end (its own stack, ~15 min)
-    python -m bench quick    the quick ones only (CEL, the interpreter)
+    python -m bench quick    the quick ones only (CEL, the interpreter, the forecast at 1M)
     python -m bench all      everything, adding the segment refresh at 1M / 10M (~4 min)
                              and the chaos run (~3-5 min)
 
@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import sys
 
-from bench import cel_bench, engine_bench
+from bench import cel_bench, engine_bench, forecast_bench
 
 mode = sys.argv[1] if len(sys.argv) > 1 else "default"
 if mode not in ("default", "quick", "all"):
     raise SystemExit(f"unknown benchmark set {mode!r}: use quick, all or nothing\n\n{__doc__}")
-benches = [("CEL implementations", cel_bench), ("interpreter", engine_bench)]
+benches = [
+    ("CEL implementations", cel_bench),
+    ("interpreter", engine_bench),
+    ("forecast", forecast_bench),
+]
 if mode != "quick":
     from bench import ingest_bench
 

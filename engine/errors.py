@@ -14,6 +14,7 @@ the subclasses that answer differently carry what a handler needs: ``status`` (H
     │                                   ``code``, also ``reason``, per instance)
     ├── ingest._signals.Unsendable      an event that cannot travel as a signal (dead letter)
     ├── ingest.event_file.SimulationInputError   a line of a ``journeys simulate`` file
+    ├── engine.forecast.ForecastInputError  customer summaries that are not summaries
     └── cli.commands.UserError          a CLI invocation (exit 1 with the sentence)
     RefusedError  409 refused     the current data refuses an operation
     ├── engine.UnknownJourneyError      404 unknown_journey: not in the catalog

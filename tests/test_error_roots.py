@@ -24,6 +24,7 @@ from engine import JourneyError, JourneyValidationError, MoveError, UnknownJourn
 from engine._segment_sql import Unsupported
 from engine.errors import InputError, RefusedError, RulesError
 from engine.expr import ExpressionError
+from engine.forecast import ForecastInputError
 from ingest._signals import Unsendable
 from ingest.event_file import SimulationInputError
 from ingest.segment import IngestError
@@ -45,7 +46,7 @@ from store.tasks import UnknownTask
 
 TREE: dict[type[Exception], list[type[Exception]]] = {
     RulesError: [JourneyValidationError, ExpressionError, Unsupported, TemplateError, LimitExceeded],
-    InputError: [IngestError, Unsendable, SimulationInputError, UserError],
+    InputError: [IngestError, Unsendable, SimulationInputError, UserError, ForecastInputError],
     RefusedError: [
         UnknownJourneyError, MoveError, OfferError, UnknownBudget, RedeemRefused, SurveyRefused,
         ManagerError, UnknownPool, UnknownManager, DuplicateManager, UnknownTask,
