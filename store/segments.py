@@ -13,7 +13,11 @@ One transaction, serialised by an advisory lock:
 2. ``changes``: every customer whose segment or tier differs from their current metrics
    (or who had none) goes into ``segment_changes`` with the previous values, for the
    fan-out of ``segment_changed`` events;
-3. ``swap``: the new table gets its keys and replaces ``customer_metrics`` (so nothing may
+3. ``forecast`` (:mod:`store.forecasts`): BG/NBD and Gamma-Gamma fitted on the order
+   history as of ``as_of``, every customer's p_alive, churn_risk, expected orders and CLV
+   written into the new table (NULL below the minimum of repeat customers), and who crossed
+   a churn-risk band recorded in ``churn_changes``;
+4. ``swap``: the new table gets its keys and replaces ``customer_metrics`` (so nothing may
    depend on that table: no views, no foreign keys to it).
 
 A revenue property that is neither a JSON number nor a numeric string counts as 0.
@@ -32,6 +36,8 @@ from psycopg.rows import class_row
 
 from engine.segments import NO_TIER, Scoring, Segments
 
+from . import forecasts
+
 _LOCK = 0x5365676D  # advisory lock: one refresh at a time
 # a revenue string is numeric only with a short exponent: '1e999999' would overflow numeric
 _NUMERIC = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d{1,3})?\s*$"
@@ -46,11 +52,19 @@ class RefreshResult:
     customers: int
     changed: int
     phases: dict[str, float] = field(default_factory=dict)
+    churn_changed: int = 0  # customers who crossed a churn-risk band
+    forecast: bool = False  # whether the forecast was fitted (enough repeat customers)
 
 
-async def refresh(conn: AsyncConnection[Any], defs: Segments, *, as_of: datetime) -> RefreshResult:
-    """Recompute every customer's metrics as of ``as_of`` (history after it is ignored) and
-    record who changed segment or tier; see the module docstring."""
+async def refresh(
+    conn: AsyncConnection[Any],
+    defs: Segments,
+    *,
+    as_of: datetime,
+    min_repeat_customers: int = forecasts.MIN_REPEAT_CUSTOMERS,
+) -> RefreshResult:
+    """Recompute every customer's metrics and forecast as of ``as_of`` (history after it is
+    ignored) and record who changed segment, tier or churn band; see the module docstring."""
     phases: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -84,6 +98,19 @@ async def refresh(conn: AsyncConnection[Any], defs: Segments, *, as_of: datetime
         )
         changed = cur.rowcount
         lap("changes")
+        fitted = await forecasts.forecast(
+            conn,
+            refresh_id=refresh_id,
+            as_of=as_of,
+            names=defs.orders.events,
+            revenue=defs.orders.revenue,
+            numeric=_NUMERIC,
+            min_repeat_customers=min_repeat_customers,
+        )
+        churn_changed = 0
+        if fitted.models is not None:
+            churn_changed = await forecasts.record_band_changes(conn, refresh_id)
+        lap("forecast")
         for statement in _SWAP:
             await conn.execute(statement)
         await conn.execute(
@@ -93,7 +120,9 @@ async def refresh(conn: AsyncConnection[Any], defs: Segments, *, as_of: datetime
         )
         lap("swap")
     lap("commit")
-    return RefreshResult(refresh_id, as_of, customers, changed, phases)
+    return RefreshResult(
+        refresh_id, as_of, customers, changed, phases, churn_changed, fitted.models is not None
+    )
 
 
 # Every row changes at every refresh (as_of, recency...), so the new metrics are written into
@@ -274,7 +303,8 @@ async def metrics_of(conn: AsyncConnection[Any], customer_id: str) -> dict[str, 
     None before their first refresh."""
     cur = await conn.execute(
         "SELECT recency_days, orders, revenue, r, f, m, segment, tier, ltv, ltv_orders, aov,"
-        " first_order_days, first_order_at, last_order_at, as_of, computed_at, refresh_id"
+        " first_order_days, first_order_at, last_order_at, as_of, computed_at, refresh_id,"
+        " p_alive, churn_risk, expected_orders_90d, predicted_clv_365d"
         " FROM customer_metrics WHERE customer_id = %s",
         (customer_id,),
     )

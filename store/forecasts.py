@@ -1,0 +1,166 @@
+"""The forecast step of the segment refresh: per-customer purchase summaries computed
+set-based from ``events`` as of the refresh date, BG/NBD and Gamma-Gamma fitted on them
+(:mod:`engine.forecast`), every customer scored and the columns written back in one
+statement, and who crossed a churn-risk band since the refresh before recorded in
+``churn_changes`` for the ``churn_risk_changed`` fan-out.
+
+It runs inside :func:`store.segments.refresh`'s transaction, on ``customer_metrics_next``
+before the swap. Below :data:`MIN_REPEAT_CUSTOMERS` customers with a repeat purchase the
+parameters are not identified (a fit runs but means little), so nothing is fitted and the
+columns stay NULL; such a refresh records no band crossings either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from psycopg import AsyncConnection
+
+from engine.forecast import Models, Summary, fit, score
+
+# Customers with at least one repeat purchase needed to forecast at all.
+MIN_REPEAT_CUSTOMERS = 50
+# Churn-risk bands: a customer's band is how many of these their churn_risk reaches
+# (0: below 0.25 ... 3: 0.75 and above); crossing one between refreshes is an event.
+BANDS = (0.25, 0.5, 0.75)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What the forecast step of one refresh did (``models`` None: skipped, too few)."""
+
+    customers: int
+    repeat_customers: int
+    models: Models | None
+
+
+async def forecast(
+    conn: AsyncConnection[Any],
+    *,
+    refresh_id: int,
+    as_of: datetime,
+    names: list[str],
+    revenue: str,
+    numeric: str,
+    min_repeat_customers: int = MIN_REPEAT_CUSTOMERS,
+) -> Fitted:
+    """Fit and score every customer with an order up to ``as_of`` (orders: track events
+    named one of ``names``, their value the property ``revenue`` when it is a number or
+    matches ``numeric``) into ``customer_metrics_next``; record the fit in
+    ``forecast_fits``."""
+    cur = await conn.execute(
+        _SUMMARIES,
+        {"as_of": as_of, "names": names, "revenue": revenue, "numeric": numeric},
+    )
+    rows = await cur.fetchall()
+    if not rows:
+        return Fitted(0, 0, None)
+    ids = [str(r[0]) for r in rows]
+    columns = np.array([r[1:] for r in rows], dtype=np.float64)
+    summary = Summary.of(columns[:, 0], columns[:, 1], columns[:, 2], columns[:, 3])
+    repeat = int(np.count_nonzero(summary.frequency > 0))
+    if repeat < min_repeat_customers:
+        return Fitted(len(ids), repeat, None)
+    models = fit(summary)
+    result = score(models, summary)
+    await conn.execute(
+        "UPDATE customer_metrics_next m SET p_alive = f.p_alive, churn_risk = f.churn_risk,"
+        " expected_orders_90d = f.orders, predicted_clv_365d = f.clv"
+        " FROM unnest(%s::text[], %s::float8[], %s::float8[], %s::float8[], %s::float8[])"
+        "   AS f(customer_id, p_alive, churn_risk, orders, clv)"
+        " WHERE m.customer_id = f.customer_id",
+        (
+            ids,
+            result.p_alive.tolist(),
+            result.churn_risk.tolist(),
+            result.expected_orders_90d.tolist(),
+            result.predicted_clv_365d.tolist(),
+        ),
+    )
+    gg = models.gamma_gamma
+    bg = models.bgnbd
+    await conn.execute(
+        "INSERT INTO forecast_fits (refresh_id, r, alpha, a, b, p, q, v, customers,"
+        " repeat_customers) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            refresh_id,
+            bg.r,
+            bg.alpha,
+            bg.a,
+            bg.b,
+            gg.p if gg else None,
+            gg.q if gg else None,
+            gg.v if gg else None,
+            models.customers,
+            models.repeat_customers,
+        ),
+    )
+    return Fitted(len(ids), repeat, models)
+
+
+async def record_band_changes(conn: AsyncConnection[Any], refresh_id: int) -> int:
+    """Record in ``churn_changes`` every customer whose churn-risk band in
+    ``customer_metrics_next`` differs from the one in ``customer_metrics`` (both
+    forecast); returns how many. Call before the swap."""
+    cur = await conn.execute(
+        "INSERT INTO churn_changes (refresh_id, customer_id, previous_band, band,"
+        " previous_churn_risk, churn_risk)"
+        f" SELECT %s, customer_id, {_band('p')}, {_band('n')}, p.churn_risk, n.churn_risk"
+        " FROM customer_metrics_next n JOIN customer_metrics p USING (customer_id)"
+        " WHERE n.churn_risk IS NOT NULL AND p.churn_risk IS NOT NULL"
+        f"   AND {_band('p')} <> {_band('n')}",
+        (refresh_id,),
+    )
+    return cur.rowcount
+
+
+def band(churn_risk: float) -> int:
+    """The band of a churn risk (see :data:`BANDS`), as the SQL computes it."""
+    return sum(churn_risk >= b for b in BANDS)
+
+
+def _band(table: str) -> str:
+    return "(" + " + ".join(f"({table}.churn_risk >= {b})::int" for b in BANDS) + ")::smallint"
+
+
+async def latest_fit(conn: AsyncConnection[Any]) -> dict[str, Any] | None:
+    """The parameters of the latest refresh that forecast, or None."""
+    cur = await conn.execute(
+        "SELECT refresh_id, r, alpha, a, b, p, q, v, customers, repeat_customers, fitted_at"
+        " FROM forecast_fits ORDER BY refresh_id DESC LIMIT 1"
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    assert cur.description is not None
+    return dict(zip([d.name for d in cur.description], row, strict=True))
+
+
+# The summaries by engine.forecast's conventions (engine.forecast.summarise is the
+# reference): a purchase is a customer's day with orders (UTC days), at its first order,
+# worth the sum of its orders (negative values as 0); times in fractional days.
+_SUMMARIES = """
+WITH orders AS (
+  SELECT customer_id, event_time,
+    greatest(CASE jsonb_typeof(properties -> %(revenue)s)
+      WHEN 'number' THEN (properties -> %(revenue)s)::numeric
+      WHEN 'string' THEN CASE WHEN properties ->> %(revenue)s ~ %(numeric)s
+                              THEN (properties ->> %(revenue)s)::numeric ELSE 0 END
+      ELSE 0 END, 0) AS amount
+  FROM events
+  WHERE type = 'track' AND name = ANY(%(names)s) AND event_time <= %(as_of)s
+), purchases AS (
+  SELECT customer_id, min(event_time) AS at, sum(amount) AS value
+  FROM orders GROUP BY customer_id, floor(extract(epoch FROM event_time) / 86400)
+), numbered AS (
+  SELECT p.*, row_number() OVER (PARTITION BY customer_id ORDER BY at) AS n FROM purchases p
+)
+SELECT customer_id, count(*) - 1,
+  extract(epoch FROM max(at) - min(at))::float8 / 86400,
+  extract(epoch FROM %(as_of)s - min(at))::float8 / 86400,
+  coalesce(sum(value) FILTER (WHERE n > 1) / nullif(count(*) - 1, 0), 0)::float8
+FROM numbered GROUP BY customer_id ORDER BY customer_id
+"""
