@@ -374,4 +374,7 @@ def patched(customer: Customer, patch: Any) -> Customer:
         rfm=patch.rfm,
         ltv=patch.ltv,
         first_order=patch.first_order,
+        p_alive=patch.p_alive,
+        churn_risk=patch.churn_risk,
+        predicted_clv=patch.predicted_clv,
     )

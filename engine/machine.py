@@ -162,6 +162,9 @@ def patch_customer(
     rfm: dict[str, int] | None = None,
     ltv: float | None = None,
     first_order: datetime | None = None,
+    p_alive: float | None = None,
+    churn_risk: float | None = None,
+    predicted_clv: float | None = None,
 ) -> Customer:
     """``customer`` with what is newly known of them: each given field replaces the old
     value, and ``traits`` merge key by key into the known ones (as the profile in PostgreSQL
@@ -169,10 +172,17 @@ def patch_customer(
     the old value stays. Traits must come without contact details
     (``engine.identity.redact_traits``). Calendar timers follow such a change once
     :func:`refresh_calendar` is called on the state that holds the new customer."""
-    fields = (("tier", tier), ("segment", segment), ("rfm", rfm), ("ltv", ltv))
-    update: dict[str, Any] = {
-        k: v for k, v in (*fields, ("first_order", first_order)) if v is not None
-    }
+    fields = (
+        ("tier", tier),
+        ("segment", segment),
+        ("rfm", rfm),
+        ("ltv", ltv),
+        ("first_order", first_order),
+        ("p_alive", p_alive),
+        ("churn_risk", churn_risk),
+        ("predicted_clv", predicted_clv),
+    )
+    update: dict[str, Any] = {k: v for k, v in fields if v is not None}
     if traits is not None:
         update["traits"] = {**customer.traits, **traits}
     return customer.model_copy(update=update)

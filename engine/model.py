@@ -331,6 +331,13 @@ class Customer(Data):
     ltv: float = 0.0
     # the first order's time, from the segment refresh (None: no order, or not refreshed)
     first_order: datetime | None = None
+    # the refresh's forecast (engine.forecast): P(alive), 1 - P(alive) and the expected
+    # revenue of the next 365 days. Until a refresh forecasts (or when it had too few repeat
+    # customers to), alive with no risk and no predicted value, as BG/NBD sees a customer
+    # without a repeat purchase
+    p_alive: float = 1.0
+    churn_risk: float = 0.0
+    predicted_clv: float = 0.0
     # sorted; set by the ``tag`` action (``engine.tags``) when the interpreter emits it
     tags: list[str] = Field(default_factory=list)
 

@@ -63,6 +63,9 @@ class CustomerPatch(Spec):
     rfm: dict[str, int] | None = None
     ltv: float | None = None
     first_order: datetime | None = None
+    p_alive: float | None = Field(default=None, ge=0, le=1)
+    churn_risk: float | None = Field(default=None, ge=0, le=1)
+    predicted_clv: float | None = Field(default=None, ge=0)
 
 
 class CustomerSpec(CustomerPatch):

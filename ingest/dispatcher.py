@@ -343,6 +343,8 @@ def _patch(s: customer_store.Standing) -> CustomerPatch | None:
         patch.rfm = {"r": s.r or 0, "f": s.f or 0, "m": s.m or 0}
         patch.ltv = float(s.ltv or 0)
         patch.first_order = s.first_order_at
+        patch.p_alive, patch.churn_risk = s.p_alive, s.churn_risk
+        patch.predicted_clv = s.predicted_clv_365d
     return patch
 
 

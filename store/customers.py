@@ -86,6 +86,9 @@ class Standing:
     m: int | None
     ltv: Any
     first_order_at: datetime | None = None  # for calendar timers (customer.first_order)
+    p_alive: float | None = None  # the refresh's forecast (None: it had none)
+    churn_risk: float | None = None
+    predicted_clv_365d: float | None = None
 
 
 async def standings(conn: AsyncConnection[Any], customer_ids: list[str]) -> list[Standing]:
@@ -93,7 +96,7 @@ async def standings(conn: AsyncConnection[Any], customer_ids: list[str]) -> list
     cur = conn.cursor(row_factory=class_row(Standing))
     await cur.execute(
         "SELECT i.id AS customer_id, c.traits, m.segment, m.tier, m.r, m.f, m.m, m.ltv,"
-        " m.first_order_at"
+        " m.first_order_at, m.p_alive, m.churn_risk, m.predicted_clv_365d"
         " FROM unnest(%s::text[]) AS i(id)"
         " LEFT JOIN customers c ON c.customer_id = i.id"
         " LEFT JOIN customer_metrics m ON m.customer_id = i.id",

@@ -292,6 +292,9 @@ class CustomerWorkflow:
             rfm=patch.rfm,
             ltv=patch.ltv,
             first_order=patch.first_order,
+            p_alive=patch.p_alive,
+            churn_risk=patch.churn_risk,
+            predicted_clv=patch.predicted_clv,
         )
         assert self._catalog is not None  # calendar timers follow a date that changed
         self._state = machine.refresh_calendar(self._catalog, self._state, workflow.now())

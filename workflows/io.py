@@ -27,6 +27,10 @@ class CustomerPatch(BaseModel):
     rfm: dict[str, int] | None = None
     ltv: float | None = None
     first_order: datetime | None = None  # the first order's time, from the segment refresh
+    # the refresh's forecast (None: none, the customer's last known values stay)
+    p_alive: float | None = None
+    churn_risk: float | None = None
+    predicted_clv: float | None = None
 
 
 class EventsSignal(BaseModel):
