@@ -157,3 +157,31 @@ async def test_no_orders_at_all(db):
     async with db.connection() as conn:
         result = await store.refresh(conn, Segments(), as_of=AS_OF)
     assert result.customers == 0 and not result.forecast
+
+
+async def test_band_crossings_become_churn_risk_changed_events_once(db):
+    rows = population(seed=11) + [("quitter", AS_OF - k * 5 * DAY, 50.0) for k in range(73)]
+    async with db.connection() as conn:
+        await insert(conn, rows)
+        await store.refresh(conn, Segments(), as_of=AS_OF)
+        later = await store.refresh(conn, Segments(), as_of=AS_OF + 120 * DAY)
+        assert later.churn_changed > 0
+        first = await forecasts.record_churn_changes(conn, after=(0, ""), limit=10, wanted=True)
+        rest = await forecasts.record_churn_changes(
+            conn, after=first.last or (0, ""), limit=10**6, wanted=True
+        )
+        again = await forecasts.record_churn_changes(conn, after=(0, ""), limit=10, wanted=True)
+        cur = await conn.execute(
+            "SELECT e.customer_id, e.message_id, e.properties, o.event_id IS NOT NULL"
+            " FROM events e LEFT JOIN outbox o ON o.event_id = e.id"
+            " WHERE e.name = 'churn_risk_changed'"
+        )
+        stored = {r[0]: r[1:] for r in await cur.fetchall()}
+        cur = await conn.execute("SELECT count(*) FROM churn_changes WHERE notified_at IS NULL")
+        pending = await cur.fetchone()
+    assert first.count == 10 and first.count + rest.count == later.churn_changed
+    assert again.count == 0 and pending == (0,) and len(stored) == later.churn_changed
+    message_id, properties, queued = stored["quitter"]
+    assert message_id == f"churn_risk_changed:{later.id}:quitter" and queued
+    assert properties["rising"] and properties["band"] > properties["previous_band"]
+    assert properties["churn_risk"] > properties["previous_churn_risk"]
