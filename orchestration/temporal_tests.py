@@ -353,4 +353,7 @@ def _patch(step: Step) -> CustomerPatch | None:
         rfm=p.rfm,
         ltv=p.ltv,
         first_order=p.first_order,
+        p_alive=p.p_alive,
+        churn_risk=p.churn_risk,
+        predicted_clv=p.predicted_clv,
     )
