@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from psycopg import AsyncConnection
 
 from engine.forecast import Models, Summary, fit, score
@@ -69,17 +70,18 @@ async def forecast(
     models = fit(summary)
     result = score(models, summary)
     await conn.execute(
-        "UPDATE customer_metrics_next m SET p_alive = f.p_alive, churn_risk = f.churn_risk,"
-        " expected_orders_90d = f.orders, predicted_clv_365d = f.clv"
+        "UPDATE customer_metrics_next m SET p_alive = nullif(f.p_alive, 'NaN'),"
+        " churn_risk = nullif(f.churn_risk, 'NaN'), expected_orders_90d = nullif(f.orders,"
+        " 'NaN'), predicted_clv_365d = nullif(f.clv, 'NaN')"
         " FROM unnest(%s::text[], %s::float8[], %s::float8[], %s::float8[], %s::float8[])"
         "   AS f(customer_id, p_alive, churn_risk, orders, clv)"
         " WHERE m.customer_id = f.customer_id",
         (
             ids,
-            result.p_alive.tolist(),
-            result.churn_risk.tolist(),
-            result.expected_orders_90d.tolist(),
-            result.predicted_clv_365d.tolist(),
+            _column(result.p_alive),
+            _column(result.churn_risk),
+            _column(result.expected_orders_90d),
+            _column(result.predicted_clv_365d),
         ),
     )
     gg = models.gamma_gamma
@@ -117,6 +119,12 @@ async def record_band_changes(conn: AsyncConnection[Any], refresh_id: int) -> in
         (refresh_id,),
     )
     return cur.rowcount
+
+
+def _column(values: npt.NDArray[np.float64]) -> list[float]:
+    # engine.forecast promises finite columns; should a fit ever break that, the SQL stores
+    # NULL (no forecast) for the NaN, rather than a value every comparison would fail
+    return np.where(np.isfinite(values), values, np.nan).tolist()  # type: ignore[no-any-return]
 
 
 def band(churn_risk: float) -> int:
