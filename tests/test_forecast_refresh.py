@@ -5,17 +5,22 @@ and crosses bands; below the minimum of repeat customers nothing is forecast."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from temporalio.testing import ActivityEnvironment
+
+from activities.segments import SegmentActivities
 
 from engine.forecast import fit, score, summarise
 from engine.segments import Segments
 from store import forecasts
 from store import segments as store
+from workflows.segments import NotifyInput
 
 AS_OF = datetime(2026, 6, 1, tzinfo=UTC)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -185,3 +190,30 @@ async def test_band_crossings_become_churn_risk_changed_events_once(db):
     assert message_id == f"churn_risk_changed:{later.id}:quitter" and queued
     assert properties["rising"] and properties["band"] > properties["previous_band"]
     assert properties["churn_risk"] > properties["previous_churn_risk"]
+
+
+async def test_the_fan_out_tells_segment_then_churn_changes_and_resumes_in_the_churn_phase(db):
+    rows = population(seed=11) + [("quitter", AS_OF - k * 5 * DAY, 50.0) for k in range(73)]
+    async with db.connection() as conn:
+        await insert(conn, rows)
+        await store.refresh(conn, Segments(), as_of=AS_OF)
+        await conn.execute("UPDATE segment_changes SET notified_at = now()")  # told already
+        later = await store.refresh(conn, Segments(), as_of=AS_OF + 120 * DAY)
+    acts = SegmentActivities(db, Segments())
+    beats: list[tuple] = []
+    env = ActivityEnvironment()
+    env.on_heartbeat = lambda *details: beats.append(details)
+    # a retry after the segment phase and two churn batches: only the churn rest is told
+    env.info = dataclasses.replace(env.info, heartbeat_details=[7, 0, "", "churn"])
+    told = await env.run(acts.notify_segment_changes, NotifyInput(batch_size=2))
+    async with db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT name, count(*) FROM events WHERE source = 0 GROUP BY name ORDER BY name"
+        )
+        stored = dict(await cur.fetchall())
+    assert stored == {"churn_risk_changed": later.churn_changed}  # no segment_changed
+    assert told == 7 + later.churn_changed
+    assert all(b[-1] == "churn" and len(b) == 4 for b in beats)
+    # from the start: the second refresh's segment changes, then nothing left of churn
+    env.info = dataclasses.replace(env.info, heartbeat_details=[])
+    assert await env.run(acts.notify_segment_changes, NotifyInput()) == later.changed
