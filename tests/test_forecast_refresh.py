@@ -15,7 +15,6 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from activities.segments import SegmentActivities
-
 from engine.forecast import fit, score, summarise
 from engine.segments import Segments
 from store import forecasts
