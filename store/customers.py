@@ -136,6 +136,11 @@ class Metrics:
     last_order_at: datetime | None
     as_of: datetime
     computed_at: datetime
+    # the refresh's forecast (docs/segments.md, Forecast); None: that refresh had none
+    p_alive: float | None = None
+    churn_risk: float | None = None
+    expected_orders_90d: float | None = None
+    predicted_clv_365d: float | None = None
 
 
 async def profile(conn: AsyncConnection[Any], customer_id: str) -> Profile | None:
@@ -157,7 +162,8 @@ async def traits(conn: AsyncConnection[Any], customer_id: str) -> dict[str, Any]
 
 _METRICS = (
     "recency_days, orders, revenue, r, f, m, segment, tier, ltv, ltv_orders, aov,"
-    " first_order_at, last_order_at, as_of, computed_at"
+    " first_order_at, last_order_at, as_of, computed_at,"
+    " p_alive, churn_risk, expected_orders_90d, predicted_clv_365d"
 )
 
 

@@ -17,6 +17,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.segments import SegmentActivities
 from engine.forecast import fit, score, summarise
 from engine.segments import Segments
+from store import customers as customer_store
 from store import forecasts
 from store import segments as store
 from workflows.segments import NotifyInput
@@ -78,7 +79,12 @@ async def test_refresh_stores_the_reference_forecast(db):
         result = await store.refresh(conn, Segments(), as_of=AS_OF)
         got = await forecast_columns(conn)
         fitted = await forecasts.latest_fit(conn)
+        shown = await customer_store.metrics(conn, "heavy00")  # GET /v1/customers/{id}
     assert result.forecast and fitted is not None and fitted["refresh_id"] == result.id
+    assert shown is not None and (shown.p_alive, shown.predicted_clv_365d) == (
+        got["heavy00"][0],
+        got["heavy00"][3],
+    )
     # the SQL summaries are the reference's: the same fit and the same scores
     names = sorted({c for c, _, _ in rows})
     index = {c: i for i, c in enumerate(names)}
