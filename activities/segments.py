@@ -18,7 +18,7 @@ from temporalio import activity
 
 from engine.segments import Segments
 from store import catalog as catalog_store
-from store import events, forecasts
+from store import events
 from store import segments as segment_store
 from workflows.segments import NotifyInput, RefreshOutcome, RefreshSegmentsInput
 
@@ -77,7 +77,7 @@ class SegmentActivities:
     async def _fan_out(
         self, data: NotifyInput, notified: int, cursor: tuple[int, str], *, churn: bool
     ) -> int:
-        record = forecasts.record_churn_changes if churn else events.record_segment_changes
+        record = events.record_churn_changes if churn else events.record_segment_changes
         name = "churn_risk_changed" if churn else "segment_changed"
         phase = ("churn",) if churn else ()
         while True:

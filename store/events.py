@@ -3,10 +3,12 @@
 Every event Journeys stores goes through here, whoever produced it: an accepted Segment
 message (``ingest.accept``), a fact Journeys itself made true (an offer redeemed, a survey
 answered, a task done: :func:`record`, with ``source`` :data:`INTERNAL_SOURCE`), or a
-customer's segment change (``activities.segments``). Each call runs in the caller's
-transaction, so an event, its place in the outbox and the fact it reports commit together.
-The segment fan-out (:func:`record_segment_changes`) is one set-based statement, so a
-refresh that changed a million customers never round-trips their rows through Python.
+customer's segment change or churn-band crossing (``activities.segments``). Each call runs
+in the caller's transaction, so an event, its place in the outbox and the fact it reports
+commit together.
+The segment fan-out (:func:`record_segment_changes`, :func:`record_churn_changes`) is
+one set-based statement per batch, so a refresh that changed a million customers never
+round-trips their rows through Python.
 
 ``(source, message_id)`` is unique: appending a message stored before stores nothing, and
 the caller learns which of its messages were new. Events get their ids in the order given,
@@ -190,6 +192,68 @@ WITH batch AS (
     SELECT id, customer_id FROM stored WHERE %(wanted)s
 ), marked AS (
     UPDATE segment_changes s SET notified_at = now()
+      FROM batch b
+     WHERE s.refresh_id = b.refresh_id AND s.customer_id = b.customer_id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM marked), last.refresh_id, last.customer_id
+  FROM (SELECT refresh_id, customer_id FROM batch
+         ORDER BY refresh_id DESC, customer_id DESC LIMIT 1) AS last
+"""
+
+
+async def record_churn_changes(
+    conn: AsyncConnection[Any], *, after: tuple[int, str], limit: int, wanted: bool
+) -> FanOut:
+    """Record up to ``limit`` pending ``churn_changes`` after the key ``after`` as
+    ``churn_risk_changed`` events (message id ``churn_risk_changed:REFRESH:CUSTOMER``),
+    queue them if ``wanted``, mark them notified: as
+    :func:`record_segment_changes` does for segments. Call in a transaction."""
+    cur = await conn.execute(
+        _CHURN_CHANGES,
+        {
+            "source": INTERNAL_SOURCE,
+            "wanted": wanted,
+            "limit": limit,
+            "refresh": after[0],
+            "customer": after[1],
+        },
+    )
+    row = await cur.fetchone()
+    if row is None or not row[0]:
+        return FanOut(0, None)
+    if wanted:
+        await notify(conn)
+    return FanOut(int(row[0]), (int(row[1]), str(row[2])))
+
+
+# As _SEGMENT_CHANGES: one batch in one statement.
+_CHURN_CHANGES = """
+WITH batch AS (
+    SELECT refresh_id, customer_id, previous_band, band, previous_churn_risk, churn_risk
+      FROM churn_changes
+     WHERE (refresh_id, customer_id) > (%(refresh)s, %(customer)s) AND notified_at IS NULL
+     ORDER BY refresh_id, customer_id
+     LIMIT %(limit)s
+       FOR UPDATE SKIP LOCKED
+), stored AS (
+    INSERT INTO events (source, message_id, type, customer_id, name, properties,
+                        event_time, received_at)
+    SELECT %(source)s, 'churn_risk_changed:' || refresh_id || ':' || customer_id, 'track',
+           customer_id, 'churn_risk_changed',
+           jsonb_build_object('churn_risk', churn_risk,
+                              'previous_churn_risk', previous_churn_risk,
+                              'band', band, 'previous_band', previous_band,
+                              'rising', band > previous_band, 'refresh_id', refresh_id),
+           now(), now()
+      FROM batch
+    ON CONFLICT (source, message_id) DO NOTHING
+    RETURNING id, customer_id
+), queued AS (
+    INSERT INTO outbox (event_id, customer_id)
+    SELECT id, customer_id FROM stored WHERE %(wanted)s
+), marked AS (
+    UPDATE churn_changes s SET notified_at = now()
       FROM batch b
      WHERE s.refresh_id = b.refresh_id AND s.customer_id = b.customer_id
     RETURNING 1

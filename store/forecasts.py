@@ -2,7 +2,8 @@
 set-based from ``events`` as of the refresh date, BG/NBD and Gamma-Gamma fitted on them
 (:mod:`engine.forecast`), every customer scored and the columns written back in one
 statement, and who crossed a churn-risk band since the refresh before recorded in
-``churn_changes`` for the ``churn_risk_changed`` fan-out (:func:`record_churn_changes`).
+``churn_changes`` for the ``churn_risk_changed`` fan-out
+(:func:`store.events.record_churn_changes`).
 
 It runs inside :func:`store.segments.refresh`'s transaction, on ``customer_metrics_next``
 before the swap. Below :data:`MIN_REPEAT_CUSTOMERS` customers with a repeat purchase the
@@ -21,8 +22,6 @@ import numpy.typing as npt
 from psycopg import AsyncConnection
 
 from engine.forecast import Models, Summary, fit, score
-
-from .events import INTERNAL_SOURCE, FanOut, notify
 
 # Customers with at least one repeat purchase needed to forecast at all.
 MIN_REPEAT_CUSTOMERS = 50
@@ -173,66 +172,4 @@ SELECT customer_id, count(*) - 1,
   extract(epoch FROM %(as_of)s - min(at))::float8 / 86400,
   coalesce(sum(value) FILTER (WHERE n > 1) / nullif(count(*) - 1, 0), 0)::float8
 FROM numbered GROUP BY customer_id ORDER BY customer_id
-"""
-
-
-async def record_churn_changes(
-    conn: AsyncConnection[Any], *, after: tuple[int, str], limit: int, wanted: bool
-) -> FanOut:
-    """Record up to ``limit`` pending ``churn_changes`` after the key ``after`` as
-    ``churn_risk_changed`` events (message id ``churn_risk_changed:REFRESH:CUSTOMER``),
-    queue them if ``wanted``, mark them notified: as
-    :func:`store.events.record_segment_changes` does for segments. Call in a transaction."""
-    cur = await conn.execute(
-        _CHURN_CHANGES,
-        {
-            "source": INTERNAL_SOURCE,
-            "wanted": wanted,
-            "limit": limit,
-            "refresh": after[0],
-            "customer": after[1],
-        },
-    )
-    row = await cur.fetchone()
-    if row is None or not row[0]:
-        return FanOut(0, None)
-    if wanted:
-        await notify(conn)
-    return FanOut(int(row[0]), (int(row[1]), str(row[2])))
-
-
-# As store.events._SEGMENT_CHANGES: one batch in one statement.
-_CHURN_CHANGES = """
-WITH batch AS (
-    SELECT refresh_id, customer_id, previous_band, band, previous_churn_risk, churn_risk
-      FROM churn_changes
-     WHERE (refresh_id, customer_id) > (%(refresh)s, %(customer)s) AND notified_at IS NULL
-     ORDER BY refresh_id, customer_id
-     LIMIT %(limit)s
-       FOR UPDATE SKIP LOCKED
-), stored AS (
-    INSERT INTO events (source, message_id, type, customer_id, name, properties,
-                        event_time, received_at)
-    SELECT %(source)s, 'churn_risk_changed:' || refresh_id || ':' || customer_id, 'track',
-           customer_id, 'churn_risk_changed',
-           jsonb_build_object('churn_risk', churn_risk,
-                              'previous_churn_risk', previous_churn_risk,
-                              'band', band, 'previous_band', previous_band,
-                              'rising', band > previous_band, 'refresh_id', refresh_id),
-           now(), now()
-      FROM batch
-    ON CONFLICT (source, message_id) DO NOTHING
-    RETURNING id, customer_id
-), queued AS (
-    INSERT INTO outbox (event_id, customer_id)
-    SELECT id, customer_id FROM stored WHERE %(wanted)s
-), marked AS (
-    UPDATE churn_changes s SET notified_at = now()
-      FROM batch b
-     WHERE s.refresh_id = b.refresh_id AND s.customer_id = b.customer_id
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM marked), last.refresh_id, last.customer_id
-  FROM (SELECT refresh_id, customer_id FROM batch
-         ORDER BY refresh_id DESC, customer_id DESC LIMIT 1) AS last
 """

@@ -18,7 +18,7 @@ from activities.segments import SegmentActivities
 from engine.forecast import fit, score, summarise
 from engine.segments import Segments
 from store import customers as customer_store
-from store import forecasts
+from store import events, forecasts
 from store import segments as store
 from workflows.segments import NotifyInput
 
@@ -176,11 +176,11 @@ async def test_band_crossings_become_churn_risk_changed_events_once(db):
         await store.refresh(conn, Segments(), as_of=AS_OF)
         later = await store.refresh(conn, Segments(), as_of=AS_OF + 120 * DAY)
         assert later.churn_changed > 0
-        first = await forecasts.record_churn_changes(conn, after=(0, ""), limit=10, wanted=True)
-        rest = await forecasts.record_churn_changes(
+        first = await events.record_churn_changes(conn, after=(0, ""), limit=10, wanted=True)
+        rest = await events.record_churn_changes(
             conn, after=first.last or (0, ""), limit=10**6, wanted=True
         )
-        again = await forecasts.record_churn_changes(conn, after=(0, ""), limit=10, wanted=True)
+        again = await events.record_churn_changes(conn, after=(0, ""), limit=10, wanted=True)
         cur = await conn.execute(
             "SELECT e.customer_id, e.message_id, e.properties, o.event_id IS NOT NULL"
             " FROM events e LEFT JOIN outbox o ON o.event_id = e.id"
