@@ -282,9 +282,8 @@ def test_move_refuses_an_unknown_journey_and_lists_the_journeys(shipped: Catalog
     with pytest.raises(MoveError) as exc:
         move(shipped, customer(), "lifecyle", "vip", "typo", T0)
     assert (
-        str(exc.value)
-        == "unknown journey 'lifecyle'; journeys: at_risk, birthday, lead_followup, lifecycle, "
-        "nps, winback_test"
+        str(exc.value) == "unknown journey 'lifecyle'; journeys: at_risk, birthday, churn_warning, "
+        "lead_followup, lifecycle, nps, winback_test"
     )
 
 

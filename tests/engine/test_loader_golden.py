@@ -180,6 +180,7 @@ def test_the_shipped_rules_load():
     assert [j.journey for j in journeys] == [
         "at_risk",
         "birthday",  # shipped with calendar timers (#12)
+        "churn_warning",  # shipped with forecasts (#13)
         "lead_followup",
         "lifecycle",
         "nps",
@@ -188,6 +189,7 @@ def test_the_shipped_rules_load():
     assert [j.source for j in journeys] == [
         "rules/at_risk.yaml",
         "rules/birthday.yaml",
+        "rules/churn_warning.yaml",
         "rules/lead_followup.yaml",
         "rules/lifecycle.yaml",
         "rules/nps.yaml",
