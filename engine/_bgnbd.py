@@ -132,7 +132,24 @@ def expected_purchases(model: BgNbd, t: float, x: Array, t_x: Array, big_t: Arra
     # the formula divides by a - 1; its limit at a = 1 is met closely enough this way
     a = model.a if abs(model.a - 1.0) > 1e-6 else 1.0 + 1e-6
     one_minus_z = (alpha + big_t) / (alpha + big_t + t)
-    hyp = special.hyp2f1(a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, 1.0 - one_minus_z)
-    bracket = 1.0 - np.power(one_minus_z, a - 1.0) * hyp
-    expected = (a + b + x - 1.0) / (a - 1.0) * bracket * p_alive(model, x, t_x, big_t)
+    alive = p_alive(model, x, t_x, big_t)
+    with np.errstate(all="ignore"):  # non-finite results are replaced below
+        hyp = special.hyp2f1(a + b - 1.0 - r, a - 1.0, a + b + x - 1.0, 1.0 - one_minus_z)
+        bracket = 1.0 - np.power(one_minus_z, a - 1.0) * hyp
+        expected = (a + b + x - 1.0) / (a - 1.0) * bracket * alive
+    lost = ~np.isfinite(expected)
+    if lost.any():
+        # very large a and b (a population of very regular buyers: the dropout probability
+        # barely varies) overflow hyp2f1; there the model is, to many digits, its limit
+        # of one dropout probability a / (a + b) for everyone
+        expected = np.where(lost, _constant_dropout(model, t, x, big_t) * alive, expected)
     return np.asarray(np.clip(np.nan_to_num(expected, nan=0.0, posinf=0.0), 0.0, None))
+
+
+def _constant_dropout(model: BgNbd, t: float, x: Array, big_t: Array) -> Array:
+    """Expected purchases in (T, T + t] of a customer alive at T when every purchase is
+    followed by dropout with the same probability p = a / (a + b): for a rate lambda,
+    (1 - exp(-lambda p t)) / p, averaged over lambda ~ Gamma(r + x, alpha + T)."""
+    p = model.a / (model.a + model.b)
+    shrink = np.log1p(-p * t / (model.alpha + big_t + p * t))
+    return np.asarray(-np.expm1((model.r + x) * shrink) / p, dtype=np.float64)

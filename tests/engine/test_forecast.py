@@ -233,3 +233,18 @@ def test_no_orders_summarise_to_no_customers_and_infinite_times_are_refused() ->
     assert summarise([], [], [], as_of=1.0)[1].frequency.size == 0
     with pytest.raises(ForecastInputError, match="finite"):
         summarise([1], [float("inf")], [1.0], as_of=1.0)
+
+
+def test_very_regular_buyers_overflowing_hyp2f1_get_the_constant_dropout_limit():
+    """A fit on very regular buyers gave a ~ 1.5e5, b ~ 1.4e7: hyp2f1 overflowed and heavy
+    buyers were expected to buy nothing. The exact formula, as a and b grow with a / (a + b)
+    fixed, tends to the limit of one dropout probability; the fallback must continue it."""
+    x = np.array([60.0, 5.0, 0.0])
+    t_x = np.array([375.0, 300.0, 0.0])
+    big_t = np.array([381.0, 381.0, 381.0])
+    huge = _bgnbd.BgNbd(r=0.3458, alpha=4.683, a=153625.3, b=13546393.4, log_likelihood=0.0)
+    large = _bgnbd.BgNbd(r=0.3458, alpha=4.683, a=1536.253, b=135463.934, log_likelihood=0.0)
+    at_huge = _bgnbd.expected_purchases(huge, 90.0, x, t_x, big_t)
+    at_large = _bgnbd.expected_purchases(large, 90.0, x, t_x, big_t)  # exact, still finite
+    assert np.all(np.isfinite(at_large)) and at_large[0] > 10
+    np.testing.assert_allclose(at_huge, at_large, rtol=1e-3)
