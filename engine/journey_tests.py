@@ -34,7 +34,7 @@ from .identity import redact_properties, redact_traits
 from .model import ActionCommand, Customer, CustomerState, Event, Run
 from .model import Problem as ProblemRecord
 from .names import normalize_event_name
-from .test_files import CHECKED_ELSEWHERE, Expect, JourneyTest, JourneyTestFile
+from .test_files import CHECKED_ELSEWHERE, CustomerPatch, Expect, JourneyTest, JourneyTestFile
 
 __all__ = [
     "CHECKS",
@@ -365,16 +365,7 @@ def new_problems(before: list[ProblemRecord], after: list[ProblemRecord]) -> lis
 def patched(customer: Customer, patch: Any) -> Customer:
     """``customer`` after a test's customer change (traits merged, without contact
     details; the rest replaced), as the workflow's events signal changes it."""
-    traits = redact_traits(patch.traits) if patch.traits is not None else None
-    return machine.patch_customer(
-        customer,
-        traits=traits,
-        tier=patch.tier,
-        segment=patch.segment,
-        rfm=patch.rfm,
-        ltv=patch.ltv,
-        first_order=patch.first_order,
-        p_alive=patch.p_alive,
-        churn_risk=patch.churn_risk,
-        predicted_clv=patch.predicted_clv,
-    )
+    known = {name: getattr(patch, name) for name in CustomerPatch.model_fields}
+    if known["traits"] is not None:
+        known["traits"] = redact_traits(known["traits"])
+    return machine.patch_customer(customer, **known)

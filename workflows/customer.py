@@ -284,18 +284,9 @@ class CustomerWorkflow:
     def _patch_customer(self, signal: EventsSignal) -> None:
         patch = signal.customer
         assert patch is not None
-        self._state.customer = machine.patch_customer(
-            self._state.customer,
-            traits=patch.traits,
-            tier=patch.tier,
-            segment=patch.segment,
-            rfm=patch.rfm,
-            ltv=patch.ltv,
-            first_order=patch.first_order,
-            p_alive=patch.p_alive,
-            churn_risk=patch.churn_risk,
-            predicted_clv=patch.predicted_clv,
-        )
+        # every field of the patch is a parameter of patch_customer, by the same name
+        known = {name: getattr(patch, name) for name in type(patch).model_fields}
+        self._state.customer = machine.patch_customer(self._state.customer, **known)
         assert self._catalog is not None  # calendar timers follow a date that changed
         self._state = machine.refresh_calendar(self._catalog, self._state, workflow.now())
 
