@@ -147,8 +147,16 @@ async def record_segment_changes(
     ``segment_changed`` events (message id ``segment_changed:REFRESH:CUSTOMER``), queue
     them if ``wanted`` (a journey listens), and mark the changes notified; rows another
     transaction holds are skipped. Call in a transaction: the batch commits whole."""
+    return await _fan_out(conn, _SEGMENT_CHANGES, after=after, limit=limit, wanted=wanted)
+
+
+async def _fan_out(
+    conn: AsyncConnection[Any], statement: str, *, after: tuple[int, str], limit: int, wanted: bool
+) -> FanOut:
+    """Run one batch ``statement`` of the fan-out (``_SEGMENT_CHANGES``' shape) and wake
+    the dispatcher when it queued events."""
     cur = await conn.execute(
-        _SEGMENT_CHANGES,
+        statement,
         {
             "source": INTERNAL_SOURCE,
             "wanted": wanted,
@@ -209,22 +217,7 @@ async def record_churn_changes(
     ``churn_risk_changed`` events (message id ``churn_risk_changed:REFRESH:CUSTOMER``),
     queue them if ``wanted``, mark them notified: as
     :func:`record_segment_changes` does for segments. Call in a transaction."""
-    cur = await conn.execute(
-        _CHURN_CHANGES,
-        {
-            "source": INTERNAL_SOURCE,
-            "wanted": wanted,
-            "limit": limit,
-            "refresh": after[0],
-            "customer": after[1],
-        },
-    )
-    row = await cur.fetchone()
-    if row is None or not row[0]:
-        return FanOut(0, None)
-    if wanted:
-        await notify(conn)
-    return FanOut(int(row[0]), (int(row[1]), str(row[2])))
+    return await _fan_out(conn, _CHURN_CHANGES, after=after, limit=limit, wanted=wanted)
 
 
 # As _SEGMENT_CHANGES: one batch in one statement.
