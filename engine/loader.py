@@ -21,7 +21,11 @@ from .model import CalendarTimer, Enroll, Goal, Journey, Rule, State
 from .names import did_you_mean
 from .templates import TemplateInfo, scan
 
-RESERVED = {"policy.yaml": "messaging policy", "segments.yaml": "segment definitions"}
+RESERVED = {
+    "policy.yaml": "messaging policy",
+    "segments.yaml": "segment definitions",
+    "identity.yaml": "identity rules",
+}
 SUFFIXES = (".yaml", ".yml")
 
 

@@ -30,6 +30,7 @@ from .channel_kinds import person_channels
 from .durations import HELP as DURATION_HELP
 from .durations import format_duration
 from .experiments import MAX_ARMS, MAX_NAME_LENGTH
+from .identity_rules import IdentityRules
 from .model import NAME, Journey
 from .policy import Policy
 from .segments import Segments
@@ -246,6 +247,15 @@ def segments_schema() -> dict[str, Any]:
     return _generate(Segments, "segments", "Customer segments: RFM, tiers, named segments.")
 
 
+def identity_schema() -> dict[str, Any]:
+    """The schema of ``rules/identity.yaml``."""
+    schema = _generate(
+        IdentityRules, "identity", "Identity rules: merging on verified traits (docs/identity.md)."
+    )
+    _optional_as_written(schema)
+    return schema
+
+
 def test_file_schema() -> dict[str, Any]:
     """The schema of a journey test file (``rules/tests/*.yaml``, ``journeys test``)."""
     schema = _generate(
@@ -280,6 +290,7 @@ SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
     "journey": journey_schema,
     "policy": policy_schema,
     "segments": segments_schema,
+    "identity": identity_schema,
     "test": test_file_schema,
 }
 

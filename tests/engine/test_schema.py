@@ -24,7 +24,7 @@ SHIPPED = sorted(RULES.glob("*.yaml"))
 
 
 def _kind(path: Path) -> str:
-    return path.stem if path.stem in ("policy", "segments") else "journey"
+    return path.stem if path.stem in ("policy", "segments", "identity") else "journey"
 
 
 def _validator(kind: str) -> Draft202012Validator:
