@@ -108,7 +108,15 @@ async def ingest(
                     **{"Retry-After": "5"},
                 )
             batch = messages(data, kind=kind, received_at=received_at)
-            result = await accept(conn, key_source, batch, received_at, state.interest)
+            result = await accept(
+                conn,
+                key_source,
+                batch,
+                received_at,
+                state.interest,
+                rules=state.identity_rules,
+                actor=f"write key {state.keys.name(key_source)}",
+            )
         metrics.accepted.inc(result.stored)
         metrics.deduped.inc(result.duplicates)
         return JSONResponse(OK)

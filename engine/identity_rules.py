@@ -37,6 +37,7 @@ TraitName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z
 # what a stored value may be to take part: a longer "email" or "phone" is no address
 MAX_VALUE_LENGTH = 320
 _NOT_DIGITS = re.compile(r"[^0-9]")
+BLANKS = " \t\n\r"  # what is trimmed: the same set as the SQL (store.identity_rules)
 
 
 class MergeRule(Spec):
@@ -92,7 +93,7 @@ def normalized(kind: Kind, value: Any) -> str | None:
     empty, too long, an email without ``@``, a phone of fewer than 7 digits)."""
     if not isinstance(value, str) or len(value) > MAX_VALUE_LENGTH:
         return None
-    text = value.strip()
+    text = value.strip(BLANKS)
     if kind == "email":
         text = text.lower()
         return text if "@" in text[1:-1] else None

@@ -1,19 +1,23 @@
 """Storing accepted messages: the events history, customer profiles and the outbox, in one
 transaction, so a 200 means the event is durable and will reach the journeys. The
-statements are ``store.events`` (the one writer of events and the outbox) and
-``store.customers``; here is what to store."""
+statements are ``store.events`` (the one writer of events and the outbox),
+``store.customers`` and ``store.identity`` (whose customer each id is, and the merges
+identify and alias ask for: ``ingest._identities``); here is what to store."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
 
-from store import consent, customers, events, offers
+from engine.identity_rules import MergeRule
+from store import consent, customers, events, identity, offers
 from store.events import NewEvent, Queued
 
+from . import _identities
 from ._bounds import MAX_TRAIT_KEYS, MAX_TRAITS_BYTES
 from .segment import IngestError, Message
 
@@ -42,29 +46,61 @@ async def accept(
     batch: list[Message],
     received_at: datetime,
     interest: Interest,
+    *,
+    rules: Sequence[MergeRule] = (),
+    actor: str = "write key",
 ) -> Accepted:
     """Store ``batch`` atomically. A message whose (source, messageId) is already stored is
     a duplicate and changes nothing; the others are appended to ``events``, identify traits
-    are merged into ``customers``, and events a journey needs go to the ``outbox``."""
+    are merged into ``customers``, and events a journey needs go to the ``outbox``.
+
+    Every id is resolved to its customer's canonical id first (``ingest._identities``), and
+    the merges the batch asks for (identify with both ids, alias, the active ``rules`` of
+    ``rules/identity.yaml``) are applied in its order, recorded as done by ``actor``: so
+    everything is stored under the customer the person is once the batch is applied, and
+    an event keeps the id it was sent under (``sent_as``)."""
     # one message id twice in one request: keep the first
     seen: set[str] = set()
     unique = [m for m in batch if not (m.message_id in seen or seen.add(m.message_id))]  # type: ignore[func-returns-value]
     async with conn.transaction():
+        involved = await _identities.plan(conn, unique, rules)
+        if involved:  # before any row lock: merges never wait for us in a circle
+            await identity.lock_merges(conn)
+        resolved = await identity.resolve(conn, _identities.ids_of(unique))
+        ids = _identities.Identities(
+            conn, resolved, merging=bool(involved), rules=rules, actor=actor
+        )
+        if involved:
+            await identity.lock_customers(conn, [ids.of(i) for i in involved])
+        # stored under the customers as they are now; this batch's merges move them on
         received = [
             NewEvent(
                 m.message_id,
                 m.type,
-                m.customer_id,
+                ids.of(m.customer_id),
                 m.name,
                 m.stored_properties(),
                 m.event_time,
                 m.context,
+                sent_as=m.customer_id if ids.of(m.customer_id) != m.customer_id else None,
             )
             for m in unique
         ]
         inserted = await events.append(conn, source, received, received_at=received_at)
         fresh = [m for m in unique if m.message_id in inserted]
-        wanted = [Queued(inserted[m.message_id], m.customer_id) for m in fresh if interest.wants(m)]
+        profiles = _Profiles(batch)
+        for m in fresh:  # in order: a merge applies to what comes after it
+            if m.type == "identify" or m.traits:
+                profiles.add(ids.of(m.customer_id), m)
+            if ids.may_merge(m):
+                await profiles.store(conn)
+                await ids.apply(m)
+        await profiles.store(conn)
+        wanted = [
+            Queued(inserted[m.message_id], ids.of(m.customer_id))
+            for m in fresh
+            if interest.wants(m)
+        ]
         await events.queue(conn, wanted)
         orders = [
             m
@@ -76,30 +112,49 @@ async def accept(
         # code order, so two batches never lock the same two coupons in opposite order.
         for m in sorted(orders, key=lambda m: str(m.properties.get("coupon"))):
             await offers.redeem_from_order(
-                conn, m.customer_id, inserted[m.message_id], m.properties, now=received_at
+                conn, ids.of(m.customer_id), inserted[m.message_id], m.properties, now=received_at
             )
-        profiles: dict[str, tuple[dict[str, Any], str | None]] = {}
-        for m in fresh:
-            if m.type == "identify" or m.traits:
-                traits, anon = profiles.get(m.customer_id, ({}, None))
-                profiles[m.customer_id] = ({**traits, **m.traits}, m.anonymous_id or anon)
-        if profiles:
-            ids = sorted(profiles)  # a fixed order: concurrent upserts never deadlock
-            merged = [customers.TraitsUpdate(i, *profiles[i]) for i in ids]
-            _check_profiles(batch, await customers.merge_traits(conn, merged))
-            for i in ids:  # opt-outs carried by traits (unsubscribed, email_opt_out, ...)
-                await consent.sync_from_traits(conn, i, profiles[i][0])
     return Accepted(stored=len(fresh), duplicates=len(batch) - len(fresh), queued=len(wanted))
 
 
-def _check_profiles(batch: list[Message], sizes: list[customers.ProfileSize]) -> None:
+class _Profiles:
+    """Traits to merge into profiles, by canonical id, stored before each merge and at the
+    end (so traits sent before a merge are the absorbed profile's, and those after it the
+    survivor's)."""
+
+    def __init__(self, batch: list[Message]) -> None:
+        self.batch = batch
+        self.pending: dict[str, tuple[dict[str, Any], str | None]] = {}
+        self.first: dict[str, int] = {}  # canonical id -> index of its first message
+        self.index = {id(m): i for i, m in enumerate(batch)}
+
+    def add(self, customer: str, m: Message) -> None:
+        traits, anon = self.pending.get(customer, ({}, None))
+        self.pending[customer] = ({**traits, **m.traits}, m.anonymous_id or anon)
+        self.first.setdefault(customer, self.index[id(m)])
+
+    async def store(self, conn: AsyncConnection[Any]) -> None:
+        if not self.pending:
+            return
+        ids = sorted(self.pending)  # a fixed order: concurrent upserts never deadlock
+        merged = [customers.TraitsUpdate(i, *self.pending[i]) for i in ids]
+        _check_profiles(self.batch, self.first, await customers.merge_traits(conn, merged))
+        for i in ids:  # opt-outs carried by traits (unsubscribed, email_opt_out, ...)
+            await consent.sync_from_traits(conn, i, self.pending[i][0])
+        self.pending.clear()
+        self.first.clear()
+
+
+def _check_profiles(
+    batch: list[Message], first: dict[str, int], sizes: list[customers.ProfileSize]
+) -> None:
     """Refuse the request (its transaction rolls back) when it grows a stored profile past
     the caps: the profile travels with every signal to the customer's workflow and lives in
     its state, so it must stay far below Temporal's payload limits."""
     for grown in sizes:
         if grown.bytes <= MAX_TRAITS_BYTES and grown.keys <= MAX_TRAIT_KEYS:
             continue
-        i = next(n for n, m in enumerate(batch) if m.customer_id == grown.customer_id)
+        i = first[grown.customer_id]
         where = "message" if len(batch) == 1 else f"batch[{i}]"
         raise IngestError(
             413,

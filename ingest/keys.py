@@ -47,13 +47,20 @@ class KeyCache:
     def __init__(self, ttl: float = 5.0) -> None:
         self.ttl = ttl
         self._keys: dict[str, tuple[int, str]] = {}
+        self._names: dict[int, str] = {}
         self._loaded = 0.0
 
     async def refresh(self, conn: AsyncConnection[Any], *, force: bool = False) -> None:
         if not force and time.monotonic() - self._loaded < self.ttl:
             return
-        self._keys = {k.hash: (k.id, k.kind) for k in await key_store.live(conn)}
+        live = await key_store.live(conn)
+        self._keys = {k.hash: (k.id, k.kind) for k in live}
+        self._names = {k.id: k.name for k in live}
         self._loaded = time.monotonic()
+
+    def name(self, key_id: int) -> str:
+        """The name a key was created with (what the audit log of merges shows)."""
+        return self._names.get(key_id, f"#{key_id}")
 
     def check(self, key: str, kind: str) -> int | None:
         """The key's id if ``key`` is a live key of ``kind``, else None. Every stored hash is

@@ -92,6 +92,17 @@ class Message:
     event_time: datetime
     context: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # groupId, previousId, ...
+    previous_id: str | None = None  # an alias's previousId: merged into customer_id
+
+    def link(self) -> tuple[str, str, str] | None:
+        """The merge this message asks for, as (absorbed id, surviving id, via): an
+        ``identify`` with both an anonymousId and a userId, or an ``alias``; None when it
+        asks for none (or names one id twice)."""
+        if self.type == "alias" and self.previous_id and self.previous_id != self.customer_id:
+            return self.previous_id, self.customer_id, "alias"
+        if self.type == "identify" and self.anonymous_id and self.anonymous_id != self.customer_id:
+            return self.anonymous_id, self.customer_id, "identify"
+        return None
 
     def stored_properties(self) -> dict[str, Any]:
         """The properties as the events history keeps them, and as a journey sees a
@@ -194,6 +205,16 @@ def normalize(
     if mtype == "identify" and not traits:
         traits = _object(context, "traits", f"{where}.context")
     extra = {k: msg[k] for k in ("groupId", "previousId", "category") if msg.get(k) is not None}
+    previous_id = None
+    if mtype == "alias":  # alias previousId -> userId merges the two (ingest.accept)
+        previous_id = _id(msg, "previousId", where)
+        if previous_id is None:
+            raise IngestError(
+                400,
+                "missing_previous_id",
+                f"{where}.previousId (the id to merge into userId) is required for an alias",
+            )
+        extra["previousId"] = previous_id
     stamp = _time(msg.get("timestamp"), f"{where}.timestamp")
     sent_at = _time(msg.get("sentAt"), f"{where}.sentAt") or batch_sent_at
     if received_at is None:  # no receipt: no clock to correct, no time to default to
@@ -232,6 +253,7 @@ def normalize(
         event_time=event_time,
         context=context,
         extra=extra,
+        previous_id=previous_id,
     )
 
 

@@ -265,3 +265,13 @@ async def merge_failed(conn: AsyncConnection[Any], merge_id: int, error: str) ->
         "UPDATE merges SET attempts = attempts + 1, last_error = %s WHERE id = %s",
         (error[:500], merge_id),
     )
+
+
+async def lock_customers(conn: AsyncConnection[Any], canonical_ids: Sequence[str]) -> None:
+    """Lock every id row of these customers ``FOR UPDATE``, in id order, in one statement:
+    a batch that will merge several of them locks them all at once, before its first merge,
+    so it never holds some while waiting for others (as one merge after another would)."""
+    await conn.execute(
+        "SELECT id FROM customer_ids WHERE canonical = ANY(%s::text[]) ORDER BY id FOR UPDATE",
+        (sorted(set(canonical_ids)),),
+    )

@@ -32,6 +32,7 @@ class LiveKey:
     hash: str
     id: int
     kind: str
+    name: str = ""
 
 
 async def insert(
@@ -71,7 +72,7 @@ async def revoke(conn: AsyncConnection[Any], key_id: int) -> bool:
 async def live(conn: AsyncConnection[Any]) -> list[LiveKey]:
     """Every key not revoked."""
     cur = conn.cursor(row_factory=class_row(LiveKey))
-    await cur.execute("SELECT hash, id, kind FROM api_keys WHERE revoked_at IS NULL")
+    await cur.execute("SELECT hash, id, kind, name FROM api_keys WHERE revoked_at IS NULL")
     return await cur.fetchall()
 
 
