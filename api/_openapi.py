@@ -46,7 +46,7 @@ _FIELDS: dict[str, dict[str, Any]] = {
     "page": {"name": {"type": "string"}, "category": {"type": "string"}, "properties": _OBJECT},
     "screen": {"name": {"type": "string"}, "category": {"type": "string"}, "properties": _OBJECT},
     "group": {"groupId": _ID, "traits": _OBJECT},
-    "alias": {"previousId": _ID},
+    "alias": {"previousId": {**_ID, "description": "the id merged into userId's customer"}},
 }
 _WHO = [{"required": ["userId"]}, {"required": ["anonymousId"]}]
 _LIMITS = (
@@ -60,6 +60,8 @@ def _message(kind: str, *, in_batch: bool) -> dict[str, Any]:
     required = ["type"] if in_batch else []
     if kind == "track":
         required.append("event")
+    if kind == "alias":
+        required.append("previousId")
     return {
         "type": "object",
         "description": f"A Segment `{kind}` message. {_LIMITS}",

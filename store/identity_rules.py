@@ -53,7 +53,16 @@ async def holders(
     """Up to ``limit`` customers other than ``besides`` whose trait ``trait`` compares
     equal to ``value`` (normalised) and whose ``verified_by`` trait is JSON true, first
     seen first. No locks: the caller merges under ``store.identity``'s."""
-    query = sql.SQL(
+    cur = conn.cursor(row_factory=class_row(Holder))
+    await cur.execute(
+        holders_query(kind, trait, verified_by, limit), {"value": value, "besides": besides}
+    )
+    return await cur.fetchall()
+
+
+def holders_query(kind: Kind, trait: str, verified_by: str, limit: int) -> sql.Composed:
+    """The statement of :func:`holders` (parameters ``value`` and ``besides``)."""
+    return sql.SQL(
         "SELECT customer_id, first_seen FROM customers"
         " WHERE traits ? {t} AND length(traits ->> {t}) <= {n} AND {expr} = {value}"
         " AND traits -> {flag} = 'true'::jsonb AND customer_id <> {besides}"
@@ -67,9 +76,6 @@ async def holders(
         besides=sql.Placeholder("besides"),
         limit=sql.Literal(limit),
     )
-    cur = conn.cursor(row_factory=class_row(Holder))
-    await cur.execute(query, {"value": value, "besides": besides})
-    return await cur.fetchall()
 
 
 async def first_seen(conn: AsyncConnection[Any], customer_id: str) -> datetime | None:

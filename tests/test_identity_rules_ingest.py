@@ -143,3 +143,16 @@ async def test_hostile_aliases_are_refused_or_bounded(served: Served):
         answer = await http.post("/v1/batch", json={"batch": again})
         assert answer.status_code == 200, answer.text
         assert await served.rows("SELECT count(*) FROM merges") == [(100,)]
+
+
+@pytest.mark.parametrize(("trait", "index"), [("email", "email"), ("phone", "phone")])
+async def test_the_lookup_of_a_verified_value_is_an_index_probe(db, trait, index):
+    """The statement computes the value exactly as migration 0018's index does."""
+    from store.identity_rules import holders_query
+
+    async with db.connection() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        query = holders_query(trait, trait, f"{trait}_verified", 5)
+        cur = await conn.execute(b"EXPLAIN " + query.as_bytes(conn), {"value": "x", "besides": "y"})
+        plan = "\n".join(r[0] for r in await cur.fetchall())
+    assert f"customers_{index}_match" in plan, plan
