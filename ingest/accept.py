@@ -64,14 +64,18 @@ async def accept(
     unique = [m for m in batch if not (m.message_id in seen or seen.add(m.message_id))]  # type: ignore[func-returns-value]
     async with conn.transaction():
         involved = await _identities.plan(conn, unique, rules)
-        if involved:  # before any row lock: merges never wait for us in a circle
+        if involved:
+            # the merge lock before any row lock, then the rows of every customer this
+            # batch merges (as they are now: no other merge runs while we hold the lock)
+            # before resolve inserts new ids: so nothing we hold is what a batch waiting
+            # for those rows holds up (docs/identity.md, Safety)
             await identity.lock_merges(conn)
+            now = await identity.canonicals(conn, involved)
+            await identity.lock_customers(conn, list(now.values()))
         resolved = await identity.resolve(conn, _identities.ids_of(unique))
         ids = _identities.Identities(
             conn, resolved, merging=bool(involved), rules=rules, actor=actor
         )
-        if involved:
-            await identity.lock_customers(conn, [ids.of(i) for i in involved])
         # stored under the customers as they are now; this batch's merges move them on
         received = [
             NewEvent(
