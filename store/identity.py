@@ -218,6 +218,15 @@ _MOVES: tuple[str, ...] = (
 )
 
 
+async def settle(conn: AsyncConnection[Any], merge: Merge) -> None:
+    """Move again what the absorbed customer's workflow stored under its old id between the
+    merge and its end (an action it was carrying out then): the dispatcher calls this once
+    that workflow has completed, so nothing stays behind under the absorbed id."""
+    await lock_merges(conn)
+    await _move(conn, merge.absorbed, merge.survivor)
+    await events.move_customer(conn, merge.absorbed, merge.survivor)
+
+
 async def _move(conn: AsyncConnection[Any], absorbed: str, survivor: str) -> None:
     for statement in _MOVES:
         await conn.execute(statement, {"a": absorbed, "s": survivor})

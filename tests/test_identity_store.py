@@ -132,3 +132,22 @@ async def test_batches_storing_while_a_merge_commits_end_under_the_survivor(db, 
             ("s2", 40)
         ]
         assert await rows(conn, "SELECT DISTINCT customer_id FROM outbox") == [("s2",)]
+
+
+async def test_facts_recorded_for_an_absorbed_id_are_the_survivors(db):
+    """An activity of the absorbed customer's workflow, still running when the merge
+    committed, records a fact under the old id: it lands under the survivor, and a late
+    row of its own kind is moved when the merge settles."""
+    from store import events
+
+    async with db.connection() as conn:
+        merge = await identity.merge(conn, "old", "new", via="alias", actor="k")
+        assert merge is not None
+        await events.record(conn, "old", "survey_answered", {"score": 9}, message_id="s:1")
+        assert await rows(conn, "SELECT customer_id, sent_as FROM events") == [("new", "old")]
+        await conn.execute(
+            "INSERT INTO tasks (idempotency_key, customer_id, journey, title, due_at)"
+            " VALUES ('t1', 'old', 'nps', 'call', now())"
+        )
+        await identity.settle(conn, merge)
+        assert await rows(conn, "SELECT customer_id FROM tasks") == [("new",)]
