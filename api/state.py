@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 
 from engine import Catalog
-from engine.identity_rules import MergeRule, load_identity_rules
+from engine.identity_rules import IdentityRules, load_identity_rules
 from ingest.accept import Interest
 from ingest.dispatcher import Delivery, Dispatcher
 from ingest.keys import KeyCache
@@ -64,7 +64,7 @@ class AppState:
         self.limiter = RateLimiter(settings.rate_limit)
         self.interest = Interest(set(), everything=True)
         # rules/identity.yaml, read once: a bad file stops the API at start, at file:line
-        self.identity_rules: list[MergeRule] = load_identity_rules(settings.rules_dir).active()
+        self.identity_rules: IdentityRules = load_identity_rules(settings.rules_dir)
         self.dispatcher: Dispatcher | None = None  # when this process delivers events
         self.codec: EncryptionCodec | None = None  # built on the first codec call
         self._interest_seq = -1

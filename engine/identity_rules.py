@@ -14,7 +14,10 @@ defaults to the trait's name when that is ``email`` or ``phone``.
 
 Safety: any write key can set any trait, so no trait merges anyone unless ops list a rule
 here; the shipped file lists none (``merge_on: []``), and a rule with ``enabled: false`` is
-validated but never applied. The merge itself is ingestion's (``ingest.accept``); here are
+validated but never applied. ``merge_known_customers: true`` lets a write key's identify
+and alias merge two customers that both have a userId (``store.identity.merge``'s
+``refuse_known``); off by default, so a shared computer or a forged call never joins two
+people. The merge itself is ingestion's (``ingest.accept``); here are
 only the validated rules and the pure normalisation.
 """
 
@@ -77,6 +80,11 @@ class MergeRule(Spec):
 
 
 class IdentityRules(Spec):
+    merge_known_customers: bool = Field(
+        False,
+        description="true: a write key's identify or alias may merge two customers that "
+        "both have a userId (by default they stay two: a shared computer, a forged call).",
+    )
     merge_on: list[MergeRule] = Field(
         default_factory=list,
         max_length=10,

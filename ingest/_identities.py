@@ -3,7 +3,9 @@
 A batch's ids are resolved to their customers' canonical ids (``store.identity.resolve``)
 before anything is stored, and the merges it asks for are applied in the batch's order:
 an ``identify`` with both ids merges the anonymousId's customer into the userId's, an
-``alias`` merges previousId's into userId's, and, when ops turned a rule on
+``alias`` merges previousId's into userId's (two customers that both have a userId stay
+two unless ops allow it: ``store.identity.merge``, ``refuse_known``), and, when ops turned a
+rule on
 (``rules/identity.yaml``), an identify carrying a verified email or phone that another
 customer's profile carries verified too merges the two (the one first seen survives).
 
@@ -53,29 +55,21 @@ def _too_many(count: int) -> IngestError:
     )
 
 
-def _links_identify(m: Message, before: dict[str, str]) -> bool:
-    """Whether an identify may move its anonymousId: only while that id belongs to no one
-    else. Once an earlier identify (or alias, or merge) linked it to a customer, another
-    userId on the same device is another person; alias merges them if they are one."""
-    anonymous = m.anonymous_id or ""
-    return before.get(anonymous, anonymous) == anonymous
-
-
 async def plan(
     conn: AsyncConnection[Any], batch: Sequence[Message], rules: Sequence[MergeRule]
 ) -> list[str]:
     """The ids whose customers this batch would merge, looked up without locks (empty: it
     merges nothing, and takes no merge lock). Raises a 413 past :data:`MAX_MERGES`."""
-    links = [(m, link) for m in batch if (link := m.link()) is not None]
+    links = [link for m in batch if (link := m.link()) is not None]
     verified = [m for m in batch if m.type == "identify" and _verified(m, rules)]
     if not links and not verified:
         return []
     before = await identity.canonicals(conn, ids_of(batch))
     pairs: set[frozenset[str]] = set()
     involved: set[str] = set()
-    for m, (absorbed, survivor, via) in links:
+    for absorbed, survivor, _ in links:
         gone, kept = before[absorbed], before[survivor]
-        if gone != kept and (via != "identify" or _links_identify(m, before)):
+        if gone != kept:
             pairs.add(frozenset((gone, kept)))
             involved.update((absorbed, survivor))
     if len(pairs) > MAX_MERGES:
@@ -122,14 +116,17 @@ class Identities:
         *,
         merging: bool,
         rules: Sequence[MergeRule],
+        refuse_known: bool,
         actor: str,
     ) -> None:
         self.conn = conn
         self.canonical = dict(resolved)
         self.merging = merging  # the batch holds the merge lock: it may merge
         self.rules = list(rules) if merging else []
+        self.refuse_known = refuse_known  # a write key's identify and alias (store.identity)
         self.actor = actor
         self.merges = 0
+        self.refused: set[tuple[str, str]] = set()  # asked again in one batch: asked once
 
     def of(self, sent: str) -> str:
         """The canonical id of ``sent`` now."""
@@ -146,9 +143,13 @@ class Identities:
         link = m.link()
         if link is not None:
             absorbed, survivor, via = link
-            if via != "identify" or _links_identify(m, self.canonical):
-                reason = f"{via} {m.message_id}"
-                await self._merge(absorbed, survivor, via=via, reason=reason)
+            await self._merge(
+                absorbed,
+                survivor,
+                via=via,
+                reason=f"{via} {m.message_id}",
+                refuse_known=self.refuse_known,
+            )
         if m.type == "identify":
             for rule, value in _verified(m, self.rules):
                 await self._match(m, rule, value)
@@ -166,20 +167,34 @@ class Identities:
         others = [c for _, c in people[1:]] + ([me] if mine is None else [])
         reason = f"identify {m.message_id}: the same verified {rule.trait}"
         for other in others:
-            await self._merge(other, survivor, via=f"rule:{rule.name}", reason=reason)
+            # ops turned the rule on: its merges join known customers too (the duplicates)
+            await self._merge(
+                other, survivor, via=f"rule:{rule.name}", reason=reason, refuse_known=False
+            )
 
-    async def _merge(self, absorbed: str, survivor: str, *, via: str, reason: str) -> None:
+    async def _merge(
+        self, absorbed: str, survivor: str, *, via: str, reason: str, refuse_known: bool
+    ) -> None:
         gone, kept = self.of(absorbed), self.of(survivor)
-        if gone == kept:
+        if gone == kept or (gone, kept) in self.refused:
             return
         if self.merges >= MAX_MERGES:
             raise _too_many(self.merges + 1)
         done = await identity.merge(
-            self.conn, gone, kept, via=via, reason=reason[:300], actor=self.actor
+            self.conn,
+            gone,
+            kept,
+            via=via,
+            reason=reason[:300],
+            actor=self.actor,
+            refuse_known=refuse_known,
         )
         if done is None:
             return
-        self.merges += 1
+        self.merges += 1  # a refused one too: it is on record, and the bound is of work
+        if done.refused is not None:
+            self.refused.add((gone, kept))
+            return
         for sent, now in self.canonical.items():
             if now == done.absorbed:
                 self.canonical[sent] = done.survivor

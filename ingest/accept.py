@@ -6,14 +6,13 @@ identify and alias ask for: ``ingest._identities``); here is what to store."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
 
-from engine.identity_rules import MergeRule
+from engine.identity_rules import IdentityRules
 from store import consent, customers, events, identity, offers
 from store.events import NewEvent, Queued
 
@@ -47,7 +46,7 @@ async def accept(
     received_at: datetime,
     interest: Interest,
     *,
-    rules: Sequence[MergeRule] = (),
+    rules: IdentityRules | None = None,
     actor: str = "write key",
 ) -> Accepted:
     """Store ``batch`` atomically. A message whose (source, messageId) is already stored is
@@ -56,14 +55,18 @@ async def accept(
 
     Every id is resolved to its customer's canonical id first (``ingest._identities``), and
     the merges the batch asks for (identify with both ids, alias, the active ``rules`` of
-    ``rules/identity.yaml``) are applied in its order, recorded as done by ``actor``: so
+    ``rules/identity.yaml``) are applied in its order, recorded as done by ``actor``
+    (identify and alias never join two customers that both have a userId, unless
+    ``rules.merge_known_customers``): so
     everything is stored under the customer the person is once the batch is applied, and
     an event keeps the id it was sent under (``sent_as``)."""
     # one message id twice in one request: keep the first
     seen: set[str] = set()
     unique = [m for m in batch if not (m.message_id in seen or seen.add(m.message_id))]  # type: ignore[func-returns-value]
     async with conn.transaction():
-        involved = await _identities.plan(conn, unique, rules)
+        identity_rules = rules or IdentityRules()
+        active = identity_rules.active()
+        involved = await _identities.plan(conn, unique, active)
         if involved:
             # the merge lock before any row lock, then the rows of every customer this
             # batch merges (as they are now: no other merge runs while we hold the lock)
@@ -72,9 +75,16 @@ async def accept(
             await identity.lock_merges(conn)
             now = await identity.canonicals(conn, involved)
             await identity.lock_customers(conn, list(now.values()))
-        resolved = await identity.resolve(conn, _identities.ids_of(unique))
+        resolved = await identity.resolve(
+            conn, _identities.ids_of(unique), user_ids=[m.user_id for m in unique if m.user_id]
+        )
         ids = _identities.Identities(
-            conn, resolved, merging=bool(involved), rules=rules, actor=actor
+            conn,
+            resolved,
+            merging=bool(involved),
+            rules=active,
+            refuse_known=not identity_rules.merge_known_customers,
+            actor=actor,
         )
         # stored under the customers as they are now; this batch's merges move them on
         received = [

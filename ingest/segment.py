@@ -93,6 +93,7 @@ class Message:
     context: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # groupId, previousId, ...
     previous_id: str | None = None  # an alias's previousId: merged into customer_id
+    user_id: str | None = None  # the userId, when sent (a known person: store.identity)
 
     def link(self) -> tuple[str, str, str] | None:
         """The merge this message asks for, as (absorbed id, surviving id, via): an
@@ -254,6 +255,7 @@ def normalize(
         context=context,
         extra=extra,
         previous_id=previous_id,
+        user_id=user_id,
     )
 
 

@@ -74,33 +74,38 @@ async def resolve(
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    users = sorted(set(user_ids))
-    if users:  # rarely a change: a row is only written when it was not marked yet
-        await conn.execute(
-            "INSERT INTO customer_ids (id, canonical, user_id)"
-            " SELECT i, i, true FROM unnest(%s::text[]) i ORDER BY i"
-            " ON CONFLICT (id) DO UPDATE SET user_id = true WHERE NOT customer_ids.user_id",
-            (users,),
-        )
+    users = set(user_ids)
+    # Row locks in id order only, and FOR SHARE only (batches storing under one customer
+    # go on side by side): the marks are written with the rows that are new, and only the
+    # rare id first sent as a userId after being seen otherwise is updated (an upsert
+    # would lock every user id's row exclusively, out of id order, on every request)
     found = await _share(conn, wanted)
     missing = [i for i in wanted if i not in found]
     if missing:
         await conn.execute(
-            "INSERT INTO customer_ids (id, canonical) SELECT i, i FROM unnest(%s::text[]) i"
+            "INSERT INTO customer_ids (id, canonical, user_id)"
+            " SELECT i, i, i = ANY(%s::text[]) FROM unnest(%s::text[]) i"
             " ORDER BY i ON CONFLICT (id) DO NOTHING",
-            (missing,),
+            (sorted(users & set(missing)), missing),
         )
         # ours now, or a concurrent batch's that committed first: read (and lock) them
         found.update(await _share(conn, missing))
-    return found
+    unmarked = sorted(i for i in users if i in found and not found[i][1])
+    if unmarked:
+        await conn.execute(
+            "UPDATE customer_ids SET user_id = true WHERE id = ANY(%s::text[]) AND NOT user_id",
+            (unmarked,),
+        )
+    return {i: canonical for i, (canonical, _) in found.items()}
 
 
-async def _share(conn: AsyncConnection[Any], ids: list[str]) -> dict[str, str]:
+async def _share(conn: AsyncConnection[Any], ids: list[str]) -> dict[str, tuple[str, bool]]:
     cur = await conn.execute(
-        "SELECT id, canonical FROM customer_ids WHERE id = ANY(%s::text[]) ORDER BY id FOR SHARE",
+        "SELECT id, canonical, user_id FROM customer_ids WHERE id = ANY(%s::text[])"
+        " ORDER BY id FOR SHARE",
         (ids,),
     )
-    return {str(r[0]): str(r[1]) for r in await cur.fetchall()}
+    return {str(r[0]): (str(r[1]), bool(r[2])) for r in await cur.fetchall()}
 
 
 async def canonical(conn: AsyncConnection[Any], customer_id: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -86,44 +87,54 @@ async def test_a_batch_is_applied_in_its_order(served: Served):
     assert await served.rows("SELECT count(*) FROM outbox WHERE customer_id <> 'bo'") == [(0,)]
 
 
-async def test_an_alias_chain_resolves_every_id_to_the_last(served: Served):
-    for sent in ("a", "b", "c"):
-        await served.ok("track", track("Order Completed", user=sent))
-    await served.ok("alias", {"previousId": "a", "userId": "b"})
-    await served.ok("track", track("Order Completed", user="a"))  # a is b's now
-    await served.ok("alias", {"previousId": "b", "userId": "c"})
-    await served.ok("track", track("Order Completed", user="b"))
+async def test_an_alias_chain_resolves_every_id_to_the_last(db, db_url, tmp_path: Path):
+    # b and c are both known (sent as userIds): ops let write keys merge such customers
+    (tmp_path / "identity.yaml").write_text("merge_known_customers: true\n")
+    async with serving(db, db_url, rules=tmp_path) as served:
+        for sent in ("a", "b", "c"):
+            await served.ok("track", track("Order Completed", user=sent))
+        await served.ok("alias", {"previousId": "a", "userId": "b"})
+        await served.ok("track", track("Order Completed", user="a"))  # a is b's now
+        await served.ok("alias", {"previousId": "b", "userId": "c"})
+        await served.ok("track", track("Order Completed", user="b"))
 
-    assert await served.canonical("a", "b", "c") == ["c", "c", "c"]
-    async with served.db.connection() as conn:
-        assert await identity.ids_of(conn, "a") == ["a", "b", "c"]
-    events = await served.rows(
-        "SELECT customer_id, coalesce(sent_as, customer_id) FROM events"
-        " WHERE type = 'track' ORDER BY id"
-    )
-    assert events == [("c", "a"), ("c", "b"), ("c", "c"), ("c", "a"), ("c", "b")]
-    assert await served.rows("SELECT DISTINCT customer_id FROM events") == [("c",)]
-    assert await served.rows("SELECT DISTINCT customer_id FROM outbox") == [("c",)]
-    assert await served.rows("SELECT absorbed, survivor, via FROM merges ORDER BY id") == [
-        ("a", "b", "alias"),
-        ("b", "c", "alias"),
+        assert await served.canonical("a", "b", "c") == ["c", "c", "c"]
+        async with served.db.connection() as conn:
+            assert await identity.ids_of(conn, "a") == ["a", "b", "c"]
+        events = await served.rows(
+            "SELECT customer_id, coalesce(sent_as, customer_id) FROM events"
+            " WHERE type = 'track' ORDER BY id"
+        )
+        assert events == [("c", "a"), ("c", "b"), ("c", "c"), ("c", "a"), ("c", "b")]
+        assert await served.rows("SELECT DISTINCT customer_id FROM events") == [("c",)]
+        assert await served.rows("SELECT DISTINCT customer_id FROM outbox") == [("c",)]
+        assert await served.rows(
+            "SELECT absorbed, survivor, via, refused FROM merges ORDER BY id"
+        ) == [("a", "b", "alias", None), ("b", "c", "alias", None)]
+
+
+async def test_a_write_key_never_joins_two_known_customers(served: Served):
+    """Two people on one device: identify links the anonymous profile to the first; the
+    second's identify (and an alias between them) is refused and recorded, not merged."""
+    await served.ok("track", track("Viewed", anon="device-1"))
+    await served.ok("identify", {"anonymousId": "device-1", "userId": "alice"})
+    await served.ok("identify", {"anonymousId": "device-1", "userId": "bob", "traits": {"x": 1}})
+    await served.ok("alias", {"previousId": "alice", "userId": "bob"})
+    assert await served.canonical("device-1", "alice", "bob") == ["alice", "alice", "bob"]
+    assert await served.rows("SELECT absorbed, survivor, via, refused FROM merges ORDER BY id") == [
+        ("device-1", "alice", "identify", None),
+        ("alice", "bob", "identify", identity.REFUSED_KNOWN),
+        ("alice", "bob", "alias", identity.REFUSED_KNOWN),
+    ]
+    assert await served.rows("SELECT customer_id, traits FROM customers ORDER BY 1") == [
+        ("alice", {}),
+        ("bob", {"x": 1}),
     ]
 
 
-async def test_an_anonymous_id_linked_to_someone_is_not_moved_by_another_user(served: Served):
-    """Two people on one device: identify links an anonymous profile, it does not merge
-    two known customers (alias does, when they are one)."""
-    await served.ok("identify", {"anonymousId": "device-1", "userId": "alice"})
-    await served.ok("identify", {"anonymousId": "device-1", "userId": "bob"})
-    assert await served.canonical("device-1", "alice", "bob") == ["alice", "alice", "bob"]
-    assert await served.rows("SELECT absorbed, survivor FROM merges") == [("device-1", "alice")]
-    await served.ok("alias", {"previousId": "alice", "userId": "bob"})
-    assert await served.canonical("device-1", "alice", "bob") == ["bob", "bob", "bob"]
-
-
 async def test_two_merges_of_the_same_pair_at_once_merge_once(served: Served):
-    for sent in ("p", "q"):
-        await served.ok("track", track("Order Completed", user=sent))
+    await served.ok("track", track("Order Completed", anon="p"))
+    await served.ok("track", track("Order Completed", user="q"))
     answers = await asyncio.gather(
         *(served.post("alias", {"previousId": "p", "userId": "q"}) for _ in range(6)),
         *(served.post("identify", {"anonymousId": "p", "userId": "q"}) for _ in range(4)),
@@ -137,8 +148,8 @@ async def test_two_merges_of_the_same_pair_at_once_merge_once(served: Served):
 async def test_a_to_b_racing_b_to_a_ends_as_one_customer(served: Served):
     for round_ in range(5):
         a, b = f"x{round_}", f"y{round_}"
-        await served.ok("track", track("Order Completed", user=a))
-        await served.ok("track", track("Order Completed", user=b))
+        await served.ok("track", track("Order Completed", anon=a))
+        await served.ok("track", track("Order Completed", anon=b))
         answers = await asyncio.gather(
             served.post("alias", {"previousId": a, "userId": b}),
             served.post("alias", {"previousId": b, "userId": a}),
@@ -147,7 +158,7 @@ async def test_a_to_b_racing_b_to_a_ends_as_one_customer(served: Served):
         merged = await served.rows(
             "SELECT absorbed, survivor FROM merges WHERE absorbed IN (%s, %s)", a, b
         )
-        assert len(merged) == 1
+        assert len(merged) == 1  # the second found them one customer: nothing to do
         survivor = merged[0][1]
         assert await served.canonical(a, b) == [survivor, survivor]
         # the graph is one hop and consistent: each id points at the survivor, which is its own
@@ -167,10 +178,11 @@ async def test_a_merge_while_events_for_both_ids_stream_in_loses_none(served: Se
     sent: list[str] = []
 
     async def stream(customer: str, tag: str, n: int) -> None:
+        who = "userId" if customer == "s2" else "anonymousId"  # a visitor, then known
         async with served.http() as http:
             for i in range(n):
                 batch = [
-                    {"type": "track", "userId": customer, "event": "Page Viewed", "messageId": m}
+                    {"type": "track", who: customer, "event": "Page Viewed", "messageId": m}
                     for m in (f"{customer}-{tag}{i}-1", f"{customer}-{tag}{i}-2")
                 ]
                 answer = await http.post("/v1/batch", json={"batch": batch})

@@ -121,3 +121,11 @@ def test_only_a_value_verified_by_a_json_true_counts(tmp_path: Path):
     for flag in ("true", 1, False, None):
         assert verified_value(rule, {"email": "A@x.org", "email_verified": flag}) is None
     assert verified_value(rule, {"email_verified": True}) is None
+
+
+def test_write_keys_join_known_customers_only_when_ops_say_so(tmp_path: Path):
+    assert load_identity_rules(ROOT / "rules").merge_known_customers is False
+    assert load_identity_rules(tmp_path).merge_known_customers is False
+    assert _load(tmp_path, "merge_known_customers: true\n").merge_known_customers is True
+    with pytest.raises(JourneyValidationError, match=r"identity\.yaml:1:24 merge_known_customers"):
+        _load(tmp_path, "merge_known_customers: sometimes\n")
