@@ -55,11 +55,11 @@ async def accept(
 
     Every id is resolved to its customer's canonical id first (``ingest._identities``), and
     the merges the batch asks for (identify with both ids, alias, the active ``rules`` of
-    ``rules/identity.yaml``) are applied in its order, recorded as done by ``actor``
-    (identify and alias never join two customers that both have a userId, unless
-    ``rules.merge_known_customers``): so
-    everything is stored under the customer the person is once the batch is applied, and
-    an event keeps the id it was sent under (``sent_as``)."""
+    ``rules/identity.yaml``) are applied in its order, recorded as done by ``actor``;
+    identify and alias never join two customers that both have a userId, unless
+    ``rules.merge_known_customers``. So everything is stored under the customer the person
+    is once the batch is applied, and an event keeps the id it was sent under
+    (``sent_as``)."""
     # one message id twice in one request: keep the first
     seen: set[str] = set()
     unique = [m for m in batch if not (m.message_id in seen or seen.add(m.message_id))]  # type: ignore[func-returns-value]
