@@ -138,3 +138,25 @@ def test_exit_when_interest():
     assert exit_event_names("event.name == 'a' || (event.name == 'b')") == {"a", "b"}
     assert exit_event_names('event.name == "a" && ctx.x > 1') is None
     assert exit_event_names("customer.traits.blocked") is None
+
+
+def test_identify_and_alias_name_the_merge_they_ask_for():
+    def one(body: dict, kind: str):
+        return normalize(body, kind=kind, where="message", received_at=NOW)
+
+    assert one({"anonymousId": "a", "userId": "u"}, "identify").link() == ("a", "u", "identify")
+    assert one({"userId": "u"}, "identify").link() is None
+    assert one({"anonymousId": "u", "userId": "u"}, "identify").link() is None
+    assert one({"anonymousId": "a", "userId": "u", "event": "x"}, "track").link() is None
+    alias = one({"userId": "u", "previousId": 42}, "alias")
+    assert (alias.link(), alias.extra, alias.user_id) == (
+        ("42", "u", "alias"),
+        {"previousId": "42"},
+        "u",
+    )
+    assert one({"userId": "u", "previousId": "u"}, "alias").link() is None
+    assert one({"anonymousId": "a", "event": "x"}, "track").user_id is None
+    for bad, reason in (({}, "missing_previous_id"), ({"previousId": "p" * 257}, "bad_field")):
+        with pytest.raises(IngestError) as err:
+            one({"userId": "u", **bad}, "alias")
+        assert (err.value.status, err.value.reason) == (400, reason)
