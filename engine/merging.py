@@ -95,9 +95,7 @@ def absorb(catalog: Catalog, state: CustomerState, handover: Handover, now: date
             continue  # the survivor's own run (in any status) wins
         adopted = run.model_copy(deep=True)
         new.runs[name] = adopted
-        transitions.append(
-            _log(new, adopted, adopted.state, adopted.state, cause, now, "/adopted")
-        )
+        transitions.append(_log(new, adopted, adopted.state, adopted.state, cause, now, "/adopted"))
     for experiment, arm in sorted(handover.experiments.items()):
         new.experiments.setdefault(experiment, arm)
     tags = sorted(set(new.customer.tags) | set(handover.tags))

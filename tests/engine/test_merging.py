@@ -110,7 +110,11 @@ def test_a_chain_hands_the_first_customers_runs_on(shipped):
     c = merging.absorb(shipped, customer("c"), bc, T0 + DAY).state
     run = c.runs["lifecycle"]
     assert (run.state, run.status) == ("new", "active")
-    assert [h.cause for h in run.history] == ["enroll:signed_up", "continued from a", "continued from b"]
+    assert [h.cause for h in run.history] == [
+        "enroll:signed_up",
+        "continued from a",
+        "continued from b",
+    ]
 
 
 def test_arms_tags_and_seen_are_joined_with_the_survivors_winning(shipped):
