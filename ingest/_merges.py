@@ -2,7 +2,8 @@
 
 A merge (``store.identity.merge``) is committed in PostgreSQL first; its journeys follow
 here, in merge id order: the absorbed customer's workflow is told (it ends its runs and
-completes with a handover, ``engine.merging``), then the survivor's current canonical
+completes with a handover, ``engine.merging``; what it stored meanwhile under its id is
+moved, ``store.identity.settle``), then the survivor's current canonical
 customer (it may have been merged on meanwhile: a -> b, then b -> c, hands a's runs to c)
 takes the handover over, then the merge is marked delivered. Every step is idempotent, so
 a crash between them only means the merge is delivered again: the absorbed workflow
@@ -77,9 +78,13 @@ async def _deliver(
 ) -> None:
     signal = MergeSignal(merge_id=merge.id, into=merge.survivor)
     handover = await customers.send_merge(client, merge.absorbed, signal, ids=ids)
+    async with pool.connection() as conn, conn.transaction():
+        # what the absorbed workflow stored under its id while it ended (a dropped
+        # message) is the survivor's too
+        await identity.settle(conn, merge)
     if _brings_anything(handover):
         async with pool.connection() as conn:
-            survivor = await identity.canonical(conn, merge.survivor) or merge.survivor
+            survivor = await identity.canonical(conn, merge.survivor)
         await customers.send_absorbed(
             client,
             survivor,
