@@ -17,7 +17,6 @@ from temporalio.client import WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 
 from engine.model import CustomerState
-from ingest import _merges
 from orchestration import customers
 from orchestration.codec import data_converter
 from orchestration.replay import replay_history
@@ -277,7 +276,7 @@ async def test_a_failing_merge_holds_later_merges_of_its_customers_only(
                 raise RuntimeError("Temporal is unreachable")
             return await real(client, absorbed, *args, **kw)
 
-        monkeypatch.setattr(_merges.customers, "send_merge", refusing)
+        monkeypatch.setattr(customers, "send_merge", refusing)
         done = await shop.dispatcher.deliver_once()
         assert (done.merges, done.merges_failed) == (1, 1)
         assert calls == ["x", "p"]
