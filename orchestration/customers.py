@@ -208,7 +208,10 @@ async def send_absorbed(
     """Signal-with-start ``survivor``'s workflow with what an absorbed customer's handed
     over (a survivor without a workflow yet gets one, as with its first event)."""
     start = CustomerInput(
-        customer_id=survivor, catalog_seq=catalog_seq, search_attributes=search_attributes
+        customer_id=survivor,
+        catalog_seq=catalog_seq,
+        search_attributes=search_attributes,
+        code_version=CODE_VERSION,
     )
     return await _signal_with_start(
         client, start, SIGNAL_ABSORBED, signal, task_queue=task_queue, ids=ids or default_ids()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.api.enums.v1 import EventType, WorkflowExecutionStatus
 from temporalio.client import WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -225,6 +225,14 @@ async def test_merges_committed_together_reach_the_current_survivor(
         with pytest.raises(RPCError) as none:
             await status(time_env, b)
         assert none.value.status == RPCStatusCode.NOT_FOUND
+        started = await (await customers.handle(time_env.client, c)).fetch_history()
+    # c's workflow, started by the handover, has today's behaviours (no patch markers)
+    markers = [
+        e.marker_recorded_event_attributes.marker_name
+        for e in started.events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+    ]
+    assert markers and "core_patch" not in markers
     async with db.connection() as conn:
         assert await identity.pending_merges(conn) == []
 
@@ -350,3 +358,38 @@ async def test_a_run_on_an_older_version_is_taken_over_with_that_version(
         await wait_until(lambda: _in(time_env, b, "upg", "member"), "v1's rule takes b on")
         run = (await state(time_env, b)).runs["upg"]
     assert (run.version, run.state) == (1, "member")  # v2 would have said subscriber
+
+
+async def test_events_the_absorbed_received_too_late_are_applied_by_the_survivor_once(
+    time_env, db, db_url, task_queue
+):
+    """A handover's pending events (they reached the absorbed workflow while it ended) are
+    applied by the survivor, an event it has applied already not again."""
+    from engine.model import Event
+    from workflows.io import AbsorbedSignal, EventsSignal
+
+    seq = await publish_shipped(db_url)
+    b = f"late-b-{task_queue}"
+    async with running_worker(time_env.client, db, task_queue):
+        now = await time_env.get_current_time()
+        order = Event(name="order_completed", id="late-1", timestamp=now, properties={"revenue": 7})
+        await customers.send_events(
+            time_env.client, b, [order], task_queue=task_queue, catalog_seq=seq
+        )
+        late = Event(name="order_completed", id="late-2", timestamp=now, properties={"revenue": 5})
+        handover = Handover(
+            merge_id=1,
+            absorbed="gone",
+            into=b,
+            pending=[EventsSignal(events=[order, late], catalog_seq=seq)],
+        )
+        await customers.send_absorbed(
+            time_env.client,
+            b,
+            AbsorbedSignal(handover=handover),
+            task_queue=task_queue,
+            catalog_seq=seq,
+        )
+        await wait_until(lambda: _applied(time_env, b, 2), "the late order applied")
+        run = (await state(time_env, b)).runs["lifecycle"]
+    assert run.context == {"orders": 2, "spent": 12.0}  # late-1 once, late-2 once
