@@ -19,6 +19,9 @@ to 30 s: the others are delivered meanwhile.
 Rows are deleted only after Temporal accepted their signal; if it did and
 we crashed before deleting, the event is delivered again and the workflow, which
 remembers event ids, ignores it. While Temporal is down rows wait, and ingestion goes on.
+
+After each round's events come the merges of customers waiting for their workflows
+(``ingest._merges``): ``store.identity.merge`` notifies the dispatcher as an event does.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from store import customers as customer_store
 from store import dead_letters, outbox
 from workflows.io import CustomerPatch, EventsSignal
 
-from . import _signals
+from . import _merges, _signals
 from ._signals import Item
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,8 @@ class Delivery:
     capped: bool = False  # some customer had more waiting than one round takes
     dead: int = 0  # events moved to dead letters
     signals: int = 0
+    merges: int = 0  # merges delivered to both customers' workflows
+    merges_failed: int = 0
 
 
 class Dispatcher:
@@ -124,7 +129,8 @@ class Dispatcher:
                 backoff = min(backoff * 2, 30.0)
                 continue
             backoff = 0.5
-            if done.customers < self.batch_size and not done.capped:
+            more_merges = done.merges >= _merges.PER_ROUND
+            if done.customers < self.batch_size and not done.capped and not more_merges:
                 try:
                     async for _ in notifies:
                         break
@@ -143,7 +149,19 @@ class Dispatcher:
     async def deliver_once(self) -> Delivery:
         """One round: up to ``batch_size`` customers, oldest waiting first (but not those
         backing off), their waiting events in order, in as many signals as the byte budget
-        needs."""
+        needs; then the merges waiting for the customers' workflows, in order."""
+        result = await self._deliver_events()
+        merged = await _merges.deliver_merges(
+            self.pool,
+            await self.client(),
+            task_queue=self.task_queue,
+            catalog_seq=await self._catalog_seq(),
+            ids=self.ids,
+        )
+        result.merges, result.merges_failed = merged.delivered, merged.failed
+        return result
+
+    async def _deliver_events(self) -> Delivery:
         started = time.monotonic()
         resting = self._resting()
         async with self.pool.connection() as conn:

@@ -1,4 +1,5 @@
-"""Talking to customer workflows from outside: send events, read state, move, upgrade.
+"""Talking to customer workflows from outside: send events, read state, move, upgrade,
+merge two customers' journeys.
 
 Which workflow is a customer's: the customer id itself for ids safe to show; for ids that
 look like contact details (or hold unsafe characters) a keyed hash of it
@@ -7,12 +8,14 @@ unsalted hash; they keep being found, signalled and queried there (docs/api.md).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from collections import OrderedDict
 from datetime import timedelta
+from typing import Any
 
 from temporalio.api.enums.v1 import WorkflowExecutionStatus
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -23,13 +26,18 @@ from workflows.customer import CUSTOMER_ID, CustomerWorkflow
 from workflows.io import (
     CODE_VERSION,
     QUERY_STATE,
+    SIGNAL_ABSORBED,
     SIGNAL_CATALOG,
     SIGNAL_EVENTS,
+    SIGNAL_MERGE,
     UPDATE_MOVE,
+    AbsorbedSignal,
     CatalogChanged,
     CustomerInput,
     CustomerPatch,
     EventsSignal,
+    Handover,
+    MergeSignal,
     MoveRequest,
     MoveResult,
 )
@@ -76,6 +84,9 @@ class CustomerIds:
         return found
 
 
+Handle = WorkflowHandle[CustomerWorkflow, Handover | None]
+
+
 @functools.cache
 def _ids_for(secret: str) -> CustomerIds:
     return CustomerIds(secret)
@@ -102,15 +113,13 @@ async def send_events(
     code_version: int = CODE_VERSION,
     ids: CustomerIds | None = None,
     state: CustomerState | None = None,
-) -> WorkflowHandle[CustomerWorkflow, None]:
+) -> Handle:
     """Signal-with-start: the customer's first event creates their workflow (at
     ``code_version``: today's unless a test records an older run's history). A new
     workflow starts from ``state`` if given (a journey test's customer, tags included);
     one already running ignores it."""
-    ids = ids or default_ids()
-    key = ids.key(customer_id)
-    return await client.start_workflow(
-        CustomerWorkflow.run,
+    return await _signal_with_start(
+        client,
         CustomerInput(
             customer_id=customer_id,
             state=state,
@@ -120,10 +129,31 @@ async def send_events(
             action_timeout_seconds=action_timeout_seconds,
             code_version=code_version,
         ),
+        SIGNAL_EVENTS,
+        EventsSignal(events=events, catalog_seq=catalog_seq, customer=customer),
+        task_queue=task_queue,
+        ids=ids or default_ids(),
+    )
+
+
+async def _signal_with_start(
+    client: Client,
+    start: CustomerInput,
+    signal: str,
+    arg: Any,
+    *,
+    task_queue: str,
+    ids: CustomerIds,
+) -> Handle:
+    customer_id, search_attributes = start.customer_id, start.search_attributes
+    key = ids.key(customer_id)
+    return await client.start_workflow(
+        CustomerWorkflow.run,
+        start,
         id=await ids.workflow_id(client, customer_id),
         task_queue=task_queue,
-        start_signal=SIGNAL_EVENTS,
-        start_signal_args=[EventsSignal(events=events, catalog_seq=catalog_seq, customer=customer)],
+        start_signal=signal,
+        start_signal_args=[arg],
         static_summary=f"customer {key}",
         search_attributes=TypedSearchAttributes([SearchAttributePair(CUSTOMER_ID, key)])
         if search_attributes
@@ -133,9 +163,62 @@ async def send_events(
     )
 
 
-async def handle(
-    client: Client, customer_id: str, *, ids: CustomerIds | None = None
-) -> WorkflowHandle[CustomerWorkflow, None]:
+async def send_merge(
+    client: Client,
+    absorbed: str,
+    signal: MergeSignal,
+    *,
+    ids: CustomerIds | None = None,
+    wait: timedelta = timedelta(seconds=60),
+) -> Handover:
+    """Tell ``absorbed``'s workflow it was merged (``signal.into``) and wait for what it
+    hands over (``TimeoutError`` after ``wait``: send again later, it is idempotent).
+    A customer without a workflow hands over nothing; one that completed already answers
+    with its result, when that is the handover of this merge (else nothing)."""
+    empty = Handover(merge_id=signal.merge_id, absorbed=absorbed, into=signal.into)
+    wf = await handle(client, absorbed, ids=ids)
+    try:
+        await wf.signal(SIGNAL_MERGE, signal)
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:  # not found: none, or it completed
+            raise
+    try:
+        result = await asyncio.wait_for(wf.result(), wait.total_seconds())
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+        return empty  # the customer never had a workflow (no event reached one)
+    except WorkflowFailureError:
+        return empty  # terminated, cancelled or failed: its journeys ended with it
+    if not isinstance(result, Handover) or result.merge_id != signal.merge_id:
+        return empty
+    return result
+
+
+async def send_absorbed(
+    client: Client,
+    survivor: str,
+    signal: AbsorbedSignal,
+    *,
+    task_queue: str,
+    catalog_seq: int,
+    ids: CustomerIds | None = None,
+    search_attributes: bool = True,
+) -> Handle:
+    """Signal-with-start ``survivor``'s workflow with what an absorbed customer's handed
+    over (a survivor without a workflow yet gets one, as with its first event)."""
+    start = CustomerInput(
+        customer_id=survivor,
+        catalog_seq=catalog_seq,
+        search_attributes=search_attributes,
+        code_version=CODE_VERSION,
+    )
+    return await _signal_with_start(
+        client, start, SIGNAL_ABSORBED, signal, task_queue=task_queue, ids=ids or default_ids()
+    )
+
+
+async def handle(client: Client, customer_id: str, *, ids: CustomerIds | None = None) -> Handle:
     """The customer's workflow (legacy or keyed id, see :class:`CustomerIds`)."""
     wid = await (ids or default_ids()).workflow_id(client, customer_id)
     return client.get_workflow_handle_for(CustomerWorkflow.run, wid)

@@ -10,13 +10,13 @@ as pending in the Temporal UI; what the quick tries did is found by the key, not
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
 
-from engine import CustomerState
+from engine import CustomerState, machine
 from engine.actions import ACTIONS
 from workflows.io import ActionInput, ActionResult, DeferredAction
 
@@ -91,3 +91,26 @@ def is_stale(state: CustomerState, item: DeferredAction) -> bool:
         return True
     spec = ACTIONS.get(item.input.command.kind)
     return spec is not None and spec.dropped_when_stale and run.visit != item.visit
+
+
+def deferral(
+    state: CustomerState, data: ActionInput, result: ActionResult
+) -> DeferredAction | None:
+    """The timer for an action the messaging policy deferred (None: it was not)."""
+    if result.status != "deferred" or result.retry_at is None:
+        return None
+    run = state.runs.get(data.command.journey)
+    return DeferredAction(
+        due=result.retry_at,
+        input=data,
+        reason=result.reason,
+        enrollment=run.enrollment if run else 0,
+        visit=run.visit if run else 0,
+    )
+
+
+def next_due(state: CustomerState, deferred: list[DeferredAction]) -> datetime | None:
+    """The earliest journey timer or deferred message."""
+    dues = [d for d in (machine.next_due(state),) if d is not None]
+    dues += [d.due for d in deferred]
+    return min(dues, default=None)

@@ -4,6 +4,8 @@ The workflow is a shell: it feeds events, timers and admin moves to the pure int
 ``engine.machine`` and carries out what it returns (activities, search attributes, the
 markdown shown in the Temporal UI). History stays bounded by continue-as-new, which
 carries the state, the pending timers' deadlines (inside the state) and the dedupe window.
+A customer merged into another ends its journeys and completes, handing them over
+(``engine.merging``); the survivor's workflow takes them over.
 """
 
 from __future__ import annotations
@@ -18,27 +20,33 @@ from temporalio.common import RawValue, SearchAttributeKey
 from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from engine import Catalog, CustomerState, MoveError, Step, machine
+    from engine import Catalog, CustomerState, MoveError, Step, machine, merging
     from engine.calendar import run_holidays_with
     from engine.catalog import shared
     from engine.identity import customer_key
     from engine.machine import TransitionRecord
     from engine.model import Customer, Problem
-    from engine.ui_summary import markdown
+    from workflows import _actions, _shown
     from workflows._actions import PATCH_LOCAL_FIRST, execute_action, is_stale
+    from workflows._inbox import decode_events
     from workflows._records import STORE_RETRY, record, snapshot_key
     from workflows.io import (
         CODE_VERSION,
         QUERY_STATE,
+        SIGNAL_ABSORBED,
         SIGNAL_CATALOG,
         SIGNAL_EVENTS,
+        SIGNAL_MERGE,
         UPDATE_MOVE,
+        AbsorbedSignal,
         ActionInput,
         CatalogChanged,
         CustomerInput,
         DeferredAction,
         EventsSignal,
+        Handover,
         LoadCatalogInput,
+        MergeSignal,
         MoveRequest,
         MoveResult,
     )
@@ -46,8 +54,6 @@ with workflow.unsafe.imports_passed_through():
 run_holidays_with(workflow.unsafe.sandbox_unrestricted)  # reads its own files: see there
 
 CUSTOMER_ID = SearchAttributeKey.for_keyword("CustomerId")
-JOURNEYS = SearchAttributeKey.for_keyword_list("Journeys")
-JOURNEY_VERSIONS = SearchAttributeKey.for_keyword_list("JourneyVersions")
 PATCH_LOCAL_TRANSITIONS = "transitions-as-local-activity"
 # a move's new timers and deferred messages are armed at once (before: at the next event)
 PATCH_ARM_AFTER_MOVE = "arm-timer-after-move"
@@ -79,24 +85,28 @@ class CustomerWorkflow:
         self._code_version = input.code_version
         self._snapshot_seq = input.snapshot_seq
         self._snapshot_shown = ""  # what the last snapshot written holds (without seq, at)
+        self._merge = input.merge  # merged into another customer: end, hand over, complete
+        self._absorbed: deque[Handover] = deque(input.absorbed)
+        self._merged: merging.Handover | None = None
 
     # --- messages -------------------------------------------------------------------------
 
     @workflow.signal(name=SIGNAL_EVENTS)
     def events(self, raw: RawValue) -> None:
-        # decoded here, not by the SDK: a signal it cannot decode would be dropped with a
-        # log line only; here it becomes a problem the admin sees (no data, only its size)
-        try:
-            signal = workflow.payload_converter().from_payload(raw.payload, EventsSignal)
-        except Exception as exc:
-            self._problem(
-                "",
-                "",
-                f"an events signal of {raw.payload.ByteSize():,} bytes could not be decoded "
-                f"({type(exc).__name__}); its events are in PostgreSQL but were not applied",
-            )
-            return
-        self._inbox.append(signal)
+        signal = decode_events(raw)  # one that cannot be decoded is a problem shown
+        if isinstance(signal, str):
+            self._problem("", "", signal)
+        else:
+            self._inbox.append(signal)
+
+    @workflow.signal(name=SIGNAL_MERGE)
+    def merge(self, signal: MergeSignal) -> None:
+        if self._merge is None:  # delivered again (a dispatcher retry): the first counts
+            self._merge = signal
+
+    @workflow.signal(name=SIGNAL_ABSORBED)
+    def absorbed(self, signal: AbsorbedSignal) -> None:
+        self._absorbed.append(signal.handover)
 
     @workflow.signal(name=SIGNAL_CATALOG)
     def catalog_changed(self, signal: CatalogChanged) -> None:
@@ -109,17 +119,12 @@ class CustomerWorkflow:
     @workflow.update(name=UPDATE_MOVE)
     async def move(self, request: MoveRequest) -> MoveResult:
         async with self._lock:
+            if self._merged is not None:  # its journeys went to the survivor
+                raise ApplicationError(f"the customer was {self._merged_cause()}", type="MoveError")
             await self._ensure_catalog()
             assert self._catalog is not None
             try:
-                step = machine.move(
-                    self._catalog,
-                    self._state,
-                    request.journey,
-                    request.state,
-                    request.reason,
-                    workflow.now(),
-                )
+                step = self._try_move(request)
             except MoveError as exc:  # fails the update, not the workflow task
                 raise ApplicationError(str(exc), type="MoveError", non_retryable=True) from None
             await self._carry_out(step)
@@ -133,21 +138,19 @@ class CustomerWorkflow:
         if self._catalog is None:
             return  # checked again by the handler once the catalog is loaded
         try:
-            machine.move(
-                self._catalog,
-                self._state,
-                request.journey,
-                request.state,
-                request.reason,
-                workflow.now(),
-            )
+            self._try_move(request)
         except MoveError as exc:
             raise ValueError(str(exc)) from None
+
+    def _try_move(self, r: MoveRequest) -> Step:
+        assert self._catalog is not None
+        now = workflow.now()
+        return machine.move(self._catalog, self._state, r.journey, r.state, r.reason, now)
 
     # --- main loop ------------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, input: CustomerInput) -> None:
+    async def run(self, input: CustomerInput) -> Handover | None:
         if self._use_attributes and not workflow.info().typed_search_attributes.get(CUSTOMER_ID):
             # senders set it at start; older starts did not. Ids that look like contact
             # details are hashed, as in the workflow id.
@@ -158,13 +161,17 @@ class CustomerWorkflow:
                 await self._ensure_catalog()
                 await self._fire_timers()
                 await self._run_deferred()
+                while self._absorbed:  # before the inbox: it gets the absorbed's pending
+                    await self._absorb(self._absorbed.popleft())
                 while self._inbox:
                     await self._apply(self._inbox.popleft())
                     await self._fire_timers()
-                if self._code_version >= CODE_VERSION_SNAPSHOTS:
+                if self._merge is not None:
+                    await self._merge_away(self._merge)
+                if self._code_version >= CODE_VERSION_SNAPSHOTS or self._merged is not None:
                     await self._record_snapshot()
                 self._publish()
-            if self._should_continue_as_new():
+            if self._merged is not None or self._should_continue_as_new():
                 break
             self._arm_timer()
             await workflow.wait_condition(
@@ -173,9 +180,12 @@ class CustomerWorkflow:
                     or self._timer_fired()
                     or self._catalog_stale()
                     or self._should_continue_as_new()
+                    or bool(self._absorbed or self._merge)
                 )
             )
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._merged is not None:  # events that came meanwhile go to the survivor
+            return Handover(**dict(self._merged), pending=list(self._inbox))
         workflow.continue_as_new(
             CustomerInput(
                 customer_id=input.customer_id,
@@ -188,6 +198,8 @@ class CustomerWorkflow:
                 action_timeout_seconds=input.action_timeout_seconds,
                 code_version=CODE_VERSION,  # a new run starts with today's behaviours
                 snapshot_seq=self._snapshot_seq,
+                merge=self._merge,
+                absorbed=list(self._absorbed),
             )
         )
 
@@ -209,7 +221,7 @@ class CustomerWorkflow:
     def _arm_timer(self) -> None:
         """One durable timer for the earliest deadline; re-armed only when it changes, so
         events that do not move deadlines add no timer commands to history."""
-        due = self._next_due()
+        due = _actions.next_due(self._state, self._deferred)  # of a journey or a deferred message
         if due == self._timer_due and self._timer is not None and not self._timer.done():
             return
         if self._timer is not None and not self._timer.done():
@@ -220,12 +232,6 @@ class CustomerWorkflow:
             self._timer = asyncio.ensure_future(
                 workflow.sleep(delay, summary=f"next timer {due:%Y-%m-%d %H:%M}")
             )
-
-    def _next_due(self) -> datetime | None:
-        """The earliest journey timer or deferred message."""
-        dues = [d for d in (machine.next_due(self._state),) if d is not None]
-        dues += [d.due for d in self._deferred]
-        return min(dues, default=None)
 
     async def _run_deferred(self) -> None:
         """Messages the policy held back whose time has come: asked again, same key."""
@@ -262,6 +268,36 @@ class CustomerWorkflow:
         else:  # a newer notice arrived while loading
             self._wanted_seq = max(self._wanted_seq, self._catalog.seq)
         await self._carry_out(machine.upgrade(self._catalog, self._state, workflow.now()))
+
+    async def _merge_away(self, signal: MergeSignal) -> None:
+        """End every run (``engine.merging``), drop the deferred messages, log it all."""
+        assert self._catalog is not None
+        now = workflow.now()
+        step, self._merged = merging.merge_away(
+            self._catalog, self._state, signal.into, now, merge_id=signal.merge_id
+        )
+        await self._carry_out(step)
+        dropped, self._deferred = self._deferred, []
+        for item in dropped:  # recorded as dropped, never sent
+            drop = {"now": now, "drop_reason": self._merged_cause()}
+            await self._run_action(item.input.model_copy(update=drop))
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _merged_cause(self) -> str:
+        return merging.merged_cause(self._merged.into if self._merged else "")
+
+    async def _absorb(self, handover: Handover) -> None:
+        """Take over a merged customer's runs; load the versions they are on if needed."""
+        assert self._catalog is not None
+        await self._carry_out(merging.absorb(self._catalog, self._state, handover, workflow.now()))
+        if merging.missing(self._catalog, self._state):
+            self._catalog = None
+            await self._ensure_catalog()
+            assert self._catalog is not None
+        self._state = machine.refresh_calendar(self._catalog, self._state, workflow.now())
+        # its events only: what is known of the customer comes from PostgreSQL
+        self._inbox.extend(s.model_copy(update={"customer": None}) for s in handover.pending)
 
     async def _fire_timers(self) -> None:
         assert self._catalog is not None
@@ -339,17 +375,9 @@ class CustomerWorkflow:
             cause = exc.cause or exc
             self._problem(command.journey, command.state, f"{command.summary} failed: {cause}")
             return
-        if result.status == "deferred" and result.retry_at is not None:
-            run = self._state.runs.get(command.journey)
-            self._deferred.append(
-                DeferredAction(
-                    due=result.retry_at,
-                    input=data,
-                    reason=result.reason,
-                    enrollment=run.enrollment if run else 0,
-                    visit=run.visit if run else 0,
-                )
-            )
+        deferred = _actions.deferral(self._state, data, result)
+        if deferred is not None:
+            self._deferred.append(deferred)
 
     def _problem(self, journey: str, state: str, message: str) -> None:
         """Record what went wrong where the admin looks (state, UI details), bounded."""
@@ -361,26 +389,11 @@ class CustomerWorkflow:
 
     def _publish(self) -> None:
         """Search attributes and UI details, when they changed."""
-        journeys = machine.journeys_attribute(self._state)
-        versions = sorted(
-            f"{n}@{r.version}" for n, r in self._state.runs.items() if r.status == "active"
-        )
-        if self._use_attributes and self._shown != (journeys, versions):
-            workflow.upsert_search_attributes(
-                [
-                    JOURNEYS.value_set(journeys) if journeys else JOURNEYS.value_unset(),
-                    JOURNEY_VERSIONS.value_set(versions)
-                    if versions
-                    else JOURNEY_VERSIONS.value_unset(),
-                ]
-            )
-        self._shown = (journeys, versions)
-        details = markdown(self._state, self._catalog)
-        if self._deferred:  # what happens next includes messages the policy held back
-            details += "\n\n**Deferred messages**\n" + "".join(
-                f"\n- {d.input.command.summary}: at {d.due:%Y-%m-%d %H:%M} UTC ({d.reason})"
-                for d in sorted(self._deferred, key=lambda d: d.due)
-            )
+        shown = _shown.attributes(self._state)
+        if self._use_attributes and self._shown != shown:
+            workflow.upsert_search_attributes(_shown.updates(*shown))
+        self._shown = shown
+        details = _shown.details(self._state, self._catalog, self._deferred)
         if details != self._details:
             self._details = details
             workflow.set_current_details(details)

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from engine import merging
 from engine.catalog import Catalog
 from engine.machine import TransitionRecord
 from engine.model import ActionCommand, CustomerState, Event, Problem
@@ -16,6 +17,8 @@ SIGNAL_EVENTS = "events"
 SIGNAL_CATALOG = "catalog_changed"
 QUERY_STATE = "state"
 UPDATE_MOVE = "move"
+SIGNAL_MERGE = "merge"
+SIGNAL_ABSORBED = "absorbed"
 
 
 class CustomerPatch(BaseModel):
@@ -43,6 +46,27 @@ class EventsSignal(BaseModel):
 
 class CatalogChanged(BaseModel):
     seq: int
+
+
+class MergeSignal(BaseModel):
+    """This customer was merged into ``into`` (``store.identity``'s merge ``merge_id``):
+    end their journeys, and complete with the :class:`Handover` as the result."""
+
+    merge_id: int
+    into: str
+
+
+class Handover(merging.Handover):
+    """The absorbed customer's workflow result: what the survivor takes over
+    (``engine.merging``) and the events it received but did not apply."""
+
+    pending: list[EventsSignal] = Field(default_factory=list)
+
+
+class AbsorbedSignal(BaseModel):
+    """Take over what the absorbed customer's workflow handed over."""
+
+    handover: Handover
 
 
 class ActionInput(BaseModel):
@@ -100,6 +124,9 @@ class CustomerInput(BaseModel):
     code_version: int = 0
     # the last admin snapshot's number (``CustomerSnapshot.seq``), carried across runs
     snapshot_seq: int = 0
+    # a merge or handovers that arrived as the run continued as new (None, []: none)
+    merge: MergeSignal | None = None
+    absorbed: list[Handover] = Field(default_factory=list)
 
 
 class MoveRequest(BaseModel):
