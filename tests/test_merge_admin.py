@@ -82,7 +82,7 @@ async def test_a_merge_absorbs_the_first_into_the_second_once_and_is_audited(ser
         assert "already are one customer" in again.json()["message"]
 
     async with served.http() as http:
-        log = (await http.get("/v1/merges", params={"customer": anon}, headers=served.admin()))
+        log = await http.get("/v1/merges", params={"customer": anon}, headers=served.admin())
         every = await http.get("/v1/merges", params={"limit": 1}, headers=served.admin())
     assert log.status_code == 200, log.text
     assert log.json()["customer_id"] == user and log.json()["ids"] == sorted([anon, user])
@@ -179,8 +179,10 @@ async def test_a_merge_asked_wrongly_is_refused_with_a_sentence_and_merges_nothi
     served, case, body, status, error, words
 ):
     await _seen(served, KNOWN)
-    before = await served.stored(), await _count(served, "merges"), await _count(
-        served, "customer_ids"
+    before = (
+        await served.stored(),
+        await _count(served, "merges"),
+        await _count(served, "customer_ids"),
     )
     async with served.http() as http:
         text = json.dumps(body, ensure_ascii=True)  # the lone surrogate as \ud800
@@ -191,8 +193,10 @@ async def test_a_merge_asked_wrongly_is_refused_with_a_sentence_and_merges_nothi
         )
     answer = refused(r, status, error)
     assert words in answer["message"], answer
-    after = await served.stored(), await _count(served, "merges"), await _count(
-        served, "customer_ids"
+    after = (
+        await served.stored(),
+        await _count(served, "merges"),
+        await _count(served, "customer_ids"),
     )
     assert after == before
     await served.healthy()
