@@ -31,12 +31,12 @@ class MergeBody(BaseModel):
         alias="from",
         min_length=1,
         max_length=merging.MAX_ID,
-        description="the id of the customer to absorb (any of its ids)",
+        description="the id of the customer to absorb (any of its ids; a number is its digits)",
     )
     into: str = Field(
         min_length=1,
         max_length=merging.MAX_ID,
-        description="the id of the customer that takes it over (any of its ids)",
+        description="the id of the customer that takes it over (any of its ids, or a number)",
     )
     reason: str = Field(
         min_length=1, max_length=merging.MAX_REASON, description="why: kept in the audit log"
