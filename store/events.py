@@ -124,7 +124,23 @@ async def record(
     ``message_id`` is deterministic (``offer_redeemed:CODE``), so producing the same fact
     twice stores it once. Call inside the transaction that made the fact true."""
     now = at or datetime.now(UTC)
-    event = NewEvent(message_id, "track", customer_id, normalize_event_name(name), properties, now)
+    # a fact about a customer merged meanwhile is the survivor's (store.identity). Not
+    # locked (the caller may hold rows a merge moves): one stored in the instant a merge
+    # commits is moved when the merge settles (store.identity.settle)
+    cur = await conn.execute("SELECT canonical FROM customer_ids WHERE id = %s", (customer_id,))
+    row = await cur.fetchone()
+    sent_as, customer_id = (
+        (customer_id, str(row[0])) if row and row[0] != customer_id else (None, customer_id)
+    )
+    event = NewEvent(
+        message_id,
+        "track",
+        customer_id,
+        normalize_event_name(name),
+        properties,
+        now,
+        sent_as=sent_as,
+    )
     stored = await append(conn, INTERNAL_SOURCE, [event], received_at=now)
     event_id = stored.get(message_id)
     if event_id is None:

@@ -45,10 +45,15 @@ class Merge:
     delivered_at: datetime | None = None
     attempts: int = 0
     last_error: str | None = None
+    refused: str | None = None  # not merged, and why (the ids stay two customers)
 
 
 _MERGE_COLUMNS = (
-    "id, absorbed, survivor, via, reason, actor, at, delivered_at, attempts, last_error"
+    "id, absorbed, survivor, via, reason, actor, at, delivered_at, attempts, last_error, refused"
+)
+REFUSED_KNOWN = (
+    "both are known customers (each has a userId); a write key does not merge two people: "
+    "merge them with 'journeys customers merge', or allow it in rules/identity.yaml"
 )
 
 
@@ -58,13 +63,25 @@ async def lock_merges(conn: AsyncConnection[Any]) -> None:
     await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MERGE_LOCK,))
 
 
-async def resolve(conn: AsyncConnection[Any], ids: Sequence[str]) -> dict[str, str]:
+async def resolve(
+    conn: AsyncConnection[Any], ids: Sequence[str], *, user_ids: Sequence[str] = ()
+) -> dict[str, str]:
     """Each of ``ids`` -> its canonical id, in the caller's transaction. Ids never seen
-    become their own customer. The rows stay locked ``FOR SHARE`` until the transaction
-    ends, so no merge of these customers commits while the caller stores under them."""
+    become their own customer; ``user_ids`` (among ``ids``) were sent as a ``userId`` and
+    are marked so (a known person, see :func:`merge`). The rows stay locked ``FOR SHARE``
+    until the transaction ends, so no merge of these customers commits while the caller
+    stores under them."""
     wanted = sorted(set(ids))
     if not wanted:
         return {}
+    users = sorted(set(user_ids))
+    if users:  # rarely a change: a row is only written when it was not marked yet
+        await conn.execute(
+            "INSERT INTO customer_ids (id, canonical, user_id)"
+            " SELECT i, i, true FROM unnest(%s::text[]) i ORDER BY i"
+            " ON CONFLICT (id) DO UPDATE SET user_id = true WHERE NOT customer_ids.user_id",
+            (users,),
+        )
     found = await _share(conn, wanted)
     missing = [i for i in wanted if i not in found]
     if missing:
@@ -121,6 +138,7 @@ async def merge(
     via: str,
     reason: str = "",
     actor: str,
+    refuse_known: bool = False,
 ) -> Merge | None:
     """Make ``absorbed``'s customer part of ``survivor``'s, in the caller's transaction
     (which must commit for it to count). Both ids are resolved first: merging ``a`` into
@@ -133,7 +151,12 @@ async def merge(
     manager of each pool and experiment arms (the survivor's win where both have one),
     conversions, messages, offers, surveys and tasks. The absorbed customer's metrics are
     dropped: the next refresh counts the person once. Workflows learn of it from the
-    ``merges`` queue (``ingest.dispatcher``)."""
+    ``merges`` queue (``ingest.dispatcher``).
+
+    With ``refuse_known`` (a write key's identify or alias, unless rules/identity.yaml
+    allows it) two customers that both have an id sent as a ``userId`` are two known people
+    and stay apart: a shared computer's anonymous id, or a forged call, must not join them.
+    The attempt is recorded (``refused``) and returned; nothing else changes."""
     await lock_merges(conn)
     await conn.execute(
         "INSERT INTO customer_ids (id, canonical) SELECT i, i FROM unnest(%s::text[]) i"
@@ -149,14 +172,18 @@ async def merge(
         "SELECT id FROM customer_ids WHERE canonical = ANY(%s::text[]) ORDER BY id FOR UPDATE",
         ([gone, kept],),
     )
+    refused = REFUSED_KNOWN if refuse_known and await _both_known(conn, gone, kept) else None
     cur = conn.cursor(row_factory=class_row(Merge))
     await cur.execute(
-        "INSERT INTO merges (absorbed, survivor, via, reason, actor) VALUES (%s, %s, %s, %s, %s)"
+        "INSERT INTO merges (absorbed, survivor, via, reason, actor, refused, delivered_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END)"
         f" RETURNING {_MERGE_COLUMNS}",
-        (gone, kept, via, reason, actor),
+        (gone, kept, via, reason, actor, refused, refused is not None),
     )
     row = await cur.fetchone()
     assert row is not None
+    if refused is not None:
+        return row
     await conn.execute(
         "UPDATE customer_ids SET canonical = %s, linked_at = now(), merge_id = %s"
         " WHERE canonical = %s",
@@ -165,6 +192,16 @@ async def merge(
     await _move(conn, gone, kept)
     await events.move_customer(conn, gone, kept)  # events and outbox; wakes the dispatcher
     return row
+
+
+async def _both_known(conn: AsyncConnection[Any], a: str, b: str) -> bool:
+    cur = await conn.execute(
+        "SELECT count(DISTINCT canonical) FROM customer_ids"
+        " WHERE canonical = ANY(%s::text[]) AND user_id",
+        ([a, b],),
+    )
+    row = await cur.fetchone()
+    return bool(row and row[0] == 2)
 
 
 # (statement, what it does) run in order with (absorbed, survivor) bound as %(a)s, %(s)s
@@ -216,6 +253,15 @@ _MOVES: tuple[str, ...] = (
     # the next refresh tiers the person once, with both ids' orders
     "DELETE FROM customer_metrics WHERE customer_id = %(a)s",
 )
+
+
+async def settle(conn: AsyncConnection[Any], merge: Merge) -> None:
+    """Move again what the absorbed customer's workflow stored under its old id between the
+    merge and its end (an action it was carrying out then): the dispatcher calls this once
+    that workflow has completed, so nothing stays behind under the absorbed id."""
+    await lock_merges(conn)
+    await _move(conn, merge.absorbed, merge.survivor)
+    await events.move_customer(conn, merge.absorbed, merge.survivor)
 
 
 async def _move(conn: AsyncConnection[Any], absorbed: str, survivor: str) -> None:

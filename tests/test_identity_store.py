@@ -132,3 +132,47 @@ async def test_batches_storing_while_a_merge_commits_end_under_the_survivor(db, 
             ("s2", 40)
         ]
         assert await rows(conn, "SELECT DISTINCT customer_id FROM outbox") == [("s2",)]
+
+
+async def test_facts_recorded_for_an_absorbed_id_are_the_survivors(db):
+    """An activity of the absorbed customer's workflow, still running when the merge
+    committed, records a fact under the old id: it lands under the survivor, and a late
+    row of its own kind is moved when the merge settles."""
+    from store import events
+
+    async with db.connection() as conn:
+        merge = await identity.merge(conn, "old", "new", via="alias", actor="k")
+        assert merge is not None
+        await events.record(conn, "old", "survey_answered", {"score": 9}, message_id="s:1")
+        assert await rows(conn, "SELECT customer_id, sent_as FROM events") == [("new", "old")]
+        await conn.execute(
+            "INSERT INTO tasks (idempotency_key, customer_id, journey, title, due_at)"
+            " VALUES ('t1', 'old', 'nps', 'call', now())"
+        )
+        await identity.settle(conn, merge)
+        assert await rows(conn, "SELECT customer_id FROM tasks") == [("new",)]
+
+
+async def test_a_write_key_never_merges_two_known_customers(db):
+    """Two customers that each have a userId stay two when a write key's call would join
+    them (a shared computer's anonymous id, a forged alias); the attempt is on record, and
+    an anonymous visitor still joins a known customer."""
+    async with db.connection() as conn:
+        await identity.resolve(conn, ["u1", "u2", "visitor"], user_ids=["u1", "u2"])
+        await identity.merge(conn, "visitor", "u1", via="identify", actor="k", refuse_known=True)
+        refused = await identity.merge(
+            conn, "visitor", "u2", via="identify", actor="key web", refuse_known=True
+        )
+        assert refused is not None and refused.refused == identity.REFUSED_KNOWN
+        assert (refused.absorbed, refused.survivor) == ("u1", "u2")
+        assert await identity.canonicals(conn, ["visitor", "u1", "u2"]) == {
+            "visitor": "u1",
+            "u1": "u1",
+            "u2": "u2",
+        }
+        assert [m.id for m in await identity.pending_merges(conn)] != [refused.id]
+        assert refused.id in [m.id for m in await identity.merges_of(conn, "u2")]
+        # an admin may: they looked
+        done = await identity.merge(conn, "u1", "u2", via="admin", reason="same person", actor="a")
+        assert done is not None and done.refused is None
+        assert await identity.ids_of(conn, "u2") == ["u1", "u2", "visitor"]

@@ -8,7 +8,8 @@ CREATE TABLE customer_ids (
     id          text        PRIMARY KEY,
     canonical   text        NOT NULL,
     linked_at   timestamptz NOT NULL DEFAULT now(),   -- when it last pointed somewhere new
-    merge_id    bigint                                 -- the merge that did it (NULL: itself)
+    merge_id    bigint,                                -- the merge that did it (NULL: itself)
+    user_id     boolean     NOT NULL DEFAULT false     -- sent as a userId at least once
 );
 CREATE INDEX customer_ids_canonical ON customer_ids (canonical);
 
@@ -25,6 +26,9 @@ CREATE TABLE merges (
     delivered_at  timestamptz,                        -- both workflows were told
     attempts      integer     NOT NULL DEFAULT 0,
     last_error    text,
+    -- why a write key's merge was not made (two known customers: docs/identity.md); such a
+    -- row is the record of the attempt, delivered at once (nothing changed)
+    refused       text,
     CHECK (absorbed <> survivor)
 );
 CREATE INDEX merges_pending ON merges (id) WHERE delivered_at IS NULL;
