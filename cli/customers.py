@@ -43,14 +43,17 @@ def _who() -> str:
 
 
 def _log(found: list[Any]) -> None:
-    """Merges as lines: which, when, via what, who, what became what, why, delivered."""
+    """Merges as lines: which, when, via what, who, what became what, why, delivered (or
+    refused: a write key's merge of two known people that was not made)."""
     for m in found:
-        told = (
-            "delivered"
-            if m.delivered_at
-            else f"waiting for delivery ({m.attempts} attempt(s)"
-            + (f": {m.last_error})" if m.last_error else ")")
-        )
+        if m.refused:
+            told = f"REFUSED, not merged: {m.refused}"
+        elif m.delivered_at:
+            told = "delivered"
+        else:
+            told = f"waiting for delivery ({m.attempts} attempt(s)" + (
+                f": {m.last_error})" if m.last_error else ")"
+            )
         print(
             f"  #{m.id}  {m.at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC  via {m.via}  by {m.actor}:"
             f" {m.absorbed} into {m.survivor}, {m.reason or '(no reason given)'}; {told}"

@@ -133,7 +133,8 @@ async def merge_by_hand(
 
 def audit_entry(m: Merge) -> dict[str, Any]:
     """One row of the audit log as the API answers it: ``delivered`` once both workflows
-    were told (``attempts`` and ``last_error`` say why not yet)."""
+    were told (``attempts`` and ``last_error`` say why not yet); ``refused`` says why a
+    write key's merge was not made (the ids stay two customers), else null."""
     return {
         "id": m.id,
         "absorbed": m.absorbed,
@@ -146,4 +147,5 @@ def audit_entry(m: Merge) -> dict[str, Any]:
         "delivered_at": m.delivered_at,
         "attempts": m.attempts,
         "last_error": m.last_error,
+        "refused": m.refused,
     }

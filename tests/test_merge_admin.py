@@ -61,6 +61,7 @@ async def test_a_merge_absorbs_the_first_into_the_second_once_and_is_audited(ser
     assert merge["reason"] == "one person, two ids"
     assert merge["actor"].startswith("admin key hostile admin (#")
     assert merge["delivered"] is False  # the dispatcher tells the workflows (off here)
+    assert merge["refused"] is None  # an admin's merge is made, known people or not
     assert before <= datetime.fromisoformat(merge["at"]) <= datetime.now(UTC)
     assert done["message"] == (
         f"merged {anon} into {user} (merge #{merge['id']}); "

@@ -127,3 +127,34 @@ def test_a_merge_without_a_reason_is_bad_usage(cli_env, capsys):
         run(["customers", "merge", "a", "b"])
     assert exited.value.code == 2
     assert "--reason" in capsys.readouterr().err
+
+
+async def _refused_by_a_write_key(db_url: str, a: str, b: str) -> None:
+    """An identify of a write key that would join two known people: refused and recorded."""
+    from store import identity
+
+    async with await psycopg.AsyncConnection.connect(db_url) as conn, conn.transaction():
+        await identity.resolve(conn, [a, b], user_ids=[a, b])
+        row = await identity.merge(
+            conn, a, b, via="identify", actor="write key web", refuse_known=True
+        )
+        assert row is not None and row.refused
+
+
+def test_a_refused_merge_shows_in_the_log_and_an_admin_can_still_merge(cli_env, capsys):
+    import asyncio
+
+    _seen(cli_env, "ann-home", "ann-work")
+    asyncio.run(_refused_by_a_write_key(cli_env, "ann-home", "ann-work"))
+    assert run(["customers", "ids", "ann-home"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[:2] == ["customer ann-home", "ids: ann-home"]
+    assert "via identify  by write key web: ann-home into ann-work" in out[3]
+    assert "REFUSED, not merged: both are known customers" in out[3]
+    # what the refusal tells the admin to do
+    assert run(["customers", "merge", "ann-home", "ann-work", "--reason", "one Ann"]) == 0
+    assert capsys.readouterr().out.startswith("merged ann-home into ann-work (merge #2)")
+    assert run(["customers", "ids", "ann-work"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "ids: ann-home, ann-work" and len(out) == 5
+    assert out[3].endswith("one Ann; waiting for delivery (0 attempt(s))")
