@@ -132,6 +132,7 @@ SECURITY_SCHEMES = {
 }
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 TEMPORAL_PATHS = ("/v1/customers/", "/v1/journeys")
+POSTGRES_ONLY = frozenset({"/v1/customers/merge"})  # under TEMPORAL_PATHS, needs no Temporal
 _REASONS = {
     400: "Refused: bad JSON, a field that is missing or of the wrong type, NUL or a lone "
     "surrogate in a string, a number that is not finite, a timestamp out of range",
@@ -190,7 +191,7 @@ def _augment(schema: dict[str, Any]) -> None:
                 if path == "/reports":
                     operation["security"].append({"adminBasic": []})
                 statuses += [401, 403]
-                if path.startswith(TEMPORAL_PATHS):
+                if path.startswith(TEMPORAL_PATHS) and path not in POSTGRES_ONLY:
                     statuses.append(503)
             if "422" in responses or statuses:
                 responses.update(_refusals(statuses))

@@ -1,5 +1,9 @@
 """Admin reads and overrides (admin token): a customer, their events, the published
-journeys, moving a customer to a state, upgrading a journey."""
+journeys, moving a customer to a state, upgrading a journey.
+
+A customer is asked for by any of their ids: an id absorbed by a merge (docs/merging.md)
+answers for the customer it joined (``customer_id``, with ``merged_into``), whose
+workflow is the one read and moved."""
 
 from __future__ import annotations
 
@@ -17,8 +21,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from engine import Catalog, CustomerState, JourneyValidationError, load_rules
 from engine.identity import is_hashed, scrub_text
 from orchestration import customers
+from orchestration.merging import audit_entry
 from orchestration.upgrade import upgrade_journey
-from store import catalog, events, experiments, read_model, tags
+from store import catalog, events, experiments, identity, read_model, tags
 from store import customers as customer_store
 
 from .deps import Admin, Pool, State, Temporal, connected
@@ -105,16 +110,21 @@ async def get_customer(
     """A customer's profile and every journey they are in: from PostgreSQL's read model
     (fast, and available while Temporal or a worker is down), or with ``live=true`` from
     the customer's workflow itself. A customer whose workflow has not written the read
-    model yet is asked live."""
+    model yet is asked live. Any id of a customer answers for them: ``customer_id`` is
+    their id now, ``merged_into`` that id when the one asked for was absorbed by a merge,
+    ``ids`` every id they have and ``merges`` the merges that made them, newest first."""
     async with state.pool.connection() as conn:
-        profile = await customer_store.profile(conn, customer_id)
-        count = await events.count_of(conn, customer_id)
-        found = await customer_store.metrics(conn, customer_id)
-        snap = None if live else await read_model.read(conn, customer_id)
-        tagged = await tags.tags_of(conn, customer_id)
-        arms = await experiments.assignments_of(conn, customer_id)
-        converted = await experiments.conversions_of(conn, customer_id)
-        history = await read_model.history(conn, customer_id) if snap else {}
+        root = await identity.canonical(conn, customer_id)
+        profile = await customer_store.profile(conn, root)
+        count = await events.count_of(conn, root)
+        found = await customer_store.metrics(conn, root)
+        snap = None if live else await read_model.read(conn, root)
+        tagged = await tags.tags_of(conn, root)
+        arms = await experiments.assignments_of(conn, root)
+        converted = await experiments.conversions_of(conn, root)
+        history = await read_model.history(conn, root) if snap else {}
+        ids = await identity.ids_of(conn, root)
+        merges = await identity.merges_of(conn, root)
     metrics = asdict(found) if found is not None else None
     journeys: dict[str, Any] = {}
     problems: list[Any] = []
@@ -123,7 +133,7 @@ async def get_customer(
         problems = snap.problems
         tier, segment = snap.tier, snap.segment
     else:
-        journeys, problems, tier, segment = await _live(state, customer_id)
+        journeys, problems, tier, segment = await _live(state, root)
     if found is not None:
         # the latest refresh is the truth; the workflow learns it on its next event
         tier, segment = found.tier, found.segment
@@ -132,7 +142,10 @@ async def get_customer(
             404, {"error": "unknown_customer", "message": f"no customer {_shown(customer_id)}"}
         )
     return {
-        "customer_id": customer_id,
+        "customer_id": root,
+        "merged_into": root if root != customer_id else None,
+        "ids": ids,
+        "merges": [audit_entry(m) for m in merges],
         "traits": profile.traits if profile else {},
         "anonymous_id": profile.anonymous_id if profile else None,
         "first_seen": profile.first_seen if profile else None,
@@ -185,9 +198,11 @@ async def get_events(
         int | None, Query(ge=1, le=PG_BIGINT, description="page: events with id below this")
     ] = None,
 ) -> dict[str, Any]:
-    """The customer's events, newest first."""
+    """The customer's events, newest first (all of them, under any of their ids:
+    ``sent_as`` is the id an event was sent under when that was absorbed by a merge)."""
     async with pool.connection() as conn:
-        found = await events.of_customer(conn, customer_id, before=before, limit=limit)
+        root = await identity.canonical(conn, customer_id)
+        found = await events.of_customer(conn, root, before=before, limit=limit)
     items = [
         {
             "id": e.id,
@@ -197,10 +212,16 @@ async def get_events(
             "timestamp": e.event_time,
             "received_at": e.received_at,
             "message_id": e.message_id,
+            "sent_as": e.sent_as,
         }
         for e in found
     ]
-    return {"events": items, "next": items[-1]["id"] if len(items) == limit else None}
+    return {
+        "customer_id": root,
+        "merged_into": root if root != customer_id else None,
+        "events": items,
+        "next": items[-1]["id"] if len(items) == limit else None,
+    }
 
 
 @router.get("/v1/journeys", tags=["admin"])
@@ -240,12 +261,14 @@ class MoveBody(BaseModel):
 async def move_customer(
     customer_id: str, journey: str, body: MoveBody, _: Admin, state: State
 ) -> dict[str, Any]:
-    """Move a customer to a state (validated; the reason is recorded in the history)."""
+    """Move a customer to a state (validated; the reason is recorded in the history). An
+    id absorbed by a merge moves the run of the customer it joined (``merged_into``)."""
     client = await connected(state)  # not a dependency: a bad body is a 422 first
+    async with state.pool.connection() as conn:
+        root = await identity.canonical(conn, customer_id)
+    merged = f" (merged into {_shown(root)})" if root != customer_id else ""
     try:
-        result = await customers.move(
-            client, customer_id, journey, body.state, body.reason, ids=state.ids
-        )
+        result = await customers.move(client, root, journey, body.state, body.reason, ids=state.ids)
     except WorkflowUpdateFailedError as exc:
         # the sentence names what was asked for: only identifiers are echoed
         asked = [v for v in (body.state, journey) if not re.fullmatch(r"[a-z][a-z0-9_]*", v)]
@@ -257,11 +280,17 @@ async def move_customer(
                 404,
                 {
                     "error": "unknown_customer",
-                    "message": f"no workflow for customer {_shown(customer_id)}",
+                    "message": f"no workflow for customer {_shown(customer_id)}{merged}",
                 },
             ) from None
         raise
-    return result.model_dump()
+    answer = {**result.model_dump(), "customer_id": root, "merged_into": None}
+    if root != customer_id:
+        answer["merged_into"] = root
+        answer["message"] = (
+            f"{customer_id} was merged into {root}: {root}'s run of {journey} was moved"
+        )
+    return answer
 
 
 @router.post("/v1/journeys/{journey}/upgrade", tags=["admin"])

@@ -33,6 +33,7 @@ from . import (
     experiment_routes,
     health_routes,
     ingest_routes,
+    merge_routes,
     public_routes,
     report_routes,
 )
@@ -46,6 +47,7 @@ log = logging.getLogger(__name__)
 ROUTERS: tuple[APIRouter, ...] = (
     ingest_routes.router,
     admin_routes.router,
+    merge_routes.router,
     health_routes.router,
     action_routes.router,
     public_routes.router,

@@ -1,5 +1,5 @@
 """``journeys``: validate, graph and simulate journeys offline; send events to, inspect,
-move, upgrade and replay customers of a running system.
+move, merge, upgrade and replay customers of a running system.
 
 Exit codes: 0 success, 1 a user error (bad journey file, bad input, unknown customer),
 2 bad usage (argparse). User errors print one sentence that says what to fix."""
@@ -15,6 +15,7 @@ from engine.errors import InputError, RefusedError, RulesError
 from settings import ConfigurationError
 
 from .commands import OFFLINE
+from .customers import CUSTOMERS
 from .dead_letters import DEAD_LETTERS
 from .demo import DEMO
 from .journey_tests import JOURNEY_TESTS
@@ -30,6 +31,7 @@ COMMANDS = {
     **OFFLINE,
     **LIVE,
     **MANAGERS,
+    **CUSTOMERS,
     **RENDER,
     **SEGMENTS,
     **REPORT,

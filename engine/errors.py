@@ -15,6 +15,7 @@ the subclasses that answer differently carry what a handler needs: ``status`` (H
     ├── ingest._signals.Unsendable      an event that cannot travel as a signal (dead letter)
     ├── ingest.event_file.SimulationInputError   a line of a ``journeys simulate`` file
     ├── engine.forecast.ForecastInputError  customer summaries that are not summaries
+    ├── orchestration.merging.BadMerge  422 (its ``code``): a merge by hand asked wrongly
     └── cli.commands.UserError          a CLI invocation (exit 1 with the sentence)
     RefusedError  409 refused     the current data refuses an operation
     ├── engine.UnknownJourneyError      404 unknown_journey: not in the catalog
@@ -27,6 +28,8 @@ the subclasses that answer differently carry what a handler needs: ``status`` (H
     ├── store.managers.ManagerError     422 bad_manager
     │   ├── UnknownPool, UnknownManager 404 unknown_pool, unknown_manager
     │   └── DuplicateManager            409 duplicate_manager
+    ├── orchestration.merging.UnknownCustomer  404 unknown_customer: an id to merge
+    │                                   that Journeys never saw
     └── store.tasks.UnknownTask         404 unknown_task (a LookupError too)
     channels.DeliveryError        a message could not be delivered: Permanent (do not retry)
                                   or Transient (retry); its own tree in ``channels._errors``

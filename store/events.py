@@ -289,6 +289,7 @@ class StoredEvent:
     event_time: datetime
     received_at: datetime
     message_id: str
+    sent_as: str | None = None  # the id it was sent under, when its customer was merged
 
 
 async def of_customer(
@@ -297,8 +298,8 @@ async def of_customer(
     """The customer's events newest first, at most ``limit``, with ids below ``before``."""
     cur = conn.cursor(row_factory=class_row(StoredEvent))
     await cur.execute(
-        "SELECT id, type, name, properties, event_time, received_at, message_id FROM events"
-        " WHERE customer_id = %s AND (%s::bigint IS NULL OR id < %s)"
+        "SELECT id, type, name, properties, event_time, received_at, message_id, sent_as"
+        " FROM events WHERE customer_id = %s AND (%s::bigint IS NULL OR id < %s)"
         " ORDER BY id DESC LIMIT %s",
         (customer_id, before, before, limit),
     )

@@ -69,6 +69,13 @@ async def revoke(conn: AsyncConnection[Any], key_id: int) -> bool:
     return cur.rowcount == 1
 
 
+async def name_of(conn: AsyncConnection[Any], key_id: int) -> str | None:
+    """The name a key was created with (revoked or not), None for an unknown id."""
+    cur = await conn.execute("SELECT name FROM api_keys WHERE id = %s", (key_id,))
+    row = await cur.fetchone()
+    return str(row[0]) if row else None
+
+
 async def live(conn: AsyncConnection[Any]) -> list[LiveKey]:
     """Every key not revoked."""
     cur = conn.cursor(row_factory=class_row(LiveKey))
