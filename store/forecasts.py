@@ -6,9 +6,10 @@ statement, and who crossed a churn-risk band since the refresh before recorded i
 (:func:`store.events.record_churn_changes`).
 
 It runs inside :func:`store.segments.refresh`'s transaction, on ``customer_metrics_next``
-before the swap. Below :data:`MIN_REPEAT_CUSTOMERS` customers with a repeat purchase the
-parameters are not identified (a fit runs but means little), so nothing is fitted and the
-columns stay NULL; such a refresh records no band crossings either.
+before the swap. Below ``forecast.min_repeat_customers`` of ``rules/segments.yaml`` (default
+50) customers with a repeat purchase the parameters are not identified (a fit runs but
+means little), so nothing is fitted and the columns stay NULL; such a refresh records no
+band crossings either.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from psycopg import AsyncConnection
 
 from engine.forecast import Models, Summary, fit, score
 
-# Customers with at least one repeat purchase needed to forecast at all.
-MIN_REPEAT_CUSTOMERS = 50
 # Churn-risk bands: a customer's band is how many of these their churn_risk reaches
 # (0: below 0.25 ... 3: 0.75 and above); crossing one between refreshes is an event.
 BANDS = (0.25, 0.5, 0.75)
@@ -47,7 +46,7 @@ async def forecast(
     names: list[str],
     revenue: str,
     numeric: str,
-    min_repeat_customers: int = MIN_REPEAT_CUSTOMERS,
+    min_repeat_customers: int,
 ) -> Fitted:
     """Fit and score every customer with an order up to ``as_of`` (orders: track events
     named one of ``names``, their value the property ``revenue`` when it is a number or
