@@ -24,6 +24,12 @@ from psycopg import AsyncConnection
 
 from engine.forecast import Models, Summary, fit, score
 
+# forecast_history keeps a refresh's predictions when no kept one is this close in as_of,
+# and the latest HISTORY_KEEP of them: the calibration needs one at least 90 days old
+HISTORY_EVERY_DAYS = 30
+HISTORY_KEEP = 5
+# a refresh s whose predictions are kept (a lookup in the primary key, not a scan)
+_KEPT = "EXISTS (SELECT FROM forecast_history h WHERE h.refresh_id = s.id)"
 # Churn-risk bands: a customer's band is how many of these their churn_risk reaches
 # (0: below 0.25 ... 3: 0.75 and above); crossing one between refreshes is an event.
 BANDS = (0.25, 0.5, 0.75)
@@ -101,6 +107,36 @@ async def forecast(
         ),
     )
     return Fitted(len(ids), repeat, models)
+
+
+async def keep_history(conn: AsyncConnection[Any], refresh_id: int, as_of: datetime) -> bool:
+    """Copy this refresh's expected orders from ``customer_metrics_next`` into
+    ``forecast_history`` unless a kept refresh is within :data:`HISTORY_EVERY_DAYS` of
+    ``as_of``, then drop all but the latest :data:`HISTORY_KEEP` kept refreshes (by
+    ``as_of``); returns whether it kept this one. Call after :func:`forecast` fitted."""
+    cur = await conn.execute(
+        "SELECT EXISTS (SELECT FROM segment_refreshes s"
+        " WHERE s.as_of > %(as_of)s - make_interval(days => %(every)s)"
+        "   AND s.as_of < %(as_of)s + make_interval(days => %(every)s)"
+        f"   AND {_KEPT})",
+        {"as_of": as_of, "every": HISTORY_EVERY_DAYS},
+    )
+    row = await cur.fetchone()
+    if row is None or row[0]:
+        return False
+    await conn.execute(
+        "INSERT INTO forecast_history (refresh_id, customer_id, expected_orders_90d)"
+        " SELECT %s, customer_id, expected_orders_90d FROM customer_metrics_next"
+        " WHERE expected_orders_90d IS NOT NULL",
+        (refresh_id,),
+    )
+    await conn.execute(
+        "DELETE FROM forecast_history WHERE refresh_id IN ("
+        " SELECT s.id FROM segment_refreshes s"
+        f" WHERE {_KEPT} ORDER BY s.as_of DESC, s.id DESC OFFSET %s)",
+        (HISTORY_KEEP,),
+    )
+    return True
 
 
 async def record_band_changes(conn: AsyncConnection[Any], refresh_id: int) -> int:

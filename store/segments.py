@@ -118,7 +118,11 @@ async def refresh(
         churn_changed = 0
         if fitted.models is not None:
             churn_changed = await forecasts.record_band_changes(conn, refresh_id)
-        lap("forecast")
+            lap("forecast")
+            await forecasts.keep_history(conn, refresh_id, as_of)
+            lap("history")
+        else:
+            lap("forecast")
         for statement in _SWAP:
             await conn.execute(statement)
         await conn.execute(
