@@ -92,7 +92,7 @@ async def forecast(
     bg = models.bgnbd
     await conn.execute(
         "INSERT INTO forecast_fits (refresh_id, r, alpha, a, b, p, q, v, customers,"
-        " repeat_customers) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " repeat_customers, order_events) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             refresh_id,
             bg.r,
@@ -104,6 +104,7 @@ async def forecast(
             gg.v if gg else None,
             models.customers,
             models.repeat_customers,
+            names,
         ),
     )
     return Fitted(len(ids), repeat, models)

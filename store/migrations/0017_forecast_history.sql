@@ -10,3 +10,8 @@ CREATE TABLE forecast_history (
     expected_orders_90d double precision NOT NULL,
     PRIMARY KEY (refresh_id, customer_id)
 );
+
+-- Which events were orders for the refresh that fitted (rules/segments.yaml orders.events),
+-- so that the calibration counts the later orders the way that forecast did. NULL: a fit
+-- from before this column, counted as order_completed.
+ALTER TABLE forecast_fits ADD COLUMN order_events text[];

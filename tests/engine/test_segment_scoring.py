@@ -42,9 +42,11 @@ def test_cume_dist_with_its_defaults(tmp_path: Path) -> None:
 
 
 def test_cume_dist_is_the_default_and_quintiles_stays_available(tmp_path: Path) -> None:
-    assert load(tmp_path, "window: 90d\n").scoring == Scoring() == load(
-        tmp_path, "scoring: {method: cume_dist}\n"
-    ).scoring
+    assert (
+        load(tmp_path, "window: 90d\n").scoring
+        == Scoring()
+        == load(tmp_path, "scoring: {method: cume_dist}\n").scoring
+    )
     assert Scoring().method == "cume_dist" and Scoring().uses_fixed(1)
     # without method: the fallback keys are cume_dist's, so they are accepted
     assert load(tmp_path, "scoring: {min_population_for_quantiles: 5}\n").scoring == Scoring(
