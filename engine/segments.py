@@ -19,9 +19,9 @@ Semantics (``store.segments.refresh`` computes them in SQL, :func:`segment_of` i
   value 1 unless everyone ties), or the ``fixed_scores`` bounds while ``n`` is below
   ``min_population_for_quantiles``; ``quintiles`` is ``1 + floor(5 * below / n)``,
   ``below`` being how many of the ``n`` scored customers have a strictly worse value
-  (recency: more days since the last order is worse). Ties share a score, so equal customers are never split
-  by chance. Customers without an order in the window have ``r = f = m = 0`` and go
-  through the rules too (the default map calls them ``lost``).
+  (recency: more days since the last order is worse). Ties share a score, so equal
+  customers are never split by chance. Customers without an order in the window have
+  ``r = f = m = 0`` and go through the rules too (the default map calls them ``lost``).
 * ``recency_days`` is whole days since the last order up to as_of (also for customers whose
   last order is older than the window); ``first_order_days`` since the first order ever.
   Both are null for a customer without any order: comparisons with them do not match.
