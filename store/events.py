@@ -44,6 +44,7 @@ class NewEvent:
     properties: dict[str, Any]
     event_time: datetime
     context: dict[str, Any] = field(default_factory=dict)
+    sent_as: str | None = None  # the id it was sent under, when not its customer's (a merge)
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,10 @@ async def append(
     cur = await conn.execute(
         """
         INSERT INTO events (source, message_id, type, customer_id, name, properties,
-                            event_time, received_at, context)
-        SELECT %s, m, t, c, n, p, e, %s, x
+                            event_time, received_at, context, sent_as)
+        SELECT %s, m, t, c, n, p, e, %s, x, s
           FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::jsonb[],
-                      %s::timestamptz[], %s::jsonb[]) AS u(m, t, c, n, p, e, x)
+                      %s::timestamptz[], %s::jsonb[], %s::text[]) AS u(m, t, c, n, p, e, x, s)
         ON CONFLICT (source, message_id) DO NOTHING
         RETURNING id, message_id
         """,
@@ -85,6 +86,7 @@ async def append(
             [Jsonb(e.properties) for e in events],
             [e.event_time for e in events],
             [Jsonb(e.context) for e in events],
+            [e.sent_as for e in events],
         ),
     )
     return {str(row[1]): int(row[0]) for row in await cur.fetchall()}
@@ -122,7 +124,23 @@ async def record(
     ``message_id`` is deterministic (``offer_redeemed:CODE``), so producing the same fact
     twice stores it once. Call inside the transaction that made the fact true."""
     now = at or datetime.now(UTC)
-    event = NewEvent(message_id, "track", customer_id, normalize_event_name(name), properties, now)
+    # a fact about a customer merged meanwhile is the survivor's (store.identity). Not
+    # locked (the caller may hold rows a merge moves): one stored in the instant a merge
+    # commits is moved when the merge settles (store.identity.settle)
+    cur = await conn.execute("SELECT canonical FROM customer_ids WHERE id = %s", (customer_id,))
+    row = await cur.fetchone()
+    sent_as, customer_id = (
+        (customer_id, str(row[0])) if row and row[0] != customer_id else (None, customer_id)
+    )
+    event = NewEvent(
+        message_id,
+        "track",
+        customer_id,
+        normalize_event_name(name),
+        properties,
+        now,
+        sent_as=sent_as,
+    )
     stored = await append(conn, INTERNAL_SOURCE, [event], received_at=now)
     event_id = stored.get(message_id)
     if event_id is None:
@@ -292,3 +310,18 @@ async def count_of(conn: AsyncConnection[Any], customer_id: str) -> int:
     cur = await conn.execute("SELECT count(*) FROM events WHERE customer_id = %s", (customer_id,))
     row = await cur.fetchone()
     return int(row[0]) if row else 0
+
+
+async def move_customer(conn: AsyncConnection[Any], absorbed: str, survivor: str) -> None:
+    """A merge (``store.identity.merge``): the absorbed customer's events and waiting
+    outbox rows become the survivor's; each event keeps the id it was sent under. Wakes the
+    dispatcher, which tells both customers' workflows."""
+    await conn.execute(
+        "UPDATE events SET customer_id = %s, sent_as = coalesce(sent_as, customer_id)"
+        " WHERE customer_id = %s",
+        (survivor, absorbed),
+    )
+    await conn.execute(
+        "UPDATE outbox SET customer_id = %s WHERE customer_id = %s", (survivor, absorbed)
+    )
+    await notify(conn)
