@@ -168,9 +168,7 @@ async def test_the_forecast_keys_of_segments_yaml(db, tmp_path):
     rows = [(f"c{i}", at - k * 7 * DAY, 20.0) for i in range(5) for k in range(3)]
     (tmp_path / "segments.yaml").write_text("forecast: {min_repeat_customers: 5}\n")
     five = load_segments(tmp_path)
-    (tmp_path / "segments.yaml").write_text(
-        "forecast: {enabled: false, min_repeat_customers: 5}\n"
-    )
+    (tmp_path / "segments.yaml").write_text("forecast: {enabled: false, min_repeat_customers: 5}\n")
     off = load_segments(tmp_path)
     (tmp_path / "segments.yaml").write_text("forecast: {min_repeat_customers: 6}\n")
     six = load_segments(tmp_path)
