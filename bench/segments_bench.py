@@ -5,7 +5,9 @@ change), one table of seconds per phase.
     python -m bench.segments_bench [--customers 1000000] [--events 10000000]
 
 Orders spread over two years before the first as_of and 30 days after it; customers are
-skewed (a few order often, most rarely), revenue is 5-500 with 1% non-numeric values.
+skewed (a few order often, most rarely), 60% of them stop buying at some point (so that the
+forecast has dropouts to fit), revenue is 5-500 with 1% non-numeric values. Every refresh
+forecasts (``rules/segments.yaml``'s ``forecast:``), so its phases include the forecast.
 """
 
 from __future__ import annotations
@@ -55,14 +57,21 @@ async def generate(url: str, n_customers: int, n_events: int) -> dict[str, float
             await conn.execute(
                 "INSERT INTO events (source, message_id, type, customer_id, name, properties,"
                 "  event_time, received_at)"
-                " SELECT 1, 'm' || g, 'track', 'c' || (1 + floor(%(n)s * power(random(), 2))),"
+                " SELECT 1, 'm' || g, 'track', 'c' || who.c,"
                 "  'order_completed',"
                 '  CASE WHEN random() < 0.01 THEN \'{"revenue": "n/a"}\'::jsonb'
                 "   ELSE jsonb_build_object('revenue', round((5 + random() * 495)::numeric, 2))"
                 "  END, t, t"
                 " FROM generate_series(%(low)s, %(high)s) g,"
-                "  LATERAL (SELECT %(end)s - random() * interval '760 days' + g * interval '0'"
-                "   AS t) x",
+                "  LATERAL (SELECT 1 + floor(%(n)s * power(random(), 2)) + g * 0 AS c) who,"
+                # customers stop buying, as in a shop: 40% order till the end, the others
+                # only in the first 5-100% of the 760 days (by a hash of their id, so all
+                # of one customer's orders agree); without any dropout the BG/NBD fit
+                # walks to its boundary (a -> 0, b -> infinity) for thousands of steps
+                "  LATERAL (SELECT abs(hashtext('life' || who.c))::float8 / 2147483647 AS h) l,"
+                "  LATERAL (SELECT %(end)s - interval '760 days' + random() * interval '760 days'"
+                "   * CASE WHEN l.h < 0.4 THEN 1 ELSE 0.05 + 0.95 * (l.h - 0.4) / 0.6 END"
+                "   + g * interval '0' AS t) x",  # g: one draw per row, never memoised
                 {
                     "n": n_customers,
                     "low": low + 1,

@@ -1,17 +1,19 @@
 """How ``rules/segments.yaml`` turns recency, orders and revenue into r, f, m (1-5): the
-``scoring:`` block, its validation, and the pure per-value rules the SQL refresh follows.
+``scoring:`` block, its validation, and the pure per-value rules the SQL refresh follows;
+and the ``forecast:`` block (:class:`ForecastSettings`) of the same file.
 
     scoring:
-      method: cume_dist                  # or quintiles, the scoring before (the default)
+      method: cume_dist                  # the default; or quintiles, the scoring before
       min_population_for_quantiles: 200  # fewer scored customers: fixed_scores instead
       fixed_scores:                      # four bounds each, from score 1|2 up to 4|5
         recency_days: [14, 30, 90, 180]  # at most 14 days: r = 5 ... over 180: r = 1
         orders: [2, 3, 5, 10]            # 10 or more orders: f = 5 ... one: f = 1
         revenue: [100.0, 250.0, 500.0, 1000.0]
 
-``quintiles`` is ``1 + floor(5 * below / n)`` (``below``: customers strictly worse), kept so
-that files which name it score as they did. ``cume_dist`` scores by the share of the
-population at or below a value, so the best customer of any population gets 5; see
+``cume_dist`` (the default, also for a file without ``scoring:``) scores by the share of the
+population at or below a value, so the best customer of any population gets 5, and a small
+population gets the fixed scores. ``quintiles`` is ``1 + floor(5 * below / n)`` (``below``:
+customers strictly worse), kept for files that name it, which score as they did; see
 docs/segments.md for the exact definition. :func:`quantile_score` and :func:`fixed_score`
 are the reference the SQL in ``store.segments`` is tested against.
 """
@@ -26,6 +28,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from .actions import Spec
 
 _DEFAULT_MIN_POPULATION = 200
+DEFAULT_MIN_REPEAT_CUSTOMERS = 50
 
 
 def _four(bounds: object) -> object:
@@ -62,7 +65,7 @@ class FixedScores(Spec):
 class Scoring(Spec):
     """``scoring:`` of segments.yaml (see the module docstring)."""
 
-    method: Literal["quintiles", "cume_dist"] = "quintiles"
+    method: Literal["quintiles", "cume_dist"] = "cume_dist"
     min_population_for_quantiles: Annotated[int, Field(ge=0)] = _DEFAULT_MIN_POPULATION
     fixed_scores: FixedScores = Field(default_factory=FixedScores)
 
@@ -81,6 +84,15 @@ class Scoring(Spec):
     def uses_fixed(self, population: int) -> bool:
         """Whether a population of ``population`` scored customers gets the fixed scores."""
         return self.method == "cume_dist" and population < self.min_population_for_quantiles
+
+
+class ForecastSettings(Spec):
+    """``forecast:`` of segments.yaml: whether the refresh fits the forecast, and the
+    customers with a repeat purchase it needs (fewer: the parameters are not identified, a
+    fit would run but mean little, so the forecast columns stay NULL)."""
+
+    enabled: bool = True
+    min_repeat_customers: Annotated[int, Field(ge=1)] = DEFAULT_MIN_REPEAT_CUSTOMERS
 
 
 def quantile_score(below: int, up_to: int, n: int) -> int:

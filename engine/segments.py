@@ -4,7 +4,8 @@ tiers and named segments as ordered CEL rules.
     orders: {events: [order_completed], revenue: revenue}
     window: 365d                     # orders in (as_of - window, as_of] are scored
     schedule: "0 3 * * *"            # cron of the refresh's Temporal Schedule
-    scoring: {method: quintiles}
+    scoring: {method: cume_dist}     # the default; min_population_for_quantiles, fixed_scores
+    forecast: {enabled: true, min_repeat_customers: 50}   # the defaults
     tiers: [{name: A, top: 10%}, {name: B, top: 60%}, {name: C, top: 100%}]
     segments:                        # first match wins; the last must be 'true'
       - {name: champions, when: 'r >= 4 && f >= 4 && m >= 4'}
@@ -13,14 +14,14 @@ tiers and named segments as ordered CEL rules.
 Semantics (``store.segments.refresh`` computes them in SQL, :func:`segment_of` in Python):
 
 * ``r f m`` are 1-5 among customers with at least one order in the window, by
-  ``scoring.method`` (:mod:`engine._segment_scoring`): ``quintiles`` (the default) is
-  ``1 + floor(5 * below / n)``, ``below`` being how many of the ``n`` scored customers have
-  a strictly worse value (recency: more days since the last order is worse); ``cume_dist``
-  is ``ceil(5 * up_to / n)`` (``up_to``: customers at most as good, ties included; the
-  worst value 1 unless everyone ties), or the ``fixed_scores`` bounds while ``n`` is below
-  ``min_population_for_quantiles``. Ties share a score, so equal customers are never split
-  by chance. Customers without an order in the window have ``r = f = m = 0`` and go
-  through the rules too (the default map calls them ``lost``).
+  ``scoring.method`` (:mod:`engine._segment_scoring`): ``cume_dist`` (the default) is
+  ``ceil(5 * up_to / n)`` (``up_to``: customers at most as good, ties included; the worst
+  value 1 unless everyone ties), or the ``fixed_scores`` bounds while ``n`` is below
+  ``min_population_for_quantiles``; ``quintiles`` is ``1 + floor(5 * below / n)``,
+  ``below`` being how many of the ``n`` scored customers have a strictly worse value
+  (recency: more days since the last order is worse). Ties share a score, so equal
+  customers are never split by chance. Customers without an order in the window have
+  ``r = f = m = 0`` and go through the rules too (the default map calls them ``lost``).
 * ``recency_days`` is whole days since the last order up to as_of (also for customers whose
   last order is older than the window); ``first_order_days`` since the first order ever.
   Both are null for a customer without any order: comparisons with them do not match.
@@ -48,6 +49,7 @@ from pydantic import Field, ValidationInfo, field_validator
 from . import expr
 from ._errors import JourneyValidationError, Problem
 from ._segment_scoring import FixedScores as FixedScores
+from ._segment_scoring import ForecastSettings as ForecastSettings
 from ._segment_scoring import Scoring as Scoring
 from ._segment_sql import NUMBERS, Unsupported, compile_case, compile_condition
 from ._yaml import Document, read_mapping
@@ -141,6 +143,7 @@ class Segments(Spec):
     window: Annotated[int, Field(gt=0)] = 365 * 86400  # seconds
     schedule: str = "0 3 * * *"
     scoring: Scoring = Field(default_factory=Scoring)
+    forecast: ForecastSettings = Field(default_factory=ForecastSettings)
     tiers: list[Tier] = Field(default_factory=_default_tiers, min_length=1)
     segments: list[SegmentRule] = Field(default_factory=_default_segments, min_length=1)
 
@@ -170,6 +173,8 @@ class Segments(Spec):
         dump = self.model_dump(mode="json")
         if self.scoring.method == "quintiles":  # files from before cume_dist keep their digest
             dump["scoring"] = {"method": "quintiles"}
+        if self.forecast == ForecastSettings():  # files from before forecast: keep theirs
+            del dump["forecast"]
         raw = json.dumps(dump, sort_keys=True).encode()
         return hashlib.sha256(raw).hexdigest()[:16]
 
@@ -228,7 +233,7 @@ def load_segments(rules_dir: Path | str = "rules", *, display_root: Path | None 
     doc = read_mapping(
         Path(rules_dir) / SEGMENTS_FILE,
         display_root,
-        shape="a mapping of orders, window, schedule, scoring, tiers and segments",
+        shape="a mapping of orders, window, schedule, scoring, forecast, tiers and segments",
     )
     if doc is None:
         return Segments()
@@ -298,6 +303,7 @@ def _allowed_keys(loc: list[int | str]) -> list[str]:
         "orders": Orders,
         "scoring": Scoring,
         "fixed_scores": FixedScores,
+        "forecast": ForecastSettings,
         "tiers": Tier,
         "segments": SegmentRule,
     }

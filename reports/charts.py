@@ -197,3 +197,43 @@ def interval_chart(
         f"{lbl}: {value(est)} ({value(lo)} to {value(hi)})" for lbl, est, lo, hi in items
     )
     return _open(height, title, desc, "intervals", len(items)) + "".join(parts) + "</svg>"
+
+
+def paired_bars(
+    items: Sequence[tuple[str, float, float]],
+    *,
+    title: str,
+    names: tuple[str, str],
+    value: Callable[[float], str] = lambda v: f"{v:.2f}",
+) -> str:
+    """Two horizontal bars per row on one scale, ``(label, first, second)`` (predicted and
+    actual per decile), told apart by colour and by a legend above them."""
+    row, legend = 40, 26
+    label_w = min(max((len(_short(lbl)) for lbl, *_ in items), default=4) * 8 + 12, 160)
+    top = max((max(a, b) for _, a, b in items), default=0) or 1
+    room = WIDTH - label_w - 64
+    colours = (PALETTE[0], PALETTE[1])
+    parts = [
+        f'<rect x="{i * 160}" y="4" width="14" height="14" fill="{colours[i]}"/>'
+        f'<text x="{i * 160 + 20}" y="16" fill="#222">{escape(name)}</text>'
+        for i, name in enumerate(names)
+    ]
+    for i, (lbl, *pair) in enumerate(items):
+        y = legend + i * row
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y + 24}" text-anchor="end" fill="#222">'
+            f"{escape(_short(lbl))}</text>"
+        )
+        for k, v in enumerate(pair):
+            w = max(room * max(v, 0) / top, 1 if v else 0)
+            by = y + 4 + k * 16
+            said = f"{lbl}, {names[k]}: {value(v)}"
+            parts.append(
+                f'<rect x="{label_w}" y="{by}" width="{w:.1f}" height="14" fill="{colours[k]}"'
+                f' rx="2"><title>{escape(said)}</title></rect>'
+                f'<text x="{label_w + w + 6:.1f}" y="{by + 12}" fill="#222" font-size="12">'
+                f"{escape(value(v))}</text>"
+            )
+    desc = "; ".join(f"{lbl}: {names[0]} {value(a)}, {names[1]} {value(b)}" for lbl, a, b in items)
+    height = legend + row * len(items) + 4
+    return _open(height, title, desc, "pairs", len(items)) + "".join(parts) + "</svg>"

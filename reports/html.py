@@ -13,8 +13,9 @@ from markupsafe import Markup
 
 from . import charts
 from .fmt import duration, money, percent, score, when
-from .model import ExperimentLift, JourneyFigures, NpsWeek, Report
+from .model import ExperimentLift, ForecastFigures, JourneyFigures, NpsWeek, Report
 from .tables import tables
+from .text import not_calibrated
 
 
 @cache
@@ -73,6 +74,22 @@ def _lift_chart(e: ExperimentLift) -> Markup | None:
     return Markup(charts.interval_chart(items, title=title))
 
 
+def _calibration_chart(f: ForecastFigures | None) -> Markup | None:
+    cal = f.calibration if f else None
+    if cal is None or not cal.deciles:
+        return None
+    items = [
+        (f"decile {d.decile}", d.mean_predicted or 0.0, d.mean_actual or 0.0) for d in cal.deciles
+    ]
+    return Markup(
+        charts.paired_bars(
+            items,
+            title="Expected purchases in 90 days against those made, per customer, by decile",
+            names=("predicted", "actual"),
+        )
+    )
+
+
 def _every_week(weeks: list[NpsWeek]) -> list[tuple[str, float | None]]:
     """NPS per week from the first to the last, weeks without surveys as gaps, so the
     line's x axis is time."""
@@ -129,6 +146,7 @@ def _charts(report: Report) -> dict[str, Any]:
         ),
         "journeys": {j.journey: _journey_charts(j) for j in report.journeys},
         "experiments": {e.experiment: _lift_chart(e) for e in report.experiments},
+        "calibration": _calibration_chart(report.forecast),
     }
 
 
@@ -150,4 +168,7 @@ def render_html(report: Report) -> str:
         tables=tables(report),
         rate_cards=rate_cards,
         heat_top=max(mig.cells.values(), default=0) if mig else 0,
+        not_calibrated=not_calibrated(report.forecast).removeprefix("calibration: ")
+        if report.forecast and report.forecast.calibration is None
+        else "",
     )

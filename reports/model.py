@@ -8,10 +8,14 @@ from datetime import datetime
 
 from store.reports.figures import (
     ArmCounts,
+    Calibration,
     CallBacks,
+    ClvRow,
     Count,
+    Decile,
     Edge,
     ExperimentCounts,
+    ForecastFigures,
     JourneyFigures,
     ManagerLoad,
     Managers,
@@ -34,11 +38,15 @@ from .lift import ArmLift, ExperimentLift, Interval, Lift
 __all__ = [
     "ArmCounts",
     "ArmLift",
+    "Calibration",
     "CallBacks",
+    "ClvRow",
     "Count",
+    "Decile",
     "Edge",
     "ExperimentCounts",
     "ExperimentLift",
+    "ForecastFigures",
     "Interval",
     "JourneyFigures",
     "Lift",
@@ -80,3 +88,4 @@ class Report:
     messages: Messages | None = None
     staff: Staff | None = None  # response times, overdue tasks, detractor call-backs
     experiments: list[ExperimentLift] = field(default_factory=list)  # by name
+    forecast: ForecastFigures | None = None  # None while no customer has a forecast

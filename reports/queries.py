@@ -15,6 +15,7 @@ from store.reports import (
     consistent,
     dead_letter_count,
     experiment_counts,
+    forecast_figures,
     journey_figures,
     manager_load,
     message_figures,
@@ -64,4 +65,5 @@ async def build_report(
             experiments=await asyncio.to_thread(
                 experiment_lifts, await experiment_counts(conn, since=since)
             ),
+            forecast=await forecast_figures(conn, now=generated_at),
         )

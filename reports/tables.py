@@ -7,7 +7,7 @@ from typing import Any
 
 from .fmt import NONE, duration, money, percent, score
 from .lift import p_text, points
-from .model import ArmLift, ExperimentLift, JourneyFigures, Report, Staff
+from .model import ArmLift, ClvRow, ExperimentLift, ForecastFigures, JourneyFigures, Report, Staff
 
 Table = tuple[list[str], list[list[str]]]
 
@@ -54,6 +54,7 @@ def tables(report: Report) -> dict[str, Any]:
         ),
         "journeys": {j.journey: journey_tables(j) for j in report.journeys},
         **staff_tables(report.staff),
+        **forecast_tables(report.forecast),
         "experiments": {e.experiment: experiment_table(e) for e in report.experiments},
         "messages": (
             ["status", "messages"],
@@ -76,6 +77,51 @@ def journey_tables(j: JourneyFigures) -> dict[str, Table]:
             ["state", "finished visits", "median time"],
             [[t.state, str(t.visits), duration(t.median_seconds)] for t in j.time_in_state],
         ),
+    }
+
+
+def _mean(value: float | None) -> str:
+    return NONE if value is None else f"{value:.2f}"
+
+
+def _clv_table(rows: list[ClvRow], what: str) -> Table:
+    return (
+        [what, "customers", "mean CLV", "total CLV", "mean P(alive)"],
+        [
+            [
+                r.label,
+                str(r.customers),
+                money(r.mean_clv),
+                money(r.total_clv),
+                percent(r.mean_p_alive),
+            ]
+            for r in rows
+        ],
+    )
+
+
+def forecast_tables(f: ForecastFigures | None) -> dict[str, Table]:
+    """Calibration per decile of predicted (with the totals), predicted CLV per tier and
+    per segment."""
+    cal = f.calibration if f else None
+    deciles = cal.deciles if cal else []
+    rows = [
+        [str(d.decile), str(d.customers), _mean(d.mean_predicted), _mean(d.mean_actual),
+         f"{d.predicted:.1f}", str(d.actual)]
+        for d in deciles
+    ]  # fmt: skip
+    if cal and deciles:
+        rows.append(
+            ["all", str(cal.customers), _mean(cal.predicted / cal.customers),
+             _mean(cal.actual / cal.customers), f"{cal.predicted:.1f}", str(cal.actual)]
+        )  # fmt: skip
+    return {
+        "calibration": (
+            ["decile", "customers", "predicted (mean)", "actual (mean)", "predicted", "actual"],
+            rows,
+        ),
+        "clv_tiers": _clv_table(f.by_tier if f else [], "tier"),
+        "clv_segments": _clv_table(f.by_segment if f else [], "segment"),
     }
 
 

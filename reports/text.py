@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .fmt import percent, table, when
-from .model import ExperimentLift, Rate, Report
+from .model import ExperimentLift, ForecastFigures, Rate, Report
 from .tables import Table, tables
 
 EMPTY = "no data yet"
@@ -40,6 +40,31 @@ def experiment_lines(e: ExperimentLift, t: dict[str, Any]) -> list[str]:
     return [about, _table(t["experiments"][e.experiment]), "\n".join(e.verdicts), warned]
 
 
+def forecast_lines(f: ForecastFigures, t: dict[str, Any]) -> list[str]:
+    """What the forecast is, its calibration (or why there is none yet), the CLV tables."""
+    about = f"forecast of the refresh as of {when(f.as_of)}: {f.customers} customer(s)"
+    cal = f.calibration
+    if cal is not None:
+        calibration = (
+            f"calibration: the refresh as of {when(cal.as_of)}, expected purchases in the next"
+            f" 90 days against those made by {when(cal.until)}, by decile of expected\n"
+            + _table(t["calibration"])
+        )
+    else:
+        calibration = not_calibrated(f)
+    return [about, calibration, _table(t["clv_tiers"]), _table(t["clv_segments"])]
+
+
+def not_calibrated(f: ForecastFigures) -> str:
+    """The sentence shown instead of the calibration while no refresh is old enough."""
+    if f.calibration_ready_at is None:
+        return "calibration: no refresh's expected orders are kept yet."
+    return (
+        "calibration: no refresh is 90 days old yet; the first can be compared with the"
+        f" orders that followed it from {when(f.calibration_ready_at)}."
+    )
+
+
 def render_text(report: Report) -> str:
     """The whole report as text, sections in the order of the page."""
     t = tables(report)
@@ -66,6 +91,10 @@ def render_text(report: Report) -> str:
             + f"\n{mig.moved} customer(s) changed segment in the refresh as of {when(mig.as_of)}"
         )
     out.append(_section("Segment migration (last refresh)", matrix))
+    if report.forecast is not None:  # shown once a refresh has forecast
+        out.append(
+            _section("Forecast: calibration and predicted CLV", *forecast_lines(report.forecast, t))
+        )
     for j in report.journeys:
         jt = t["journeys"][j.journey]
         out.append(

@@ -6,9 +6,10 @@ statement, and who crossed a churn-risk band since the refresh before recorded i
 (:func:`store.events.record_churn_changes`).
 
 It runs inside :func:`store.segments.refresh`'s transaction, on ``customer_metrics_next``
-before the swap. Below :data:`MIN_REPEAT_CUSTOMERS` customers with a repeat purchase the
-parameters are not identified (a fit runs but means little), so nothing is fitted and the
-columns stay NULL; such a refresh records no band crossings either.
+before the swap. Below ``forecast.min_repeat_customers`` of ``rules/segments.yaml`` (default
+50) customers with a repeat purchase the parameters are not identified (a fit runs but
+means little), so nothing is fitted and the columns stay NULL; such a refresh records no
+band crossings either.
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ from psycopg import AsyncConnection
 
 from engine.forecast import Models, Summary, fit, score
 
-# Customers with at least one repeat purchase needed to forecast at all.
-MIN_REPEAT_CUSTOMERS = 50
+# forecast_history keeps a refresh's predictions when no kept one is this close in as_of,
+# and the latest HISTORY_KEEP of them: the calibration needs one at least 90 days old
+HISTORY_EVERY_DAYS = 30
+HISTORY_KEEP = 5
+# a refresh s whose predictions are kept (a lookup in the primary key, not a scan)
+_KEPT = "EXISTS (SELECT FROM forecast_history h WHERE h.refresh_id = s.id)"
 # Churn-risk bands: a customer's band is how many of these their churn_risk reaches
 # (0: below 0.25 ... 3: 0.75 and above); crossing one between refreshes is an event.
 BANDS = (0.25, 0.5, 0.75)
@@ -47,7 +52,7 @@ async def forecast(
     names: list[str],
     revenue: str,
     numeric: str,
-    min_repeat_customers: int = MIN_REPEAT_CUSTOMERS,
+    min_repeat_customers: int,
 ) -> Fitted:
     """Fit and score every customer with an order up to ``as_of`` (orders: track events
     named one of ``names``, their value the property ``revenue`` when it is a number or
@@ -87,7 +92,7 @@ async def forecast(
     bg = models.bgnbd
     await conn.execute(
         "INSERT INTO forecast_fits (refresh_id, r, alpha, a, b, p, q, v, customers,"
-        " repeat_customers) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        " repeat_customers, order_events) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             refresh_id,
             bg.r,
@@ -99,9 +104,40 @@ async def forecast(
             gg.v if gg else None,
             models.customers,
             models.repeat_customers,
+            names,
         ),
     )
     return Fitted(len(ids), repeat, models)
+
+
+async def keep_history(conn: AsyncConnection[Any], refresh_id: int, as_of: datetime) -> bool:
+    """Copy this refresh's expected orders from ``customer_metrics_next`` into
+    ``forecast_history`` unless a kept refresh is within :data:`HISTORY_EVERY_DAYS` of
+    ``as_of``, then drop all but the latest :data:`HISTORY_KEEP` kept refreshes (by
+    ``as_of``); returns whether it kept this one. Call after :func:`forecast` fitted."""
+    cur = await conn.execute(
+        "SELECT EXISTS (SELECT FROM segment_refreshes s"
+        " WHERE s.as_of > %(as_of)s - make_interval(days => %(every)s)"
+        "   AND s.as_of < %(as_of)s + make_interval(days => %(every)s)"
+        f"   AND {_KEPT})",
+        {"as_of": as_of, "every": HISTORY_EVERY_DAYS},
+    )
+    row = await cur.fetchone()
+    if row is None or row[0]:
+        return False
+    await conn.execute(
+        "INSERT INTO forecast_history (refresh_id, customer_id, expected_orders_90d)"
+        " SELECT %s, customer_id, expected_orders_90d FROM customer_metrics_next"
+        " WHERE expected_orders_90d IS NOT NULL",
+        (refresh_id,),
+    )
+    await conn.execute(
+        "DELETE FROM forecast_history WHERE refresh_id IN ("
+        " SELECT s.id FROM segment_refreshes s"
+        f" WHERE {_KEPT} ORDER BY s.as_of DESC, s.id DESC OFFSET %s)",
+        (HISTORY_KEEP,),
+    )
+    return True
 
 
 async def record_band_changes(conn: AsyncConnection[Any], refresh_id: int) -> int:

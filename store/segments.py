@@ -61,10 +61,12 @@ async def refresh(
     defs: Segments,
     *,
     as_of: datetime,
-    min_repeat_customers: int = forecasts.MIN_REPEAT_CUSTOMERS,
+    min_repeat_customers: int | None = None,
 ) -> RefreshResult:
     """Recompute every customer's metrics and forecast as of ``as_of`` (history after it is
-    ignored) and record who changed segment, tier or churn band; see the module docstring."""
+    ignored) and record who changed segment, tier or churn band; see the module docstring.
+    The forecast follows ``defs.forecast`` (``min_repeat_customers`` overrides its minimum,
+    for tests and back-fills)."""
     phases: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -98,19 +100,29 @@ async def refresh(
         )
         changed = cur.rowcount
         lap("changes")
-        fitted = await forecasts.forecast(
-            conn,
-            refresh_id=refresh_id,
-            as_of=as_of,
-            names=defs.orders.events,
-            revenue=defs.orders.revenue,
-            numeric=_NUMERIC,
-            min_repeat_customers=min_repeat_customers,
-        )
+        fitted = forecasts.Fitted(0, 0, None)
+        if defs.forecast.enabled:
+            fitted = await forecasts.forecast(
+                conn,
+                refresh_id=refresh_id,
+                as_of=as_of,
+                names=defs.orders.events,
+                revenue=defs.orders.revenue,
+                numeric=_NUMERIC,
+                min_repeat_customers=(
+                    defs.forecast.min_repeat_customers
+                    if min_repeat_customers is None
+                    else min_repeat_customers
+                ),
+            )
         churn_changed = 0
         if fitted.models is not None:
             churn_changed = await forecasts.record_band_changes(conn, refresh_id)
-        lap("forecast")
+            lap("forecast")
+            await forecasts.keep_history(conn, refresh_id, as_of)
+            lap("history")
+        else:
+            lap("forecast")
         for statement in _SWAP:
             await conn.execute(statement)
         await conn.execute(

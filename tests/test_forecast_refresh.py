@@ -16,7 +16,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.segments import SegmentActivities
 from engine.forecast import fit, score, summarise
-from engine.segments import Segments
+from engine.segments import Segments, load_segments
 from store import customers as customer_store
 from store import events, forecasts
 from store import segments as store
@@ -160,6 +160,30 @@ async def test_below_the_minimum_nothing_is_forecast(db):
     assert not result.forecast and result.customers == 5
     assert all(v == (None, None, None, None) for v in got.values()) and len(got) == 5
     assert not again.forecast and again.churn_changed == 0
+    assert all(v == (None, None, None, None) for v in cleared.values())
+
+
+async def test_the_forecast_keys_of_segments_yaml(db, tmp_path):
+    at = AS_OF - 10 * DAY
+    rows = [(f"c{i}", at - k * 7 * DAY, 20.0) for i in range(5) for k in range(3)]
+    (tmp_path / "segments.yaml").write_text("forecast: {min_repeat_customers: 5}\n")
+    five = load_segments(tmp_path)
+    (tmp_path / "segments.yaml").write_text("forecast: {enabled: false, min_repeat_customers: 5}\n")
+    off = load_segments(tmp_path)
+    (tmp_path / "segments.yaml").write_text("forecast: {min_repeat_customers: 6}\n")
+    six = load_segments(tmp_path)
+    async with db.connection() as conn:
+        await insert(conn, rows)
+        too_few = await store.refresh(conn, six, as_of=AS_OF)  # 5 repeat customers < 6
+        fitted = await store.refresh(conn, five, as_of=AS_OF)  # 5 >= 5: from the file
+        columns = await forecast_columns(conn)
+        skipped = await store.refresh(conn, off, as_of=AS_OF + DAY)  # enough, but off
+        cleared = await forecast_columns(conn)
+        cur = await conn.execute("SELECT refresh_id FROM forecast_fits")
+        fits = [r[0] for r in await cur.fetchall()]
+    assert not too_few.forecast and fitted.forecast and not skipped.forecast
+    assert fits == [fitted.id] and "forecast" in fitted.phases
+    assert all(v[0] is not None for v in columns.values()) and len(columns) == 5
     assert all(v == (None, None, None, None) for v in cleared.values())
 
 

@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -15,9 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine._segment_scoring import FixedScores, Scoring, fixed_score, quantile_score
-from engine.segments import Segments
+from engine.segments import Segments, load_segments
 from store import segments as store
 
+ROOT = Path(__file__).resolve().parents[1]
 AS_OF = datetime(2026, 6, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
 _seq = iter(range(10**9))
@@ -53,13 +55,47 @@ async def test_a_new_shops_first_customer_is_its_best(db):
         fixed = (await scores(conn))["first"]
         await store.refresh(conn, cume(min_population=0), as_of=AS_OF)
         ranked = (await scores(conn))["first"]
-        await store.refresh(conn, Segments(), as_of=AS_OF)
+        await store.refresh(conn, Segments(scoring=Scoring(method="quintiles")), as_of=AS_OF)
         before = (await scores(conn))["first"]
     # one customer is below 200: fixed scores, and one order is f = 1, a new customer
     assert fixed == {"rfm": (5, 1, 5), "tier": "A", "segment": "new_customers"}
     # ranked among a population of one, the only customer is the best of it
     assert ranked == {"rfm": (5, 5, 5), "tier": "A", "segment": "champions"}
     assert before["segment"] == "lost" and before["rfm"] == (1, 1, 1)  # method: quintiles
+
+
+async def test_the_shipped_scoring_rewards_a_new_shops_first_customer(db):
+    shipped = load_segments(ROOT / "rules")
+    async with db.connection() as conn:
+        await order(conn, "first", 0.1, 6000)  # the shop's only customer: 6,000 today
+        result = await store.refresh(conn, shipped, as_of=AS_OF)
+        got = (await scores(conn))["first"]
+    # one scored customer is below min_population_for_quantiles (200): the fixed bounds,
+    # 0 days -> r = 5, one order -> f = 1, 6,000 >= 1,000 -> m = 5: a new customer, not lost
+    assert got == {"rfm": (5, 1, 5), "tier": "A", "segment": "new_customers"}
+    assert result.customers == 1
+
+
+async def test_the_best_customer_of_a_three_customer_shop_is_a_champion(db):
+    shipped = load_segments(ROOT / "rules")
+    async with db.connection() as conn:
+        for k in range(10):  # ten orders in the last ten days, 1,200 in all
+            await order(conn, "best", 0.5 + k, 120)
+        await order(conn, "mid", 40.5, 300)
+        await order(conn, "mid", 60.5, 300)
+        await order(conn, "low", 200.5, 20)
+        await store.refresh(conn, shipped, as_of=AS_OF)
+        fixed = await scores(conn)
+        # ranked among the three (no fixed bounds): the best is 5/5/5 whatever its values
+        await store.refresh(conn, cume(min_population=0), as_of=AS_OF)
+        ranked = await scores(conn)
+    assert fixed["best"] == {"rfm": (5, 5, 5), "tier": "A", "segment": "champions"}
+    # mid: 40 days (r = 3), 2 orders (f = 2), 600 (m = 4); low: 200 days, 1 order, 20
+    assert fixed["mid"]["rfm"] == (3, 2, 4) and fixed["mid"]["segment"] == "potential_loyalist"
+    assert fixed["low"] == {"rfm": (1, 1, 1), "tier": "C", "segment": "lost"}
+    assert ranked["best"] == {"rfm": (5, 5, 5), "tier": "A", "segment": "champions"}
+    # ceil(5 * 2 / 3) = 4 for mid on every measure; low is the worst: 1
+    assert ranked["mid"]["rfm"] == (4, 4, 4) and ranked["low"]["rfm"] == (1, 1, 1)
 
 
 async def test_ties_share_a_score(db):

@@ -13,7 +13,8 @@ import psycopg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.segments import NO_TIER, SegmentRule, Segments, segment_of
+from engine._segment_scoring import fixed_score, quantile_score
+from engine.segments import NO_TIER, Scoring, SegmentRule, Segments, segment_of
 from store import segments as store
 
 AS_OF = datetime(2026, 6, 1, tzinfo=UTC)
@@ -51,11 +52,13 @@ async def test_hand_computed_customers(db):
         result = await store.refresh(conn, Segments(), as_of=AS_OF)
         got = await metrics(conn)
     assert (result.customers, result.changed) == (6, 6)
+    # five scored customers, below min_population_for_quantiles (200): the fixed bounds,
+    # recency [14, 30, 90, 180] days, orders [2, 3, 5, 10], revenue [100, 250, 500, 1000]
     want = {  # recency_days, orders, revenue, r, f, m, tier, segment
-        "a": (1, 3, 600, 5, 5, 4, "B", "champions"),
-        "f": (2, 2, Decimal("12.5"), 4, 3, 2, "C", "potential_loyalist"),
-        "b": (5, 1, 50, 3, 1, 3, "B", "promising"),
-        "c": (100, 2, 1500, 2, 3, 5, "A", "at_risk"),
+        "a": (1, 3, 600, 5, 3, 4, "B", "loyal"),
+        "f": (2, 2, Decimal("12.5"), 5, 2, 1, "C", "potential_loyalist"),
+        "b": (5, 1, 50, 5, 1, 1, "B", "new_customers"),
+        "c": (100, 2, 1500, 2, 2, 5, "A", "need_attention"),
         "d": (300, 1, 10, 1, 1, 1, "C", "lost"),
         "e": (400, 0, 0, 0, 0, 0, NO_TIER, "lost"),
     }
@@ -67,7 +70,7 @@ async def test_hand_computed_customers(db):
     assert got["a"]["first_order_at"] == AS_OF - 20 * DAY and got["a"]["refresh_id"] == result.id
     async with db.connection() as conn:
         one = await store.metrics_of(conn, "a")
-        assert one is not None and one["segment"] == "champions" and one["ltv"] == 600.0
+        assert one is not None and one["segment"] == "loyal" and one["ltv"] == 600.0
         assert await store.metrics_of(conn, "g") is None
         cur = await conn.execute(
             "SELECT customer_id, previous_segment, segment, previous_tier, tier"
@@ -75,8 +78,22 @@ async def test_hand_computed_customers(db):
             (result.id,),
         )
         changes = {r[0]: r[1:] for r in await cur.fetchall()}
-    assert changes["c"] == (None, "at_risk", None, "A")
+    assert changes["c"] == (None, "need_attention", None, "A")
     assert set(changes) == set(want)
+    # ranked (min_population_for_quantiles: 0), cume_dist: ceil(5 * up_to / 5), the worst 1;
+    # f and c tie on 2 orders, up_to 4 of 5: f = 4; b and d tie for the worst: f = 1
+    ranked = Segments(scoring=Scoring(min_population_for_quantiles=0))
+    async with db.connection() as conn:
+        await store.refresh(conn, ranked, as_of=AS_OF)
+        got = await metrics(conn)
+    assert {c: tuple(row[k] for k in keys[3:]) for c, row in got.items()} == {
+        "a": (5, 5, 4, "B", "champions"),
+        "f": (4, 4, 2, "C", "potential_loyalist"),
+        "b": (3, 1, 3, "B", "promising"),
+        "c": (2, 4, 5, "A", "at_risk"),
+        "d": (1, 1, 1, "C", "lost"),
+        "e": (0, 0, 0, NO_TIER, "lost"),
+    }
 
 
 async def test_second_refresh_records_only_changed_customers(db):
@@ -206,17 +223,22 @@ def expected(customers: list[dict[str, Any]], defs: Segments) -> dict[str, tuple
             "traits": c["traits"],
         }
     scored = [r for r in rows.values() if r["orders"]]
-    n = len(scored)
+    n, scoring = len(scored), defs.scoring
+    measures = {"r": ("recency_days", -1), "f": ("orders", 1), "m": ("revenue", 1)}
     for row in rows.values():
         if not row["orders"]:
             row.update(r=0, f=0, m=0, tier=NO_TIER)
         else:
-            below = {
-                "r": sum(o["recency_days"] > row["recency_days"] for o in scored),
-                "f": sum(o["orders"] < row["orders"] for o in scored),
-                "m": sum(o["revenue"] < row["revenue"] for o in scored),
-            }
-            row.update({k: 1 + 5 * v // n for k, v in below.items()})
+            for score, (key, sign) in measures.items():
+                below = sum(sign * o[key] < sign * row[key] for o in scored)
+                up_to = sum(sign * o[key] <= sign * row[key] for o in scored)
+                if scoring.method == "quintiles":
+                    row[score] = 1 + 5 * below // n
+                elif scoring.uses_fixed(n):
+                    bounds = getattr(scoring.fixed_scores, key)
+                    row[score] = fixed_score(row[key], bounds, lower_is_better=sign < 0)
+                else:
+                    row[score] = quantile_score(below, up_to, n)
             better = sum(o["revenue"] > row["revenue"] for o in scored)
             row["tier"] = next(t.name for t in defs.tiers if better * 100 < t.top * n)
     out = {}
@@ -227,10 +249,22 @@ def expected(customers: list[dict[str, Any]], defs: Segments) -> dict[str, tuple
 
 
 @settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(customers=st.lists(customer_st, max_size=8))
-def test_sql_matches_python(db_url, customers):
+@given(
+    customers=st.lists(customer_st, max_size=8),
+    scoring=st.sampled_from(
+        [
+            Scoring(),  # the default: 8 customers at most are always below 200, fixed bounds
+            Scoring(min_population_for_quantiles=0),  # cume_dist ranks
+            Scoring(min_population_for_quantiles=4),  # either, by the population
+            Scoring(method="quintiles"),
+        ]
+    ),
+)
+def test_sql_matches_python(db_url, customers, scoring):
+    rules = RULES.model_copy(update={"scoring": scoring})
+
     async def run() -> dict[str, tuple[Any, ...]]:
         async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
             await conn.execute(
@@ -245,8 +279,8 @@ def test_sql_matches_python(db_url, customers):
                 for d, h, rev in c["orders"]:
                     at = AS_OF - d * DAY - h * timedelta(hours=1)
                     await order(conn, f"c{i}", at, rev)
-            await store.refresh(conn, RULES, as_of=AS_OF)
+            await store.refresh(conn, rules, as_of=AS_OF)
             keys = ("recency_days", "orders", "revenue", "r", "f", "m", "tier", "segment")
             return {c: tuple(row[k] for k in keys) for c, row in (await metrics(conn)).items()}
 
-    assert asyncio.run(run()) == expected(customers, RULES)
+    assert asyncio.run(run()) == expected(customers, rules)

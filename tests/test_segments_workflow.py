@@ -38,10 +38,12 @@ async def test_champion_sliding_to_cant_lose_gets_a_call_and_an_offer(
             "INSERT INTO customers (customer_id, traits) VALUES ('star', %s)",
             (Jsonb({"email": "star@x.test", "first_name": "Stella"}),),
         )
-        for k in range(6):  # big and frequent, 95-100 days ago
-            await order(conn, "star", k, now - timedelta(days=100 - k), 1000)
+        # ten customers are below min_population_for_quantiles (200): the shipped fixed
+        # bounds score them, so star slides by its own recency, not by a rank among ten
+        for k in range(6):  # big and frequent (f = 4, m = 5), 195-200 days ago
+            await order(conn, "star", k, now - timedelta(days=200 - k), 1000)
         for i in range(9):  # small, long ago; then once more, lately
-            await order(conn, f"other-{i}", 0, now - timedelta(days=200), 10)
+            await order(conn, f"other-{i}", 0, now - timedelta(days=300), 10)
             await order(conn, f"other-{i}", 1, now - timedelta(days=5), 10)
     with RecordingSMTPServer() as smtp:
         settings = settings_for(smtp, db_url)
@@ -56,13 +58,14 @@ async def test_champion_sliding_to_cant_lose_gets_a_call_and_an_offer(
                     task_queue=task_queue,
                 )
 
-            first = await refresh(90)  # star is the best of all then
+            first = await refresh(190)  # star ordered 5 days before: r = 5, champions
             assert first.changed == 10 and first.notified == 10
             await shop.deliver()
             assert (
                 await rows(db, "SELECT segment FROM customer_metrics WHERE customer_id = 'star'")
             ) == [("champions",)]
-            second = await refresh(0)  # everyone else ordered since; star did not
+            # everyone else ordered since; star did not: 195 days is over 180, r = 1
+            second = await refresh(0)
             assert second.notified == second.changed > 0
             await shop.deliver()
             await time_env.sleep(timedelta(seconds=3))

@@ -8,6 +8,7 @@
     actions      offers, surveys, managers, messages, dead letters
     staff        response time on tasks, overdue tasks, detractor call-backs
     experiments  customers and conversions per experiment and arm
+    forecast     calibration of a past forecast by decile, predicted CLV by tier and segment
     snapshot     one consistent read for a whole report
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from .actions import dead_letter_count, manager_load, message_figures, offer_figures, survey_figures
 from .experiments import experiment_counts
+from .forecast import forecast_figures
 from .journeys import journey_figures
 from .rates import churn_rate, reactivation_rate, repurchase_rate
 from .segments import migration_matrix, segments_now
@@ -26,6 +28,7 @@ __all__ = [
     "consistent",
     "dead_letter_count",
     "experiment_counts",
+    "forecast_figures",
     "journey_figures",
     "manager_load",
     "message_figures",

@@ -242,3 +242,71 @@ class ExperimentCounts:
     @property
     def customers(self) -> int:
         return sum(a.customers for a in self.arms)
+
+
+@dataclass(frozen=True)
+class Decile:
+    """One tenth of a past refresh's customers, by their expected orders in 90 days
+    (1: the lowest), and the purchases they made in those 90 days."""
+
+    decile: int
+    customers: int
+    predicted: float  # expected purchases, summed over the customers
+    actual: int  # purchases made (same-day orders: one)
+
+    @property
+    def mean_predicted(self) -> float | None:
+        return ratio(self.predicted, self.customers)
+
+    @property
+    def mean_actual(self) -> float | None:
+        return ratio(self.actual, self.customers)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A past refresh's expected orders against the purchases of the 90 days after it."""
+
+    refresh_id: int
+    as_of: datetime
+    until: datetime  # as_of + 90 days
+    deciles: list[Decile]
+
+    @property
+    def predicted(self) -> float:
+        return sum(d.predicted for d in self.deciles)
+
+    @property
+    def actual(self) -> int:
+        return sum(d.actual for d in self.deciles)
+
+    @property
+    def customers(self) -> int:
+        return sum(d.customers for d in self.deciles)
+
+
+@dataclass(frozen=True)
+class ClvRow:
+    """Customers of one tier or segment with a forecast: their predicted CLV (365 days)
+    and mean P(alive)."""
+
+    label: str
+    customers: int
+    mean_clv: float
+    total_clv: float
+    mean_p_alive: float
+
+
+@dataclass(frozen=True)
+class ForecastFigures:
+    """The latest forecast (refresh ``refresh_id`` as of ``as_of``): its calibration, or
+    ``calibration_ready_at``, when the oldest kept refresh's 90 days end (None: no refresh
+    kept yet); and the predicted CLV per tier and per segment now."""
+
+    refresh_id: int
+    as_of: datetime
+    customers: int  # with a forecast now
+    calibration: Calibration | None
+    calibration_ready_at: datetime | None
+    by_tier: list[ClvRow]
+    by_segment: list[ClvRow]

@@ -10,7 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine import JourneyValidationError
-from engine._segment_scoring import FixedScores, Scoring, fixed_score, quantile_score
+from engine._segment_scoring import (
+    FixedScores,
+    ForecastSettings,
+    Scoring,
+    fixed_score,
+    quantile_score,
+)
 from engine.segments import Segments, load_segments
 
 
@@ -32,7 +38,22 @@ def test_cume_dist_with_its_defaults(tmp_path: Path) -> None:
         recency_days=[14, 30, 90, 180], orders=[2, 3, 5, 10], revenue=[100, 250, 500, 1000]
     )
     assert scoring.uses_fixed(199) and not scoring.uses_fixed(200)
-    assert not Scoring().uses_fixed(1)  # quintiles ranks every population
+    assert not Scoring(method="quintiles").uses_fixed(1)  # quintiles ranks every population
+
+
+def test_cume_dist_is_the_default_and_quintiles_stays_available(tmp_path: Path) -> None:
+    assert (
+        load(tmp_path, "window: 90d\n").scoring
+        == Scoring()
+        == load(tmp_path, "scoring: {method: cume_dist}\n").scoring
+    )
+    assert Scoring().method == "cume_dist" and Scoring().uses_fixed(1)
+    # without method: the fallback keys are cume_dist's, so they are accepted
+    assert load(tmp_path, "scoring: {min_population_for_quantiles: 5}\n").scoring == Scoring(
+        min_population_for_quantiles=5
+    )
+    quintiles = load(tmp_path, "scoring: {method: quintiles}\n")
+    assert quintiles.scoring.method == "quintiles" and not quintiles.scoring.uses_fixed(1)
 
 
 def test_settings_are_read_and_digested(tmp_path: Path) -> None:
@@ -49,7 +70,7 @@ def test_settings_are_read_and_digested(tmp_path: Path) -> None:
     assert defs.digest() == Segments.model_validate(defs.model_dump()).digest()
     assert defs.digest() != load(tmp_path, "scoring: {method: cume_dist}\n").digest()
     # a file that names quintiles, as before cume_dist existed, keeps its digest
-    assert Segments().digest() == "caf4d560dd0caf51"
+    assert Segments(scoring=Scoring(method="quintiles")).digest() == "caf4d560dd0caf51"
 
 
 def test_mistakes_are_reported_at_their_place(tmp_path: Path) -> None:
@@ -129,3 +150,29 @@ def test_the_worked_example_of_the_docs() -> None:
     assert quantile_score(0, 1, 1) == 5
     fixed = FixedScores().orders
     assert [fixed_score(v, fixed, lower_is_better=False) for v in (1, 2, 4)] == [1, 2, 3]
+
+
+def test_forecast_settings(tmp_path: Path) -> None:
+    assert load(tmp_path, "window: 90d\n").forecast == ForecastSettings(
+        enabled=True, min_repeat_customers=50
+    )
+    defs = load(tmp_path, "forecast: {min_repeat_customers: 500}\n")
+    assert defs.forecast == ForecastSettings(enabled=True, min_repeat_customers=500)
+    assert defs.digest() != Segments().digest()
+    assert defs.digest() == Segments.model_validate(defs.model_dump()).digest()
+    assert not load(tmp_path, "forecast: {enabled: false}\n").forecast.enabled
+    # the default forecast is left out of the digest: files from before it keep theirs
+    explicit = load(tmp_path, "forecast: {enabled: true, min_repeat_customers: 50}\n")
+    assert explicit.digest() == Segments().digest()
+
+
+def test_forecast_mistakes_are_reported_at_their_place(tmp_path: Path) -> None:
+    text = "forecast:\n  min_repeat_customers: 0\n  enabled: maybe\n  min_repeat: 5\n"
+    assert problems(tmp_path, text) == [
+        "segments.yaml:2:25 forecast.min_repeat_customers: input should be greater than or "
+        "equal to 1",
+        "segments.yaml:3:12 forecast.enabled: input should be a valid boolean, unable to "
+        "interpret input (got 'maybe')",
+        "segments.yaml:4:3 forecast.min_repeat: unknown key 'min_repeat' (did you mean "
+        "'min_repeat_customers'?); allowed here: enabled, min_repeat_customers",
+    ]

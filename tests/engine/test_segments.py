@@ -31,6 +31,11 @@ def test_shipped_file_is_the_default_map() -> None:
     assert shipped.names() == [n for n, _ in DEFAULT_SEGMENTS] and len(shipped.names()) == 11
     assert shipped.window == 365 * 86400 and shipped.orders.events == ["order_completed"]
     assert [(t.name, t.top) for t in shipped.tiers] == [("A", 10), ("B", 60), ("C", 100)]
+    # the shipped scoring is the default: cume_dist, fixed bounds below 200 customers
+    assert shipped.scoring.method == "cume_dist"
+    assert shipped.scoring.min_population_for_quantiles == 200
+    assert shipped.scoring.fixed_scores.revenue == [100.0, 250.0, 500.0, 1000.0]
+    assert (shipped.forecast.enabled, shipped.forecast.min_repeat_customers) == (True, 50)
 
 
 def test_no_file_or_empty_file_means_defaults(tmp_path: Path) -> None:
