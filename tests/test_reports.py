@@ -244,3 +244,35 @@ def test_cli_report_text_and_html(seeded, monkeypatch, capsys, tmp_path: Path):
         assert "cannot write" in capsys.readouterr().err
     finally:
         get_settings.cache_clear()
+
+
+async def test_journey_figures_count_a_merged_person_once(seeded):
+    """A visitor entered lifecycle, was merged into a known customer who went on in the
+    adopted run and became active: one entrant of new, no exit, one customer active more."""
+    rows = [
+        ("anon/lifecycle/1/1", "anon", None, "new", "enrolled", 1),
+        ("anon/lifecycle/1/1/merged", "anon", "new", "exited", "merged into known", 2),
+        ("known/lifecycle/1/1/adopted", "known", "new", "new", "continued from anon", 2),
+        ("known/lifecycle/1/2", "known", "new", "active", "order", 3),
+    ]
+    async with await connect(seeded) as conn:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO journey_transitions (key, customer_id, journey, version,"
+                " from_state, to_state, cause, at) VALUES (%s, %s, 'lifecycle', 1, %s, %s, %s, %s)",
+                [(k, c, f, t, why, at(d)) for k, c, f, t, why, d in rows],
+            )
+        await conn.commit()
+        report = await build_report(conn)
+    lifecycle = report.journeys[0]
+    assert {c.label: c.count for c in lifecycle.states_now} == {
+        "active": 2,
+        "lost": 1,
+        "exited": 1,
+    }
+    assert (lifecycle.entries, lifecycle.exits) == (4, 2)
+    edges = {(e.source, e.target): (e.customers, e.entrants) for e in lifecycle.edges}
+    assert edges[("new", "active")] == (3, 4)
+    assert ("new", "exited") not in edges
+    times = {t.state: (t.visits, t.median_seconds) for t in lifecycle.time_in_state}
+    assert times["new"] == (4, 1 * 86400)  # the adopted visit (1d), not the merged one

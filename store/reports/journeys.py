@@ -1,5 +1,10 @@
 """Journey figures from ``journey_transitions``: customers per state now, entries, exits,
-conversion between states and median time in state (definitions: docs/reports.md)."""
+conversion between states and median time in state (definitions: docs/reports.md).
+
+A person counts once across a merge (``engine.merging``): the absorbed customer's run
+ends with a ``/merged`` exit and the survivor goes on in an ``/adopted`` copy of it. The
+merged exit is neither an exit nor a state now, and ends no time in state; the adopted
+row is no new entrant of its state (the absorbed customer entered it)."""
 
 from __future__ import annotations
 
@@ -15,7 +20,8 @@ from .figures import Count, Edge, JourneyFigures, StateTime
 # can share a timestamp (enrol, then an immediate goto), so the key breaks ties: it ends
 # in "/<enrollment>/<visit>" and an exit adds "/exit" after its visit.
 ORDERED = r"""
-    SELECT customer_id, journey, from_state, to_state, at,
+    SELECT customer_id, journey, from_state, to_state, at, key,
+           coalesce(lead(key) OVER w LIKE '%%/merged', false) AS next_merged,
            lead(from_state) OVER w AS next_from,
            lead(to_state) OVER w AS next_to,
            lead(at) OVER w AS next_at,
@@ -42,7 +48,8 @@ async def journey_figures(
         return found.setdefault(journey, JourneyFigures(journey))
 
     cur = await conn.execute(
-        f"SELECT journey, to_state, count(*) FROM ({ORDERED}) t WHERE last"
+        f"SELECT journey, to_state, count(*) FROM ({ORDERED}) t"
+        " WHERE last AND key NOT LIKE '%%/merged'"
         " GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2",
         params,
     )
@@ -59,7 +66,8 @@ async def journey_figures(
         )
         SELECT t.journey,
                count(*) FILTER (WHERE t.from_state IS NULL),
-               count(*) FILTER (WHERE t.to_state = 'exited' OR f.state IS NOT NULL)
+               count(*) FILTER (WHERE (t.to_state = 'exited' OR f.state IS NOT NULL)
+                                  AND t.key NOT LIKE '%%/merged')
           FROM journey_transitions t
           LEFT JOIN finals f
             ON f.journey = t.journey AND f.version = t.version AND f.state = t.to_state
@@ -76,11 +84,11 @@ async def journey_figures(
         WITH t AS ({ORDERED}),
         entered AS (
             SELECT journey, to_state, count(DISTINCT customer_id) AS n
-              FROM t WHERE {period("at")} GROUP BY 1, 2
+              FROM t WHERE {period("at")} AND key NOT LIKE '%%/adopted' GROUP BY 1, 2
         )
         SELECT t.journey, t.to_state, t.next_to, count(DISTINCT t.customer_id), e.n
           FROM t JOIN entered e ON e.journey = t.journey AND e.to_state = t.to_state
-         WHERE {period("t.at")} AND t.next_from = t.to_state
+         WHERE {period("t.at")} AND t.next_from = t.to_state AND NOT t.next_merged
          GROUP BY 1, 2, 3, 5
          ORDER BY 1, 2, 4 DESC, 3
         """,
@@ -94,7 +102,7 @@ async def journey_figures(
         SELECT journey, to_state, count(*),
                percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM next_at - at))
           FROM ({ORDERED}) t
-         WHERE {period("at")} AND next_from = to_state
+         WHERE {period("at")} AND next_from = to_state AND NOT next_merged
          GROUP BY 1, 2 ORDER BY 1, 2
         """,
         params,
