@@ -15,6 +15,7 @@ from typing import Any
 from engine import Catalog, JourneyValidationError, load_rules
 from engine.errors import InputError
 from engine.graph import mermaid
+from engine.identity_rules import load_identity_rules
 from engine.policy import load_policy
 from engine.segments import load_segments
 from engine.simulate import simulate
@@ -70,7 +71,7 @@ def _load(args: argparse.Namespace, paths: list[Path] | None = None) -> Catalog:
     except JourneyValidationError as exc:
         problems += exc.problems
     if paths is None:
-        for load_other in (load_policy, load_segments):
+        for load_other in (load_policy, load_segments, load_identity_rules):
             try:
                 load_other(args.rules)
             except JourneyValidationError as exc:

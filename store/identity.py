@@ -172,13 +172,22 @@ async def merge(
     gone, kept = roots[absorbed], roots[survivor]
     if gone == kept:
         return None
-    # wait for batches storing under either customer; later ones wait for this merge
-    await conn.execute(
-        "SELECT id FROM customer_ids WHERE canonical = ANY(%s::text[]) ORDER BY id FOR UPDATE",
-        ([gone, kept],),
-    )
     refused = REFUSED_KNOWN if refuse_known and await _both_known(conn, gone, kept) else None
     cur = conn.cursor(row_factory=class_row(Merge))
+    if refused is not None:  # on record once per pair: a shared device asks again and again
+        await cur.execute(
+            f"SELECT {_MERGE_COLUMNS} FROM merges WHERE absorbed = %s AND survivor = %s"
+            " AND refused IS NOT NULL ORDER BY id LIMIT 1",
+            (gone, kept),
+        )
+        known = await cur.fetchone()
+        if known is not None:
+            return known
+    else:  # wait for batches storing under either customer; later ones wait for this merge
+        await conn.execute(
+            "SELECT id FROM customer_ids WHERE canonical = ANY(%s::text[]) ORDER BY id FOR UPDATE",
+            ([gone, kept],),
+        )
     await cur.execute(
         "INSERT INTO merges (absorbed, survivor, via, reason, actor, refused, delivered_at)"
         " VALUES (%s, %s, %s, %s, %s, %s, CASE WHEN %s THEN now() END)"

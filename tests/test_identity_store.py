@@ -176,3 +176,12 @@ async def test_a_write_key_never_merges_two_known_customers(db):
         done = await identity.merge(conn, "u1", "u2", via="admin", reason="same person", actor="a")
         assert done is not None and done.refused is None
         assert await identity.ids_of(conn, "u2") == ["u1", "u2", "visitor"]
+
+
+async def test_a_refused_pair_is_on_record_once(db):
+    async with db.connection() as conn:
+        await identity.resolve(conn, ["p1", "p2"], user_ids=["p1", "p2"])
+        first = await identity.merge(conn, "p1", "p2", via="identify", actor="k", refuse_known=True)
+        again = await identity.merge(conn, "p1", "p2", via="alias", actor="k", refuse_known=True)
+        assert first is not None and again is not None and first.id == again.id
+        assert await rows(conn, "SELECT count(*) FROM merges") == [(1,)]
