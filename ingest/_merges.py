@@ -16,6 +16,7 @@ merges that share a customer with it wait for it, in order; others go on.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,23 +39,28 @@ class MergeDelivery:
 
 async def deliver_merges(
     pool: AsyncConnectionPool[Any],
-    client: Client,
+    connect: Callable[[], Awaitable[Client]],
     *,
     task_queue: str,
-    catalog_seq: int,
+    catalog_seq: Callable[[], Awaitable[int]],
     ids: customers.CustomerIds,
     limit: int = PER_ROUND,
 ) -> MergeDelivery:
-    """Deliver up to ``limit`` pending merges, oldest first."""
+    """Deliver up to ``limit`` pending merges, oldest first. Temporal is reached (and the
+    catalog's head read) only when some merge waits: while Temporal is down, rounds
+    without merges go on delivering nothing but events."""
     async with pool.connection() as conn:
         pending = await identity.pending_merges(conn, limit)
     out = MergeDelivery()
+    if not pending:
+        return out
     held: set[str] = set()  # customers of a merge that failed this round
     for merge in pending:
         if {merge.absorbed, merge.survivor} & held:
             continue  # after the earlier merge of the same customer, in order
         try:
-            await _deliver(pool, client, merge, task_queue=task_queue, seq=catalog_seq, ids=ids)
+            client, seq = await connect(), await catalog_seq()
+            await _deliver(pool, client, merge, task_queue=task_queue, seq=seq, ids=ids)
         except Exception as exc:
             held |= {merge.absorbed, merge.survivor}
             out.failed += 1

@@ -153,9 +153,9 @@ class Dispatcher:
         result = await self._deliver_events()
         merged = await _merges.deliver_merges(
             self.pool,
-            await self.client(),
+            self.client,
             task_queue=self.task_queue,
-            catalog_seq=await self._catalog_seq(),
+            catalog_seq=self._catalog_seq,
             ids=self.ids,
         )
         result.merges, result.merges_failed = merged.delivered, merged.failed
