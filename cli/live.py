@@ -105,7 +105,7 @@ def show(args: argparse.Namespace) -> int:
 
         _, client, _ = await _connect(need_db=False)
         try:
-            return await customers.state(client, args.customer)
+            return await customers.state(client, await _canonical(args.customer))
         except RPCError as exc:
             if "not found" in str(exc).lower():
                 raise UserError(
@@ -137,7 +137,7 @@ def move_customer(args: argparse.Namespace) -> int:
         _, client, _ = await _connect(need_db=False)
         try:
             return await customers.move(
-                client, args.customer, args.journey, args.state, args.reason
+                client, await _canonical(args.customer), args.journey, args.state, args.reason
             )
         except WorkflowUpdateFailedError as exc:
             raise UserError(str(exc.cause or exc)) from None
@@ -225,6 +225,28 @@ def manage_keys(args: argparse.Namespace) -> int:
         return asyncio.run(go())
     except psycopg.OperationalError as exc:
         raise UserError(f"cannot reach PostgreSQL ({str(exc).strip()})") from None
+
+
+async def _canonical(customer_id: str) -> str:
+    """The customer's id now: an id merged into another customer (docs/identity.md) is
+    the survivor's, whose workflow holds their journeys. Said on stderr; without a database
+    configured, the id as given."""
+    import psycopg
+
+    from settings import get_settings
+    from store import identity
+
+    url = get_settings().database_url
+    if not url:
+        return customer_id
+    try:
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            now = await identity.canonical(conn, customer_id)
+    except (psycopg.OperationalError, psycopg.errors.UndefinedTable):
+        return customer_id
+    if now != customer_id:
+        print(f"{customer_id} was merged into {now}: their journeys are {now}'s", file=sys.stderr)
+    return now
 
 
 async def _connect(*, need_db: bool = True) -> tuple[Any, Any, int]:

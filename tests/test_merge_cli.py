@@ -158,3 +158,23 @@ def test_a_refused_merge_shows_in_the_log_and_an_admin_can_still_merge(cli_env, 
     out = capsys.readouterr().out.splitlines()
     assert out[1] == "ids: ann-home, ann-work" and len(out) == 5
     assert out[3].endswith("one Ann; waiting for delivery (0 attempt(s))")
+
+
+async def test_show_and_move_find_the_survivor_of_an_absorbed_id(db, db_url, monkeypatch, capsys):
+    """``journeys show A`` and ``journeys move A`` talk to the workflow that holds A's
+    journeys now: the survivor's, once A was merged."""
+    from cli import live
+    from settings import get_settings
+    from store import identity
+
+    async with db.connection() as conn:
+        await identity.merge(conn, "shown-a", "shown-b", via="admin", reason="dup", actor="t")
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    get_settings.cache_clear()
+    try:
+        assert await live._canonical("shown-a") == "shown-b"
+        assert await live._canonical("shown-b") == "shown-b"
+        assert await live._canonical("never-seen") == "never-seen"
+    finally:
+        get_settings.cache_clear()
+    assert "shown-a was merged into shown-b" in capsys.readouterr().err
