@@ -25,7 +25,8 @@ from psycopg import AsyncConnection
 _CREATE = """
 CREATE TEMP TABLE refresh_orders ON COMMIT DROP AS
 WITH orders AS (
-  SELECT customer_id, event_time,
+  SELECT customer_id COLLATE "C" AS customer_id, (event_time AT TIME ZONE 'UTC')::date AS day,
+    event_time,
     CASE jsonb_typeof(properties -> %(revenue)s)
       WHEN 'number' THEN (properties -> %(revenue)s)::numeric
       WHEN 'string' THEN CASE WHEN properties ->> %(revenue)s ~ %(numeric)s
@@ -38,11 +39,11 @@ WITH orders AS (
     count(*) AS n, count(*) FILTER (WHERE event_time > %(since)s) AS n_window,
     sum(amount) FILTER (WHERE event_time > %(since)s) AS revenue_window,
     sum(amount) AS amount, sum(greatest(amount, 0)) AS value
-  FROM orders GROUP BY customer_id, floor(extract(epoch FROM event_time) / 86400)
+  FROM orders GROUP BY customer_id, day
 ), firsts AS (
   SELECT d.*, min(at) OVER (PARTITION BY customer_id) AS first_at FROM days d
 ), customers AS (
-  SELECT customer_id,
+  SELECT customer_id COLLATE "default" AS customer_id,
     sum(n_window)::bigint AS orders, coalesce(sum(revenue_window), 0) AS revenue,
     sum(n)::bigint AS ltv_orders, sum(amount) AS ltv,
     min(at) AS first_order_at, max(last_at) AS last_order_at,
@@ -53,7 +54,7 @@ WITH orders AS (
       AS monetary
   FROM firsts GROUP BY customer_id
 )
-SELECT row_number() OVER (ORDER BY customer_id) AS k, * FROM customers
+SELECT row_number() OVER (ORDER BY customer_id COLLATE "C") AS k, * FROM customers
 """
 
 
