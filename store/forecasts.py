@@ -1,15 +1,16 @@
-"""The forecast step of the segment refresh: per-customer purchase summaries computed
-set-based from ``events`` as of the refresh date, BG/NBD and Gamma-Gamma fitted on them
-(:mod:`engine.forecast`), every customer scored and the columns written back in one
-statement, and who crossed a churn-risk band since the refresh before recorded in
+"""The forecast step of the segment refresh: BG/NBD and Gamma-Gamma (:mod:`engine.forecast`)
+fitted on the per-customer purchase summaries that the refresh's one pass over ``events``
+computed set-based (:mod:`store._orders`), every customer scored into a temporary table that
+the new metrics join, and who crossed a churn-risk band since the refresh before recorded in
 ``churn_changes`` for the ``churn_risk_changed`` fan-out
 (:func:`store.events.record_churn_changes`).
 
-It runs inside :func:`store.segments.refresh`'s transaction, on ``customer_metrics_next``
-before the swap. Below ``forecast.min_repeat_customers`` of ``rules/segments.yaml`` (default
-50) customers with a repeat purchase the parameters are not identified (a fit runs but
-means little), so nothing is fitted and the columns stay NULL; such a refresh records no
-band crossings either.
+It runs inside :func:`store.segments.refresh`'s transaction, before the new metrics are
+built (the bands and the history after, on ``customer_metrics_next``, before the swap).
+Below ``forecast.min_repeat_customers`` of ``rules/segments.yaml`` (default 50) customers
+with a repeat purchase the parameters are not identified (a fit runs but means little), so
+nothing is fitted and the columns stay NULL; such a refresh records no band crossings
+either.
 """
 
 from __future__ import annotations
@@ -48,46 +49,38 @@ async def forecast(
     conn: AsyncConnection[Any],
     *,
     refresh_id: int,
-    as_of: datetime,
     names: list[str],
-    revenue: str,
-    numeric: str,
     min_repeat_customers: int,
 ) -> Fitted:
-    """Fit and score every customer with an order up to ``as_of`` (orders: track events
-    named one of ``names``, their value the property ``revenue`` when it is a number or
-    matches ``numeric``) into ``customer_metrics_next``; record the fit in
-    ``forecast_fits``."""
-    cur = await conn.execute(
-        _SUMMARIES,
-        {"as_of": as_of, "names": names, "revenue": revenue, "numeric": numeric},
+    """Fit and score every customer of ``refresh_orders`` (:mod:`store._orders`, orders:
+    track events named one of ``names``) into its ``refresh_forecast`` (left empty when
+    nothing is fitted), which the metrics join; record the fit in
+    ``forecast_fits``. Both ways are binary COPY of fixed-width rows, straight to and from
+    numpy: no Python object per customer, no UPDATE of a million rows."""
+    columns = await _copy_out(
+        conn, "SELECT frequency, recency, age, monetary FROM refresh_orders ORDER BY k", 4
     )
-    rows = await cur.fetchall()
-    if not rows:
+    if not len(columns):
         return Fitted(0, 0, None)
-    ids = [str(r[0]) for r in rows]
-    columns = np.array([r[1:] for r in rows], dtype=np.float64)
     summary = Summary.of(columns[:, 0], columns[:, 1], columns[:, 2], columns[:, 3])
     repeat = int(np.count_nonzero(summary.frequency > 0))
     if repeat < min_repeat_customers:
-        return Fitted(len(ids), repeat, None)
+        return Fitted(len(summary), repeat, None)
     models = fit(summary)
     result = score(models, summary)
-    await conn.execute(
-        "UPDATE customer_metrics_next m SET p_alive = nullif(f.p_alive, 'NaN'),"
-        " churn_risk = nullif(f.churn_risk, 'NaN'), expected_orders_90d = nullif(f.orders,"
-        " 'NaN'), predicted_clv_365d = nullif(f.clv, 'NaN')"
-        " FROM unnest(%s::text[], %s::float8[], %s::float8[], %s::float8[], %s::float8[])"
-        "   AS f(customer_id, p_alive, churn_risk, orders, clv)"
-        " WHERE m.customer_id = f.customer_id",
-        (
-            ids,
-            _column(result.p_alive),
-            _column(result.churn_risk),
-            _column(result.expected_orders_90d),
-            _column(result.predicted_clv_365d),
-        ),
+    k = np.arange(1, len(summary) + 1, dtype=np.int64)
+    await _copy_in(
+        conn,
+        "COPY refresh_forecast FROM STDIN (FORMAT BINARY)",
+        [
+            (k, "i8"),
+            (_column(result.p_alive), "f8"),
+            (_column(result.churn_risk), "f8"),
+            (_column(result.expected_orders_90d), "f8"),
+            (_column(result.predicted_clv_365d), "f8"),
+        ],
     )
+    await conn.execute("ANALYZE refresh_forecast")
     gg = models.gamma_gamma
     bg = models.bgnbd
     await conn.execute(
@@ -107,7 +100,7 @@ async def forecast(
             names,
         ),
     )
-    return Fitted(len(ids), repeat, models)
+    return Fitted(len(summary), repeat, models)
 
 
 async def keep_history(conn: AsyncConnection[Any], refresh_id: int, as_of: datetime) -> bool:
@@ -156,10 +149,53 @@ async def record_band_changes(conn: AsyncConnection[Any], refresh_id: int) -> in
     return cur.rowcount
 
 
-def _column(values: npt.NDArray[np.float64]) -> list[float]:
-    # engine.forecast promises finite columns; should a fit ever break that, the SQL stores
-    # NULL (no forecast) for the NaN, rather than a value every comparison would fail
-    return np.where(np.isfinite(values), values, np.nan).tolist()  # type: ignore[no-any-return]
+def _column(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    # engine.forecast promises finite columns; should a fit ever break that, the column is
+    # NULL (no forecast: the NaN is NULL where the metrics join it), rather than a value
+    # every comparison would fail
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+# PostgreSQL's binary COPY: a signature, flags and header extension length, then per row
+# the number of fields and each field's length and big-endian value; -1 ends it
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
+_TRAILER = b"\xff\xff"
+
+
+def _row_type(kinds: list[str]) -> np.dtype[Any]:
+    fields: list[tuple[str, str]] = [("fields", ">i2")]
+    for i, kind in enumerate(kinds):
+        fields += [(f"length{i}", ">i4"), (f"value{i}", ">" + kind)]
+    return np.dtype(fields)
+
+
+async def _copy_out(conn: AsyncConnection[Any], query: str, n: int) -> npt.NDArray[np.float64]:
+    """The rows of ``query`` (``n`` float8 columns, never NULL) as an array, one row each."""
+    data = bytearray()
+    statement = f"COPY ({query}) TO STDOUT (FORMAT BINARY)"
+    async with conn.cursor() as cur, cur.copy(statement) as copy:
+        async for block in copy:
+            data += block
+    body = memoryview(data)[len(_SIGNATURE) : len(data) - len(_TRAILER)]
+    rows = np.frombuffer(body, dtype=_row_type(["f8"] * n))
+    if len(rows) and not (
+        (rows["fields"] == n).all() and all((rows[f"length{i}"] == 8).all() for i in range(n))
+    ):
+        raise ValueError(f"COPY of {query!r} is not {n} float8 columns without NULL")
+    return np.stack([rows[f"value{i}"].astype(np.float64) for i in range(n)], axis=1)
+
+
+async def _copy_in(
+    conn: AsyncConnection[Any], statement: str, columns: list[tuple[npt.NDArray[Any], str]]
+) -> None:
+    """COPY ``columns`` (arrays of one length, each with its kind: i8 or f8) in binary."""
+    rows = np.zeros(len(columns[0][0]), dtype=_row_type([kind for _, kind in columns]))
+    rows["fields"] = len(columns)
+    for i, (values, _) in enumerate(columns):
+        rows[f"length{i}"] = 8
+        rows[f"value{i}"] = values
+    async with conn.cursor() as cur, cur.copy(statement) as copy:
+        await copy.write(_SIGNATURE + rows.tobytes() + _TRAILER)
 
 
 def band(churn_risk: float) -> int:
@@ -182,30 +218,3 @@ async def latest_fit(conn: AsyncConnection[Any]) -> dict[str, Any] | None:
         return None
     assert cur.description is not None
     return dict(zip([d.name for d in cur.description], row, strict=True))
-
-
-# The summaries by engine.forecast's conventions (engine.forecast.summarise is the
-# reference): a purchase is a customer's day with orders (UTC days), at its first order,
-# worth the sum of its orders (negative values as 0); times in fractional days.
-_SUMMARIES = """
-WITH orders AS (
-  SELECT customer_id, event_time,
-    greatest(CASE jsonb_typeof(properties -> %(revenue)s)
-      WHEN 'number' THEN (properties -> %(revenue)s)::numeric
-      WHEN 'string' THEN CASE WHEN properties ->> %(revenue)s ~ %(numeric)s
-                              THEN (properties ->> %(revenue)s)::numeric ELSE 0 END
-      ELSE 0 END, 0) AS amount
-  FROM events
-  WHERE type = 'track' AND name = ANY(%(names)s) AND event_time <= %(as_of)s
-), purchases AS (
-  SELECT customer_id, min(event_time) AS at, sum(amount) AS value
-  FROM orders GROUP BY customer_id, floor(extract(epoch FROM event_time) / 86400)
-), numbered AS (
-  SELECT p.*, row_number() OVER (PARTITION BY customer_id ORDER BY at) AS n FROM purchases p
-)
-SELECT customer_id, count(*) - 1,
-  extract(epoch FROM max(at) - min(at))::float8 / 86400,
-  extract(epoch FROM %(as_of)s - min(at))::float8 / 86400,
-  coalesce(sum(value) FILTER (WHERE n > 1) / nullif(count(*) - 1, 0), 0)::float8
-FROM numbered GROUP BY customer_id ORDER BY customer_id
-"""

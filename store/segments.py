@@ -3,21 +3,24 @@ PostgreSQL (a few statements over ``events``, no per-customer loop), and who cha
 
 One transaction, serialised by an advisory lock:
 
-1. ``compute``: one statement aggregates the order events up to ``as_of`` per customer
-   (window orders and revenue; all-time orders, revenue, first and last order), ranks the
-   customers with an order in the window into r, f, m (by ``scoring.method``, the fixed
-   bounds when the population is small) and tiers (definitions in :mod:`engine.segments`),
-   classifies them by the rules compiled to one SQL ``CASE``, and writes it all into a new
-   table ``customer_metrics_next``. Customers who had metrics but no order up to ``as_of``
-   any more get zeros and go through the rules too;
-2. ``changes``: every customer whose segment or tier differs from their current metrics
+1. ``orders`` (:mod:`store._orders`): one pass over the order events up to ``as_of``
+   aggregates them per customer and UTC day, then per customer, into a temporary table:
+   the RFM aggregates (window orders and revenue; all-time orders, revenue, first and last
+   order) and the forecast's purchase summaries;
+2. ``forecast`` (:mod:`store.forecasts`): BG/NBD and Gamma-Gamma fitted on the summaries,
+   every customer's p_alive, churn_risk, expected orders and CLV into a temporary table
+   (empty below the minimum of repeat customers: the columns are then NULL);
+3. ``compute``: one statement ranks the customers with an order in the window into r, f, m
+   (by ``scoring.method``, the fixed bounds when the population is small) and tiers
+   (definitions in :mod:`engine.segments`), classifies them by the rules compiled to one
+   SQL ``CASE``, and writes it all, with the forecast joined, into a new table
+   ``customer_metrics_next``. Customers who had metrics but no order up to ``as_of`` any
+   more get zeros and go through the rules too;
+4. ``changes``: every customer whose segment or tier differs from their current metrics
    (or who had none) goes into ``segment_changes`` with the previous values, for the
-   fan-out of ``segment_changed`` events;
-3. ``forecast`` (:mod:`store.forecasts`): BG/NBD and Gamma-Gamma fitted on the order
-   history as of ``as_of``, every customer's p_alive, churn_risk, expected orders and CLV
-   written into the new table (NULL below the minimum of repeat customers), and who crossed
-   a churn-risk band recorded in ``churn_changes``;
-4. ``swap``: the new table gets its keys and replaces ``customer_metrics`` (so nothing may
+   fan-out of ``segment_changed`` events; ``bands``: who crossed a churn-risk band goes
+   into ``churn_changes``, and ``history`` keeps the expected orders for the calibration;
+5. ``swap``: the new table gets its keys and replaces ``customer_metrics`` (so nothing may
    depend on that table: no views, no foreign keys to it).
 
 A revenue property that is neither a JSON number nor a numeric string counts as 0.
@@ -36,7 +39,7 @@ from psycopg.rows import class_row
 
 from engine.segments import NO_TIER, Scoring, Segments
 
-from . import forecasts
+from . import _orders, forecasts
 
 _LOCK = 0x5365676D  # advisory lock: one refresh at a time
 # a revenue string is numeric only with a short exponent: '1e999999' would overflow numeric
@@ -88,6 +91,28 @@ async def refresh(
         row = await cur.fetchone()
         assert row is not None
         refresh_id = int(row[0])
+        await _orders.collect(
+            conn,
+            as_of=as_of,
+            since=as_of - timedelta(seconds=defs.window),
+            names=defs.orders.events,
+            revenue=defs.orders.revenue,
+            numeric=_NUMERIC,
+        )
+        lap("orders")
+        fitted = forecasts.Fitted(0, 0, None)
+        if defs.forecast.enabled:
+            fitted = await forecasts.forecast(
+                conn,
+                refresh_id=refresh_id,
+                names=defs.orders.events,
+                min_repeat_customers=(
+                    defs.forecast.min_repeat_customers
+                    if min_repeat_customers is None
+                    else min_repeat_customers
+                ),
+            )
+        lap("forecast")
         customers = await _compute(conn, defs, refresh_id, as_of)
         lap("compute")
         cur = await conn.execute(
@@ -100,29 +125,12 @@ async def refresh(
         )
         changed = cur.rowcount
         lap("changes")
-        fitted = forecasts.Fitted(0, 0, None)
-        if defs.forecast.enabled:
-            fitted = await forecasts.forecast(
-                conn,
-                refresh_id=refresh_id,
-                as_of=as_of,
-                names=defs.orders.events,
-                revenue=defs.orders.revenue,
-                numeric=_NUMERIC,
-                min_repeat_customers=(
-                    defs.forecast.min_repeat_customers
-                    if min_repeat_customers is None
-                    else min_repeat_customers
-                ),
-            )
         churn_changed = 0
         if fitted.models is not None:
             churn_changed = await forecasts.record_band_changes(conn, refresh_id)
-            lap("forecast")
+            lap("bands")
             await forecasts.keep_history(conn, refresh_id, as_of)
             lap("history")
-        else:
-            lap("forecast")
         for statement in _SWAP:
             await conn.execute(statement)
         await conn.execute(
@@ -176,10 +184,6 @@ async def _compute(
             **_bounds(defs.scoring),
             "refresh_id": refresh_id,
             "as_of": as_of,
-            "since": as_of - timedelta(seconds=defs.window),
-            "numeric": _NUMERIC,
-            "revenue": defs.orders.revenue,
-            "names": defs.orders.events,
             "no_tier": NO_TIER,
             **case_params,
             **tier_params,
@@ -189,35 +193,22 @@ async def _compute(
     return cur.rowcount
 
 
-# One statement: the order events aggregated per customer (``orders``), customers with
+# One statement: the order aggregates per customer (``orders``, from store._orders), customers with
 # metrics but no order up to as_of added with zeros (``base``), scores among customers with
 # an order in the window (``ranked``: rank() counts the strictly worse, count() the at most
 # as good, ties included; the revenue ordering serves m and the tier; ``_scores`` turns them
 # into r f m), then tier and segment.
 _COMPUTE = """
 WITH orders AS (
-  SELECT customer_id,
-    count(*) FILTER (WHERE event_time > %(since)s) AS orders,
-    coalesce(sum(amount) FILTER (WHERE event_time > %(since)s), 0) AS revenue,
-    count(*) AS ltv_orders, sum(amount) AS ltv,
-    min(event_time) AS first_order_at, max(event_time) AS last_order_at
-  FROM (
-    SELECT customer_id, event_time,
-      CASE jsonb_typeof(properties -> %(revenue)s)
-        WHEN 'number' THEN (properties -> %(revenue)s)::numeric
-        WHEN 'string' THEN CASE WHEN properties ->> %(revenue)s ~ %(numeric)s
-                                THEN (properties ->> %(revenue)s)::numeric ELSE 0 END
-        ELSE 0 END AS amount
-    FROM events
-    WHERE type = 'track' AND name = ANY(%(names)s) AND event_time <= %(as_of)s) e
-  GROUP BY customer_id
+  SELECT k, customer_id, orders, revenue, ltv_orders, ltv, first_order_at, last_order_at
+  FROM refresh_orders
 ), base AS (
-  SELECT customer_id, orders, revenue, ltv, ltv_orders, first_order_at, last_order_at,
+  SELECT k, customer_id, orders, revenue, ltv, ltv_orders, first_order_at, last_order_at,
     floor(extract(epoch FROM %(as_of)s - last_order_at) / 86400)::int AS recency_days,
     floor(extract(epoch FROM %(as_of)s - first_order_at) / 86400)::int AS first_order_days
   FROM orders
   UNION ALL
-  SELECT customer_id, 0, 0, 0, 0, NULL, NULL, NULL, NULL FROM customer_metrics p
+  SELECT NULL, customer_id, 0, 0, 0, 0, NULL, NULL, NULL, NULL FROM customer_metrics p
   WHERE NOT EXISTS (SELECT FROM orders o WHERE o.customer_id = p.customer_id)
 ), ranked AS (
   SELECT b.*, count(*) OVER () AS scored_n,
@@ -229,25 +220,27 @@ WITH orders AS (
     count(*) OVER (ORDER BY revenue) AS m_up_to
   FROM base b WHERE orders > 0
 ), scored AS (
-  SELECT customer_id, orders, revenue, ltv, ltv_orders, first_order_at, last_order_at,
+  SELECT k, customer_id, orders, revenue, ltv, ltv_orders, first_order_at, last_order_at,
     recency_days, first_order_days, {r} AS r, {f} AS f, {m} AS m,
     scored_n - m_up_to AS better, scored_n
   FROM ranked
   UNION ALL
-  SELECT customer_id, orders, revenue, ltv, ltv_orders, first_order_at, last_order_at,
+  SELECT k, customer_id, orders, revenue, ltv, ltv_orders, first_order_at, last_order_at,
     recency_days, first_order_days, 0, 0, 0, NULL, NULL
   FROM base WHERE orders = 0
 )
 INSERT INTO customer_metrics_next (customer_id, refresh_id, as_of, recency_days, orders,
   revenue, first_order_days, r, f, m, segment, tier, ltv, ltv_orders, aov, first_order_at,
-  last_order_at, computed_at)
+  last_order_at, computed_at, p_alive, churn_risk, expected_orders_90d, predicted_clv_365d)
 SELECT customer_id, %(refresh_id)s, %(as_of)s, recency_days, orders, revenue,
   first_order_days, r, f, m, {segment},
   CASE WHEN orders = 0 THEN %(no_tier)s {tier} END,
   ltv, ltv_orders, CASE WHEN ltv_orders > 0 THEN ltv / ltv_orders END, first_order_at,
-  last_order_at, now()
+  last_order_at, now(), nullif(f.p_alive, 'NaN'), nullif(f.churn_risk, 'NaN'),
+  nullif(f.expected_orders_90d, 'NaN'), nullif(f.predicted_clv_365d, 'NaN')
 FROM (SELECT s.*, coalesce(c.traits, '{}') AS traits
       FROM scored s LEFT JOIN customers c USING (customer_id)) x
+  LEFT JOIN refresh_forecast f USING (k)
 """
 
 
