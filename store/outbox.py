@@ -46,12 +46,17 @@ async def waiting(
     conn: AsyncConnection[Any], *, resting: list[str], customers: int, per_customer: int
 ) -> list[Waiting]:
     """The waiting events, in event order, of up to ``customers`` customers whose oldest
-    waiting event is oldest (not those in ``resting``), each customer's first
+    waiting event is oldest (not those in ``resting``, nor survivors of a merge whose
+    handover is not delivered yet), each customer's first
     ``per_customer`` of them."""
     cur = conn.cursor(row_factory=class_row(Waiting))
     await cur.execute(
         "WITH next AS ("
         "   SELECT customer_id FROM outbox WHERE NOT (customer_id = ANY(%s::text[]))"
+        # a survivor's events wait for its merges' handovers (ingest._merges): applied
+        # first, its own new enrolments would redo what the absorbed customer had done
+        "   AND NOT EXISTS (SELECT FROM merges m WHERE m.delivered_at IS NULL"
+        "                   AND m.survivor = outbox.customer_id)"
         "   GROUP BY customer_id ORDER BY min(event_id) LIMIT %s),"
         " waiting AS ("
         "   SELECT o.event_id, o.customer_id, row_number() OVER ("

@@ -185,3 +185,24 @@ async def test_a_refused_pair_is_on_record_once(db):
         again = await identity.merge(conn, "p1", "p2", via="alias", actor="k", refuse_known=True)
         assert first is not None and again is not None and first.id == again.id
         assert await rows(conn, "SELECT count(*) FROM merges") == [(1,)]
+
+
+async def test_a_survivors_events_wait_for_its_merges_handover(db):
+    """The dispatcher takes a survivor's events only once the merge's handover reached its
+    workflow: applied before, a sign-up would enrol it afresh in a journey the absorbed
+    customer was already in, and send its welcome again."""
+    from store import outbox
+
+    async with db.connection() as conn:
+        await stored_event(conn, "guest")
+        merge = await identity.merge(conn, "guest", "member", via="identify", actor="k")
+        assert merge is not None
+        await stored_event(conn, "member")  # the sign-up, in the identify's batch
+
+        async def waiting() -> list[str]:
+            rows = await outbox.waiting(conn, resting=[], customers=10, per_customer=10)
+            return sorted({r.customer_id for r in rows})
+
+        assert await waiting() == []
+        await identity.merge_delivered(conn, merge.id)
+        assert await waiting() == ["member"]
