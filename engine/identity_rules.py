@@ -29,10 +29,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from ._errors import JourneyValidationError, Problem
-from ._yaml import Document, read_mapping
 from .actions import Spec
-from .loader import validate_mapping
+from .loader import load_mapping_file, twice_named
 
 IDENTITY_FILE = "identity.yaml"
 Kind = Literal["email", "phone"]
@@ -124,28 +122,14 @@ def load_identity_rules(
 ) -> IdentityRules:
     """``rules_dir/identity.yaml`` validated (no rules when there is none); raises
     :class:`JourneyValidationError` with every problem, at file:line:col."""
-    doc = read_mapping(
+    return load_mapping_file(
         Path(rules_dir) / IDENTITY_FILE,
         display_root,
+        IdentityRules,
+        _allowed_keys,
         shape="a mapping with merge_on: [rules]",
+        check=lambda doc, rules: twice_named(doc, "merge_on", [r.name for r in rules.merge_on]),
     )
-    if doc is None:
-        return IdentityRules()
-    rules = validate_mapping(doc, IdentityRules, _allowed_keys)
-    problems = _check_names(doc, rules)
-    if problems:
-        raise JourneyValidationError(problems)
-    return rules
-
-
-def _check_names(doc: Document, rules: IdentityRules) -> list[Problem]:
-    problems: list[Problem] = []
-    seen: set[str] = set()
-    for i, rule in enumerate(rules.merge_on):
-        if rule.name in seen:
-            problems.append(doc.problem(("merge_on", i, "name"), f"'{rule.name}' is used twice"))
-        seen.add(rule.name)
-    return problems
 
 
 def _allowed_keys(loc: list[int | str]) -> list[str]:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from ._errors import JourneyValidationError, Problem
-from ._yaml import Document, parse
+from ._yaml import Document, parse, read_mapping
 from .actions import ACTIONS, FROM_YAML
 from .catalog import digest
 from .checks import check_journey, unknown_action_message
@@ -185,6 +185,39 @@ def validate_mapping(
     except ValidationError as exc:
         problems = [_pydantic_problem(doc, e, allowed_keys) for e in exc.errors()]
         raise JourneyValidationError(problems) from None
+
+
+def load_mapping_file(
+    path: Path,
+    display_root: Path | None,
+    model: type[M],
+    allowed_keys: Callable[[list[int | str]], list[str]],
+    *,
+    shape: str,
+    check: Callable[[Document, M], list[Problem]] | None = None,
+) -> M:
+    """One rules file holding one mapping (policy, segments, identity) as ``model``: its
+    defaults when the file is absent; :func:`validate_mapping`, then ``check``'s problems
+    (rules pydantic cannot state), raised together as :class:`JourneyValidationError`."""
+    doc = read_mapping(path, display_root, shape=shape)
+    if doc is None:
+        return model()
+    found = validate_mapping(doc, model, allowed_keys)
+    problems = check(doc, found) if check else []
+    if problems:
+        raise JourneyValidationError(problems)
+    return found
+
+
+def twice_named(doc: Document, key: str, names: list[str]) -> list[Problem]:
+    """A problem at each ``key[i].name`` that an earlier entry already uses."""
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            problems.append(doc.problem((key, i, "name"), f"'{name}' is used twice"))
+        seen.add(name)
+    return problems
 
 
 def _pydantic_problem(

@@ -33,11 +33,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from ._yaml import read_mapping
 from .actions import Spec, _seconds
 from .channel_kinds import check_channel, person_channels
 from .durations import format_duration
-from .loader import validate_mapping
+from .loader import load_mapping_file
 
 ChannelName = Annotated[str, AfterValidator(check_channel)]  # see engine.channel_kinds
 Choice = Literal["defer", "skip"]
@@ -243,14 +242,13 @@ def _human(seconds: int) -> str:
 def load_policy(rules_dir: Path | str = "rules", *, display_root: Path | None = None) -> Policy:
     """``rules_dir/policy.yaml`` validated (the defaults when there is none); raises
     :class:`JourneyValidationError` with every problem, at file:line:col."""
-    doc = read_mapping(
+    return load_mapping_file(
         Path(rules_dir) / POLICY_FILE,
         display_root,
+        Policy,
+        _allowed_keys,
         shape="a mapping of consent, frequency_caps, quiet_hours, await_contact and delivery",
     )
-    if doc is None:
-        return Policy()
-    return validate_mapping(doc, Policy, _allowed_keys)
 
 
 def _allowed_keys(loc: list[int | str]) -> list[str]:

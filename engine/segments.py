@@ -47,15 +47,15 @@ from typing import Annotated, Any
 from pydantic import Field, ValidationInfo, field_validator
 
 from . import expr
-from ._errors import JourneyValidationError, Problem
+from ._errors import Problem
 from ._segment_scoring import FixedScores as FixedScores
 from ._segment_scoring import ForecastSettings as ForecastSettings
 from ._segment_scoring import Scoring as Scoring
 from ._segment_sql import NUMBERS, Unsupported, compile_case, compile_condition
-from ._yaml import Document, read_mapping
+from ._yaml import Document
 from .actions import Spec, _seconds
 from .checks import _inner_offset
-from .loader import validate_mapping
+from .loader import load_mapping_file, twice_named
 from .names import normalize_event_name
 
 SEGMENTS_FILE = "segments.yaml"
@@ -230,27 +230,19 @@ def segment_of(defs: Segments, values: Mapping[str, Any]) -> str:
 def load_segments(rules_dir: Path | str = "rules", *, display_root: Path | None = None) -> Segments:
     """``rules_dir/segments.yaml`` validated (the defaults when there is none); raises
     :class:`JourneyValidationError` with every problem, at file:line:col."""
-    doc = read_mapping(
+    return load_mapping_file(
         Path(rules_dir) / SEGMENTS_FILE,
         display_root,
+        Segments,
+        _allowed_keys,
         shape="a mapping of orders, window, schedule, scoring, forecast, tiers and segments",
+        check=_check_rules,
     )
-    if doc is None:
-        return Segments()
-    defs = validate_mapping(doc, Segments, _allowed_keys)
-    problems = _check_rules(doc, defs)
-    if problems:
-        raise JourneyValidationError(problems)
-    return defs
 
 
 def _check_rules(doc: Document, defs: Segments) -> list[Problem]:
-    problems: list[Problem] = []
-    seen: set[str] = set()
+    problems = twice_named(doc, "segments", [rule.name for rule in defs.segments])
     for i, rule in enumerate(defs.segments):
-        if rule.name in seen:
-            problems.append(doc.problem(("segments", i, "name"), f"'{rule.name}' is used twice"))
-        seen.add(rule.name)
         loc = ("segments", i, "when")
         for col, message in check_rule(rule.when):
             problems.append(doc.problem(loc, message, col_offset=_inner_offset(doc, loc, col)))
