@@ -64,7 +64,7 @@ async def _run(url: str, args: argparse.Namespace) -> None:
     import psycopg
 
     from orchestration import merging
-    from store import identity, known_ids
+    from store import identity
     from store.db import migrate
 
     await migrate(url)
@@ -78,7 +78,7 @@ async def _run(url: str, args: argparse.Namespace) -> None:
                 print(f"{done.customer_id}'s ids: {', '.join(done.ids)}")
         elif args.action == "ids":
             asked = args.customer
-            if not await known_ids.known(conn, [asked]):
+            if not await identity.known(conn, [asked]):
                 raise UserError(f"no customer {merging.shown(asked)}: Journeys never saw this id")
             root = await identity.canonical(conn, asked)
             joined = f" ({asked} was merged into it)" if root != asked else ""

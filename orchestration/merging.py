@@ -20,7 +20,7 @@ from psycopg import AsyncConnection
 
 from engine.errors import InputError, RefusedError
 from engine.identity import is_hashed
-from store import identity, known_ids
+from store import identity
 from store.identity import Merge
 
 MAX_ID = 256  # as ingestion bounds a userId or an anonymousId
@@ -118,7 +118,7 @@ async def merge_by_hand(
     then."""
     text = check(absorbed, survivor, reason)
     async with conn.transaction():
-        found = await known_ids.known(conn, [absorbed, survivor])
+        found = await identity.known(conn, [absorbed, survivor])
         for value, role in ((absorbed, "to absorb"), (survivor, "to merge into")):
             if value not in found:
                 raise UnknownCustomer(

@@ -125,6 +125,20 @@ async def canonicals(conn: AsyncConnection[Any], ids: Sequence[str]) -> dict[str
     return {str(r[0]): str(r[1]) for r in await cur.fetchall()}
 
 
+async def known(conn: AsyncConnection[Any], ids: Sequence[str]) -> set[str]:
+    """The ones of ``ids`` Journeys has seen (an admin's merge of an id never seen is
+    almost certainly a typo): in the id graph, or with a profile or an event stored under
+    it (ids seen before the id graph existed have no row until they are seen again)."""
+    cur = await conn.execute(
+        "SELECT i FROM unnest(%s::text[]) i"
+        " WHERE EXISTS (SELECT 1 FROM customer_ids c WHERE c.id = i)"
+        " OR EXISTS (SELECT 1 FROM customers p WHERE p.customer_id = i)"
+        " OR EXISTS (SELECT 1 FROM events e WHERE e.customer_id = i)",
+        (list(ids),),
+    )
+    return {str(r[0]) for r in await cur.fetchall()}
+
+
 async def ids_of(conn: AsyncConnection[Any], customer_id: str) -> list[str]:
     """Every id of ``customer_id``'s customer (the canonical one included), sorted."""
     root = await canonical(conn, customer_id)
