@@ -23,7 +23,10 @@ import numpy as np
 import numpy.typing as npt
 from psycopg import AsyncConnection
 
-from engine.forecast import Models, Summary, fit, score
+from engine.forecast import Models, fit, score
+
+from . import _binary
+from ._orders import Orders
 
 # forecast_history keeps a refresh's predictions when no kept one is this close in as_of,
 # and the latest HISTORY_KEEP of them: the calibration needs one at least 90 days old
@@ -49,31 +52,28 @@ async def forecast(
     conn: AsyncConnection[Any],
     *,
     refresh_id: int,
+    orders: Orders,
     names: list[str],
     min_repeat_customers: int,
 ) -> Fitted:
-    """Fit and score every customer of ``refresh_orders`` (:mod:`store._orders`, orders:
-    track events named one of ``names``) into its ``refresh_forecast`` (left empty when
-    nothing is fitted), which the metrics join; record the fit in
-    ``forecast_fits``. Both ways are binary COPY of fixed-width rows, straight to and from
-    numpy: no Python object per customer, no UPDATE of a million rows."""
-    columns = await _copy_out(
-        conn, "SELECT frequency, recency, age, monetary FROM refresh_orders ORDER BY k", 4
-    )
-    if not len(columns):
+    """Fit and score the customers of ``orders`` (:func:`store._orders.collect`, orders:
+    track events named one of ``names``) into ``refresh_forecast`` (left empty when
+    nothing is fitted), which the metrics join; record the fit in ``forecast_fits``. The
+    scores go in by binary COPY: no Python object per customer, no UPDATE of a million
+    rows."""
+    summary = orders.summary
+    if not len(summary):
         return Fitted(0, 0, None)
-    summary = Summary.of(columns[:, 0], columns[:, 1], columns[:, 2], columns[:, 3])
     repeat = int(np.count_nonzero(summary.frequency > 0))
     if repeat < min_repeat_customers:
         return Fitted(len(summary), repeat, None)
     models = fit(summary)
     result = score(models, summary)
-    k = np.arange(1, len(summary) + 1, dtype=np.int64)
-    await _copy_in(
+    await _binary.copy_in(
         conn,
         "COPY refresh_forecast FROM STDIN (FORMAT BINARY)",
         [
-            (k, "i8"),
+            (orders.k, "i8"),
             (_column(result.p_alive), "f8"),
             (_column(result.churn_risk), "f8"),
             (_column(result.expected_orders_90d), "f8"),
@@ -154,48 +154,6 @@ def _column(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     # NULL (no forecast: the NaN is NULL where the metrics join it), rather than a value
     # every comparison would fail
     return np.where(np.isfinite(values), values, np.nan)
-
-
-# PostgreSQL's binary COPY: a signature, flags and header extension length, then per row
-# the number of fields and each field's length and big-endian value; -1 ends it
-_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
-_TRAILER = b"\xff\xff"
-
-
-def _row_type(kinds: list[str]) -> np.dtype[Any]:
-    fields: list[tuple[str, str]] = [("fields", ">i2")]
-    for i, kind in enumerate(kinds):
-        fields += [(f"length{i}", ">i4"), (f"value{i}", ">" + kind)]
-    return np.dtype(fields)
-
-
-async def _copy_out(conn: AsyncConnection[Any], query: str, n: int) -> npt.NDArray[np.float64]:
-    """The rows of ``query`` (``n`` float8 columns, never NULL) as an array, one row each."""
-    data = bytearray()
-    statement = f"COPY ({query}) TO STDOUT (FORMAT BINARY)"
-    async with conn.cursor() as cur, cur.copy(statement) as copy:
-        async for block in copy:
-            data += block
-    body = memoryview(data)[len(_SIGNATURE) : len(data) - len(_TRAILER)]
-    rows = np.frombuffer(body, dtype=_row_type(["f8"] * n))
-    if len(rows) and not (
-        (rows["fields"] == n).all() and all((rows[f"length{i}"] == 8).all() for i in range(n))
-    ):
-        raise ValueError(f"COPY of {query!r} is not {n} float8 columns without NULL")
-    return np.stack([rows[f"value{i}"].astype(np.float64) for i in range(n)], axis=1)
-
-
-async def _copy_in(
-    conn: AsyncConnection[Any], statement: str, columns: list[tuple[npt.NDArray[Any], str]]
-) -> None:
-    """COPY ``columns`` (arrays of one length, each with its kind: i8 or f8) in binary."""
-    rows = np.zeros(len(columns[0][0]), dtype=_row_type([kind for _, kind in columns]))
-    rows["fields"] = len(columns)
-    for i, (values, _) in enumerate(columns):
-        rows[f"length{i}"] = 8
-        rows[f"value{i}"] = values
-    async with conn.cursor() as cur, cur.copy(statement) as copy:
-        await copy.write(_SIGNATURE + rows.tobytes() + _TRAILER)
 
 
 def band(churn_risk: float) -> int:

@@ -91,7 +91,7 @@ async def refresh(
         row = await cur.fetchone()
         assert row is not None
         refresh_id = int(row[0])
-        await _orders.collect(
+        orders = await _orders.collect(
             conn,
             as_of=as_of,
             since=as_of - timedelta(seconds=defs.window),
@@ -105,6 +105,7 @@ async def refresh(
             fitted = await forecasts.forecast(
                 conn,
                 refresh_id=refresh_id,
+                orders=orders,
                 names=defs.orders.events,
                 min_repeat_customers=(
                     defs.forecast.min_repeat_customers

@@ -178,6 +178,33 @@ async def test_bad_revenue_values_count_as_zero(db):
     assert got["zed"]["orders"] == len(bad) + 1 and got["zed"]["revenue"] == Decimal("4.5")
 
 
+async def test_huge_amounts_are_summed_exactly_and_others_to_six_decimals(db):
+    """The refresh sums amounts in int64 micro-units; from 10^9 on a customer's orders are
+    summed in numeric instead, so nothing overflows or loses digits (even 1e400, a valid
+    JSON number); below it, amounts count to six decimals."""
+    async with db.connection() as conn:
+        await order(conn, "whale", AS_OF - 2 * DAY, 5_000_000_000)
+        await order(conn, "whale", AS_OF - 1 * DAY, "0.1234567")
+        await order(conn, "whale", AS_OF - 400 * DAY, 2)  # before the window: ltv only
+        await conn.execute(
+            "INSERT INTO events (source, message_id, type, customer_id, name, properties,"
+            " event_time, received_at) VALUES (1, 'huge', 'track', 'titan', 'order_completed',"
+            " '{\"revenue\": 1e400}', %s, %s)",
+            (AS_OF - DAY, AS_OF),
+        )
+        await order(conn, "fine", AS_OF - 1 * DAY, "0.1234567")
+        await order(conn, "fine", AS_OF - 3 * DAY, 0.1)
+        await order(conn, "fine", AS_OF - 3 * DAY, 0.2)  # the same day: one purchase
+        await store.refresh(conn, Segments(), as_of=AS_OF)
+        got = await metrics(conn)
+    assert got["whale"]["revenue"] == Decimal("5000000000.1234567")
+    assert got["whale"]["ltv"] == Decimal("5000000002.1234567")
+    assert (got["whale"]["orders"], got["whale"]["ltv_orders"]) == (2, 3)
+    assert got["titan"]["revenue"] == Decimal("1e400") and got["titan"]["orders"] == 1
+    assert got["fine"]["revenue"] == Decimal("0.423457")  # 0.1234567 to six decimals
+    assert (got["fine"]["orders"], got["fine"]["m"] >= 1) == (3, True)
+
+
 # -- property: the SQL agrees with a straightforward Python computation ------------------
 
 RULES = Segments(
