@@ -33,61 +33,198 @@ class BgNbd:
     log_likelihood: float
 
 
-def _neg_log_likelihood(
-    theta: Array, x: Array, t_x: Array, big_t: Array, weight: Array
-) -> tuple[float, Array]:
-    """The negative mean log-likelihood and its gradient in the log-parameters."""
-    r, alpha, a, b = np.exp(theta)
-    repeat = x > 0
-    ln_a1 = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
-    ln_a2 = (
-        special.gammaln(a + b)
-        + special.gammaln(b + x)
-        - special.gammaln(b)
-        - special.gammaln(a + b + x)
-    )
-    ln_t = np.log(alpha + big_t)
-    ln_tx = np.log(alpha + t_x)
-    ln_a3 = -(r + x) * ln_t
-    # b + x - 1 >= b > 0 where x > 0; elsewhere the term is absent (weight 0 below)
-    b_x1 = np.where(repeat, b + x - 1.0, 1.0)
-    ln_a4 = np.where(repeat, np.log(a) - np.log(b_x1) - (r + x) * ln_tx, -np.inf)
-    ln_a34 = np.logaddexp(ln_a3, ln_a4)
-    w3 = np.exp(ln_a3 - ln_a34)
-    w4 = np.exp(ln_a4 - ln_a34)
-    ll = ln_a1 + ln_a2 + ln_a34
+# rows per block of the likelihood's per-row work: a block's dozen temporaries stay in the
+# processor's cache instead of streaming through memory, which at a million rows makes an
+# evaluation about a third faster than working on whole columns
+_BLOCK = 32768
 
-    psi_ab, psi_abx = special.digamma(a + b), special.digamma(a + b + x)
-    d_r = special.digamma(r + x) - special.digamma(r) + np.log(alpha) - w3 * ln_t - w4 * ln_tx
-    d_alpha = r / alpha - w3 * (r + x) / (alpha + big_t) - w4 * (r + x) / (alpha + t_x)
-    d_a = psi_ab - psi_abx + w4 / a
-    d_b = psi_ab + special.digamma(b + x) - special.digamma(b) - psi_abx - w4 / b_x1
-    total = weight.sum()
+
+@dataclass(frozen=True)
+class _Block:
+    """Consecutive rows of the fit's data: repeat purchases ``x``, the scaled times
+    ``t_x`` and ``big_t``, the customers in each row (``weight``) and each row's index
+    into the distinct x (``x_index``)."""
+
+    x: Array
+    t_x: Array
+    big_t: Array
+    weight: Array
+    x_index: npt.NDArray[np.intp]
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The fit's data as the likelihood reads it, prepared once before the optimiser runs:
+    the rows in blocks, the distinct x (``x_values``), the customers with each
+    (``x_weight``) and in all (``total``). Whatever depends on x and the parameters only
+    (the gamma functions: most of the work per customer) is computed and summed once per
+    distinct x, a few hundred at most, instead of once per row."""
+
+    blocks: tuple[_Block, ...]
+    x_values: Array
+    x_weight: Array
+    total: float
+
+    @classmethod
+    def of(cls, x: Array, t_x: Array, big_t: Array, weight: Array) -> _Rows:
+        """The rows (x, t_x, T) with their weights, and what the likelihood needs of x."""
+        x = np.ascontiguousarray(x)
+        # the same as np.unique(x, return_inverse=True), without its argsort of all rows
+        x_values = np.unique(x)
+        x_index = np.searchsorted(x_values, x)
+        x_weight = np.bincount(x_index, weights=weight, minlength=len(x_values))
+        blocks = tuple(
+            _Block(
+                x=x[i : i + _BLOCK],
+                t_x=t_x[i : i + _BLOCK],
+                big_t=big_t[i : i + _BLOCK],
+                weight=weight[i : i + _BLOCK],
+                x_index=x_index[i : i + _BLOCK],
+            )
+            for i in range(0, len(x), _BLOCK)
+        )
+        return cls(
+            blocks=blocks,
+            x_values=x_values,
+            x_weight=np.asarray(x_weight, dtype=np.float64),
+            total=float(weight.sum()),
+        )
+
+
+def _neg_log_likelihood(theta: Array, rows: _Rows) -> tuple[float, Array]:
+    """The negative mean log-likelihood and its gradient in the log-parameters.
+
+    Per customer ln L = ln A1 + ln A2 + ln(A3 + A4) (eq. 6 of the paper, in logs). A1,
+    A2 and their derivatives depend on x and the parameters only: they are computed once
+    per distinct x and summed with that x's weight. Only A3 + A4 involves t_x and T, and
+    is summed over the rows (see _row_sums)."""
+    r, alpha, a, b = np.exp(theta)
+    u = rows.x_values
+    # b + x - 1 >= b > 0 where x > 0; without repeat purchases there is no A4 (z = -inf)
+    b_x1 = np.where(u > 0, b + u - 1.0, 1.0)
+    ln_a12 = (
+        special.gammaln(r + u)
+        - special.gammaln(r)
+        + r * np.log(alpha)
+        + special.gammaln(a + b)
+        + special.gammaln(b + u)
+        - special.gammaln(b)
+        - special.gammaln(a + b + u)
+    )
+    z_of_x = np.where(u > 0, np.log(a) - np.log(b_x1), -np.inf)
+    psi_ab, psi_abx = special.digamma(a + b), special.digamma(a + b + u)
+    d_r = special.digamma(r + u) - special.digamma(r) + np.log(alpha)
+    d_a = psi_ab - psi_abx
+    d_b = psi_ab + special.digamma(b + u) - special.digamma(b) - psi_abx
+
+    sums, w4_of_x = np.zeros(5), np.zeros(len(u))
+    for block in rows.blocks:
+        block_sums, block_w4 = _row_sums(block, r, alpha, z_of_x)
+        sums += block_sums
+        w4_of_x += block_w4
+    ln_t, rx_ln_t, rx_by_alpha, softplus, w4_gap = sums
+
+    total, x_weight = rows.total, rows.x_weight
+    ll = x_weight @ ln_a12 + softplus - rx_ln_t
     grad = np.array(
         [
-            r * (weight @ d_r),
-            alpha * (weight @ d_alpha),
-            a * (weight @ d_a),
-            b * (weight @ d_b),
+            r * (x_weight @ d_r - ln_t + w4_gap),
+            alpha * (r / alpha * total - rx_by_alpha),
+            a * (x_weight @ d_a + w4_of_x.sum() / a),
+            b * (x_weight @ d_b - w4_of_x @ (1.0 / b_x1)),
         ]
     )
-    return -float(weight @ ll) / total, -grad / total
+    return -float(ll) / total, -grad / total
+
+
+def _row_sums(block: _Block, r: float, alpha: float, z_of_x: Array) -> tuple[Array, Array]:
+    """What ln(A3 + A4) adds to the log-likelihood and its gradient, summed over a
+    block's rows with their weights: of ln(alpha + T), (r + x) ln(alpha + T), (r + x)
+    by_alpha, softplus(z) and w4 gap; and of w4 per distinct x.
+
+    ln A3 = -(r + x) ln(alpha + T) and ln A4 = ln A3 + z, where z = ln(a / (b + x - 1))
+    + (r + x) gap and gap = ln((alpha + T) / (alpha + t_x)); so ln(A3 + A4) = ln A3 +
+    softplus(z), A4's share w4 of A3 + A4 is expit(z), and d ln(A3 + A4) / d alpha =
+    -(r + x) by_alpha with by_alpha = (1 - w4) / (alpha + T) + w4 / (alpha + t_x)."""
+    r_x = r + block.x
+    alpha_t, alpha_tx = alpha + block.big_t, alpha + block.t_x
+    ln_t = np.log(alpha_t)
+    gap = ln_t - np.log(alpha_tx)
+    z = z_of_x[block.x_index] + r_x * gap
+    w4 = special.expit(z)  # A3's share is 1 - w4
+    # softplus(z) = ln(1 + e^z) = max(z, 0) - ln(the larger share) = max(z, 0) -
+    # ln(1 - the smaller one): exact to rounding, and a third of np.logaddexp(0, z)'s cost
+    softplus = np.maximum(z, 0.0) - np.log1p(-np.minimum(w4, 1.0 - w4))
+    weight_w4 = block.weight * w4
+    weight_rx = block.weight * r_x
+    inv_t = 1.0 / alpha_t
+    by_alpha = inv_t + w4 * (1.0 / alpha_tx - inv_t)
+    sums = np.array(
+        [
+            _dot(block.weight, ln_t),
+            _dot(weight_rx, ln_t),
+            _dot(weight_rx, by_alpha),
+            _dot(block.weight, softplus),
+            _dot(weight_w4, gap),
+        ]
+    )
+    w4_of_x = np.bincount(block.x_index, weights=weight_w4, minlength=len(z_of_x))
+    return sums, np.asarray(w4_of_x, dtype=np.float64)
+
+
+def _dot(a: Array, b: Array) -> float:
+    """a @ b in this thread. np.dot hands long vectors to OpenBLAS's threads, whose
+    hand-off costs more than the sum itself on a machine whose cores are busy (the
+    refresh shares its machine with PostgreSQL); einsum sums in its own loop."""
+    return float(np.einsum("i,i->", a, b))
+
+
+def _collapse(x: Array, t_x: Array, big_t: Array) -> tuple[Array, Array, Array, Array]:
+    """The customers as rows of distinct (x, t_x, T) with the customers of each as its
+    weight (exactly: the likelihood is the same sum, in fewer terms).
+
+    Times in whole days or weeks repeat a lot (CDNOW: 2,357 customers in 1,000 or so
+    rows), and there this makes every evaluation cheaper. Times with a time of day almost
+    never repeat, and there finding that out would cost more than it saves: no grouping can
+    leave fewer rows than there are distinct T, which is cheap to count, so when those
+    are more than half the customers the rows are left as they are (weight 1 each)."""
+    n = len(x)
+    if np.unique(big_t).size > n // 2:
+        return x, t_x, big_t, np.ones(n)
+    _, first, count = np.unique(_row_code(x, big_t, t_x), return_index=True, return_counts=True)
+    return x[first], t_x[first], big_t[first], count.astype(np.float64)
+
+
+def _row_code(*columns: Array) -> npt.NDArray[np.int64]:
+    """One integer per row, the same for two rows exactly when all their columns are: the
+    columns' ranks among their distinct values as the digits of a number (renumbered
+    densely before a digit more would overflow). Sorting these integers is much cheaper
+    than ``np.unique(..., axis=0)`` on the rows."""
+    code = np.zeros(len(columns[0]), dtype=np.int64)
+    size = 1
+    for column in columns:
+        values, rank = np.unique(column, return_inverse=True)
+        if size * len(values) >= 2**62:
+            distinct, code = np.unique(code, return_inverse=True)
+            size = len(distinct)
+        code = code * len(values) + rank.ravel()
+        size *= len(values)
+    return code
 
 
 def fit(x: Array, t_x: Array, big_t: Array) -> BgNbd:
     """Maximum-likelihood BG/NBD parameters for repeat purchases ``x``, the time of the
     last one ``t_x`` and the time observed ``big_t`` (both since the first purchase).
 
-    Customers with the same (x, t_x, T) are one row with a weight, which makes the
-    likelihood of a large population of one-time buyers cheap."""
-    rows, weight = np.unique(np.column_stack([x, t_x, big_t]), axis=0, return_counts=True)
-    scale = float(rows[:, 2] @ weight / weight.sum()) or 1.0
-    ux, utx, ut = rows[:, 0], rows[:, 1] / scale, rows[:, 2] / scale
-    w = weight.astype(np.float64)
+    Customers with the same (x, t_x, T) are one row with a weight (see _collapse), which
+    makes the likelihood of a large population of one-time buyers cheap."""
+    ux, utx, ut, w = _collapse(x, t_x, big_t)
+    scale = float(_dot(ut, w) / w.sum()) or 1.0
+    rows = _Rows.of(ux, utx / scale, ut / scale, w)
     result = optimize.minimize(
         _neg_log_likelihood,
         np.zeros(4),
-        args=(ux, utx, ut, w),
+        args=(rows,),
         jac=True,
         method="L-BFGS-B",
         bounds=[(-_LOG_BOUND, _LOG_BOUND)] * 4,
@@ -100,7 +237,7 @@ def fit(x: Array, t_x: Array, big_t: Array) -> BgNbd:
         a=float(a),
         b=float(b),
         # the likelihood in the caller's unit: each customer's density gains 1/scale^x
-        log_likelihood=float(-result.fun * w.sum() - (w @ ux) * np.log(scale)),
+        log_likelihood=float(-result.fun * rows.total - _dot(w, ux) * np.log(scale)),
     )
 
 
