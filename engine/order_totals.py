@@ -117,12 +117,21 @@ def order_totals(customer: I64, time: I64, units: I64, *, since: int, as_of: int
 
 
 def _by_customer_and_day(customer: I64, day: I64) -> I64:
-    """The permutation that sorts the orders by customer, then day: one int64 key when
-    customer and day fit into one (always, in practice), else a two-key lexsort."""
+    """The permutation that sorts the orders by customer, then day. When customer and day
+    fit into one int64 key together with the row number (always, in practice), the keys
+    with their row numbers in the low bits are sorted as values (twice as fast as an
+    argsort); else a two-key lexsort."""
     c0, c1 = int(customer.min()), int(customer.max())
     d0, d1 = int(day.min()), int(day.max())
     span = d1 - d0 + 1
-    if (c1 - c0 + 1) * span < 2**63:
-        key = (customer - c0) * span + (day - d0)
-        return np.argsort(key, kind="stable").astype(np.int64)
+    keys = (c1 - c0 + 1) * span
+    bits = max(1, (len(customer) - 1).bit_length())
+    if keys << bits < 2**63:
+        packed = (((customer - c0) * span + (day - d0)) << bits) | np.arange(
+            len(customer), dtype=np.int64
+        )
+        packed.sort()
+        return np.asarray(packed & ((1 << bits) - 1), dtype=np.int64)
+    if keys < 2**63:
+        return np.argsort((customer - c0) * span + (day - d0)).astype(np.int64)
     return np.lexsort((day, customer)).astype(np.int64)

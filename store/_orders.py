@@ -4,22 +4,23 @@ aggregates and purchase summaries as of the refresh date, into a temporary table
 (:mod:`store.segments`) read, and in memory for the forecast (:mod:`store.forecasts`).
 
 PostgreSQL's executor grouping ten million orders per customer and day costs over a
-minute (a million groups of nearly one order each); numpy does it in seconds. So the
-orders leave PostgreSQL once, by binary COPY (:mod:`store._binary`), as fixed-width rows:
-the customer as two 64-bit hashes of their id, the time, and the amount in integer
-micro-units; :func:`engine.order_totals.order_totals` groups them; the totals come back by
-COPY. The numbers:
+minute (ten million groups of nearly one order each); numpy does it in seconds. So the
+orders leave PostgreSQL once (:mod:`store._binary`), in arrays per block of event ids (a
+parallel scan): the customer as two 64-bit hashes of their id, the time, and the amount
+in integer micro-units; :func:`engine.order_totals.order_totals` groups them; the totals
+come back by binary COPY. The numbers:
 
 * customers are numbered ``k`` in ``refresh_ids``, every id with an event up to ``as_of``
   (an index-only scan of ``events_customer_time``), with the two hashes
-  (``hashtextextended`` seeds 0 and 1): an order's customer is found by its 128-bit
-  hash. Two ids sharing both hashes (odds about 10^-27 at a million customers) stop the
-  refresh with an error rather than join two customers. An order of a customer first seen
-  after that scan (a concurrent write) waits for the next refresh;
-* amounts are exact: the revenue sums are integers of 10^-6, returned as ``numeric``.
-  An amount with more than six decimals or of 10^12 or more, and a customer whose sums
-  could leave int64, are summed by the exact SQL below instead (:data:`_EXACT`, numeric
-  throughout), for those customers only.
+  (``hashtextextended`` seeds 0 and 1): an order's customer is found by one hash and
+  checked by the other. Should both collide among the ids (odds about 10^-16 at a
+  million), the refresh stops with an error rather than join two customers. An order of
+  a customer first seen after that scan (a concurrent write) waits for the next refresh;
+* amounts count to six decimals: the sums are integers of 10^-6 (exact, returned as
+  ``numeric``), each amount rounded to them (every currency has at most four decimals).
+  An amount of 10^9 or more, and a customer whose sums could leave int64, are summed by
+  the exact SQL below instead (:data:`_EXACT`, numeric throughout), for those customers
+  only.
 
 A purchase is a customer's day with orders (UTC), at its first order, worth the sum of its
 orders with negative values as 0 (:func:`engine.forecast.summarise`, the reference). A
@@ -72,7 +73,7 @@ SELECT array_send(array_agg(hashtextextended(customer_id, 0))),
     (least(greatest({_AMOUNT}, -{_LIMIT}), {_LIMIT}) * {UNITS_PER_CURRENCY})::int8))
 FROM events
 WHERE {_IS_ORDER}
-GROUP BY id / 65536
+GROUP BY id / 65536  -- migration 0020 keeps statistics on this expression
 """
 _ID_ARRAYS = (
     "SELECT array_send(array_agg(k)), array_send(array_agg(h0)), array_send(array_agg(h1))"
@@ -246,8 +247,8 @@ class _Lookup:
             if not (np.diff(self.first) == 0).any():
                 return
         raise RuntimeError(
-            "two customer ids share both 64-bit hashes (hashtextextended seeds 0 and 1):"
-            " the refresh cannot tell their orders apart"
+            "customer ids collide under both 64-bit hashes (hashtextextended seeds 0 and"
+            " 1): the refresh cannot tell their orders apart"
         )
 
     def __call__(

@@ -119,6 +119,15 @@ def test_customer_numbers_too_far_apart_for_one_key_sort_by_two() -> None:
     assert list(got.ltv) == [2, 4, 4] and list(got.summary.frequency) == [0.0, 0.0, 1.0]
 
 
+def test_customer_numbers_too_far_apart_to_pack_row_numbers_sort_by_one_key() -> None:
+    customer = np.array([2**61, 0, 2**61, 0], dtype=np.int64)  # one key, no room for rows
+    time = np.array([DAY, DAY, DAY + 5, 2 * DAY], dtype=np.int64)
+    units = np.array([1, 2, 3, 4], dtype=np.int64)
+    got = order_totals(customer, time, units, since=0, as_of=AS_OF)
+    assert list(got.customer) == [0, 2**61]
+    assert list(got.summary.frequency) == [1.0, 0.0] and list(got.ltv) == [6, 4]
+
+
 def test_sums_that_could_leave_int64_are_flagged() -> None:
     big = 2**61
     customer = np.array([1, 1, 1, 2], dtype=np.int64)
