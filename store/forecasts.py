@@ -1,6 +1,6 @@
 """The forecast step of the segment refresh: BG/NBD and Gamma-Gamma (:mod:`engine.forecast`)
-fitted on the per-customer purchase summaries that the refresh's one pass over ``events``
-computed set-based (:mod:`store._orders`), every customer scored into a temporary table that
+fitted on the per-customer purchase summaries of the refresh's one pass over ``events``
+(:mod:`store._orders`), every customer scored into a temporary table that
 the new metrics join, and who crossed a churn-risk band since the refresh before recorded in
 ``churn_changes`` for the ``churn_risk_changed`` fan-out
 (:func:`store.events.record_churn_changes`).
@@ -133,20 +133,19 @@ async def keep_history(conn: AsyncConnection[Any], refresh_id: int, as_of: datet
     return True
 
 
-async def record_band_changes(conn: AsyncConnection[Any], refresh_id: int) -> int:
-    """Record in ``churn_changes`` every customer whose churn-risk band in
-    ``customer_metrics_next`` differs from the one in ``customer_metrics`` (both
-    forecast); returns how many. Call before the swap."""
-    cur = await conn.execute(
+def band_changes(source: str, previous: str, current: str) -> str:
+    """The INSERT into ``churn_changes`` (parameter ``%(refresh_id)s``) of every row of
+    ``source`` (``customer_id``, the churn risks ``previous`` and ``current``, both
+    forecast) whose churn-risk band differs; store.segments runs it in the statement that
+    records the segment changes, over one join of the new metrics with the current ones."""
+    return (
         "INSERT INTO churn_changes (refresh_id, customer_id, previous_band, band,"
         " previous_churn_risk, churn_risk)"
-        f" SELECT %s, customer_id, {_band('p')}, {_band('n')}, p.churn_risk, n.churn_risk"
-        " FROM customer_metrics_next n JOIN customer_metrics p USING (customer_id)"
-        " WHERE n.churn_risk IS NOT NULL AND p.churn_risk IS NOT NULL"
-        f"   AND {_band('p')} <> {_band('n')}",
-        (refresh_id,),
+        f" SELECT %(refresh_id)s, customer_id, {_band(previous)}, {_band(current)},"
+        f" {previous}, {current} FROM {source}"
+        f" WHERE {current} IS NOT NULL AND {previous} IS NOT NULL"
+        f"   AND {_band(previous)} <> {_band(current)}"
     )
-    return cur.rowcount
 
 
 def _column(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -161,8 +160,8 @@ def band(churn_risk: float) -> int:
     return sum(churn_risk >= b for b in BANDS)
 
 
-def _band(table: str) -> str:
-    return "(" + " + ".join(f"({table}.churn_risk >= {b})::int" for b in BANDS) + ")::smallint"
+def _band(churn_risk: str) -> str:
+    return "(" + " + ".join(f"({churn_risk} >= {b})::int" for b in BANDS) + ")::smallint"
 
 
 async def latest_fit(conn: AsyncConnection[Any]) -> dict[str, Any] | None:

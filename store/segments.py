@@ -16,10 +16,11 @@ One transaction, serialised by an advisory lock:
    SQL ``CASE``, and writes it all, with the forecast joined, into a new table
    ``customer_metrics_next``. Customers who had metrics but no order up to ``as_of`` any
    more get zeros and go through the rules too;
-4. ``changes``: every customer whose segment or tier differs from their current metrics
-   (or who had none) goes into ``segment_changes`` with the previous values, for the
-   fan-out of ``segment_changed`` events; ``bands``: who crossed a churn-risk band goes
-   into ``churn_changes``, and ``history`` keeps the expected orders for the calibration;
+4. ``changes``: one join of the new metrics with the current ones: every customer whose
+   segment or tier differs (or who had none) goes into ``segment_changes`` with the
+   previous values, for the fan-out of ``segment_changed`` events, and who crossed a
+   churn-risk band into ``churn_changes``; ``history`` keeps the expected orders for the
+   calibration;
 5. ``swap``: the new table gets its keys and replaces ``customer_metrics`` (so nothing may
    depend on that table: no views, no foreign keys to it).
 
@@ -116,20 +117,11 @@ async def refresh(
         lap("forecast")
         customers = await _compute(conn, defs, refresh_id, as_of)
         lap("compute")
-        cur = await conn.execute(
-            "INSERT INTO segment_changes (refresh_id, customer_id, previous_segment, segment,"
-            " previous_tier, tier, r, f, m)"
-            " SELECT %s, n.customer_id, p.segment, n.segment, p.tier, n.tier, n.r, n.f, n.m"
-            " FROM customer_metrics_next n LEFT JOIN customer_metrics p USING (customer_id)"
-            " WHERE p.customer_id IS NULL OR p.segment <> n.segment OR p.tier <> n.tier",
-            (refresh_id,),
+        changed, churn_changed = await _record_changes(
+            conn, refresh_id, bands=fitted.models is not None
         )
-        changed = cur.rowcount
         lap("changes")
-        churn_changed = 0
         if fitted.models is not None:
-            churn_changed = await forecasts.record_band_changes(conn, refresh_id)
-            lap("bands")
             await forecasts.keep_history(conn, refresh_id, as_of)
             lap("history")
         for statement in _SWAP:
@@ -144,6 +136,38 @@ async def refresh(
     return RefreshResult(
         refresh_id, as_of, customers, changed, phases, churn_changed, fitted.models is not None
     )
+
+
+async def _record_changes(
+    conn: AsyncConnection[Any], refresh_id: int, *, bands: bool
+) -> tuple[int, int]:
+    """Record who changed segment or tier (``segment_changes``: every customer whose
+    segment or tier in ``customer_metrics_next`` differs from ``customer_metrics``, or who
+    had none) and, with ``bands``, who crossed a churn-risk band
+    (:func:`store.forecasts.band_changes`), from one join of the new metrics with the
+    current ones; returns how many of each."""
+    churn = (
+        f", churn AS ({forecasts.band_changes('pairs', 'p_risk', 'risk')} RETURNING 1)"
+        if bands
+        else ""
+    )
+    cur = await conn.execute(
+        "WITH pairs AS (SELECT n.customer_id, p.customer_id IS NULL AS new,"
+        "   p.segment AS p_segment, n.segment, p.tier AS p_tier, n.tier, n.r, n.f, n.m,"
+        "   p.churn_risk AS p_risk, n.churn_risk AS risk"
+        "  FROM customer_metrics_next n LEFT JOIN customer_metrics p USING (customer_id)"
+        "), segments AS (INSERT INTO segment_changes (refresh_id, customer_id,"
+        "   previous_segment, segment, previous_tier, tier, r, f, m)"
+        "  SELECT %(refresh_id)s, customer_id, p_segment, segment, p_tier, tier, r, f, m"
+        "  FROM pairs WHERE new OR p_segment <> segment OR p_tier <> tier RETURNING 1)"
+        f"{churn}"
+        " SELECT (SELECT count(*) FROM segments),"
+        f" {'(SELECT count(*) FROM churn)' if bands else '0'}",
+        {"refresh_id": refresh_id},
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
 
 
 # Every row changes at every refresh (as_of, recency...), so the new metrics are written into
