@@ -80,7 +80,7 @@ _ID_ARRAYS = (
     " FROM refresh_ids"
 )
 
-# The same aggregates, exact in numeric, for the customers ``only``: per customer and UTC
+# The same aggregates, exact in numeric, for the customers numbered ``only``: per customer and UTC
 # day, then per customer. ``first_at`` is a window without ORDER BY over rows already
 # sorted by customer: no sort.
 _EXACT = f"""
@@ -88,7 +88,8 @@ WITH orders AS (
   SELECT customer_id, (event_time AT TIME ZONE 'UTC')::date AS day, event_time,
     {_AMOUNT} AS amount
   FROM events
-  WHERE {_IS_ORDER} AND customer_id = ANY(%(only)s)
+  WHERE {_IS_ORDER}
+    AND customer_id IN (SELECT customer_id FROM refresh_ids WHERE k = ANY(%(only)s))
 ), days AS (
   SELECT customer_id, min(event_time) AS at, max(event_time) AS last_at,
     count(*) AS n, count(*) FILTER (WHERE event_time > %(since)s) AS n_window,
@@ -119,9 +120,6 @@ class Orders:
 
     k: npt.NDArray[np.int64]
     summary: Summary
-
-    def __len__(self) -> int:
-        return len(self.k)
 
 
 async def collect(
@@ -209,21 +207,14 @@ async def _exactly(
 ) -> Summary:
     """Sum the orders of the customers ``customers[exact]`` in numeric (:data:`_EXACT`)
     into ``refresh_orders``; returns ``summary`` with their rows from the same SQL."""
+    # one evaluation of _EXACT: the totals go into refresh_orders, the summaries come back
     cur = await conn.execute(
-        "SELECT customer_id FROM refresh_ids WHERE k = ANY(%s)", (customers[exact].tolist(),)
-    )
-    only = [row[0] for row in await cur.fetchall()]
-    cur = await conn.execute(
-        "INSERT INTO refresh_orders (k, customer_id, orders, revenue, ltv_orders, ltv,"
-        "  first_order_at, last_order_at)"
-        " SELECT k, customer_id, orders, revenue, ltv_orders, ltv, first_order_at,"
-        f"  last_order_at FROM ({_EXACT}) x"
-        " RETURNING k",
-        params | {"only": only},
-    )
-    await cur.fetchall()
-    cur = await conn.execute(
-        f"SELECT k, frequency, recency, age, monetary FROM ({_EXACT}) x", params | {"only": only}
+        f"WITH x AS ({_EXACT}), kept AS (INSERT INTO refresh_orders (k, customer_id, orders,"
+        "  revenue, ltv_orders, ltv, first_order_at, last_order_at)"
+        "  SELECT k, customer_id, orders, revenue, ltv_orders, ltv, first_order_at,"
+        "   last_order_at FROM x)"
+        " SELECT k, frequency, recency, age, monetary FROM x",
+        params | {"only": customers[exact].tolist()},
     )
     columns = [np.array(c) for c in zip(*await cur.fetchall(), strict=True)]
     at = np.searchsorted(customers, columns[0].astype(np.int64))
