@@ -18,6 +18,7 @@ from .commands import OFFLINE
 from .customers import CUSTOMERS
 from .dead_letters import DEAD_LETTERS
 from .demo import DEMO
+from .dispatch import DISPATCH
 from .journey_tests import JOURNEY_TESTS
 from .live import LIVE
 from .managers import MANAGERS
@@ -37,6 +38,7 @@ COMMANDS = {
     **REPORT,
     **REPLAY,
     **DEAD_LETTERS,
+    **DISPATCH,
     **JOURNEY_TESTS,
     **SCHEMA,
     **DEMO,

@@ -1,7 +1,11 @@
 """Delivering the outbox to customer workflows.
 
-One dispatcher at a time (a PostgreSQL advisory lock elects it among API replicas) takes the
-customers whose oldest waiting event is oldest, and sends each of them signal-with-starts
+Any number of dispatchers run (in API processes and in ``journeys dispatch`` processes):
+each delivers the outbox partitions it holds (``ingest._ownership``: the 64 partitions,
+by a hash of the customer id, dealt among the dispatchers alive, rebalanced when one starts
+or dies), so a customer is delivered by one dispatcher at a time, in order. Each round a
+dispatcher takes the customers of its partitions whose oldest waiting event is oldest,
+and sends each of them signal-with-starts
 with their waiting events (up to ``per_customer`` a round) in order, with the customer's
 current traits (contact details removed). A backlog therefore coalesces: the slower
 Temporal is, the more events each signal carries, so the cost per event falls exactly when
@@ -21,7 +25,8 @@ we crashed before deleting, the event is delivered again and the workflow, which
 remembers event ids, ignores it. While Temporal is down rows wait, and ingestion goes on.
 
 After each round's events come the merges of customers waiting for their workflows
-(``ingest._merges``): ``store.identity.merge`` notifies the dispatcher as an event does.
+(``ingest._merges``), delivered by the holder of partition 0: ``store.identity.merge``
+notifies the dispatchers as an event does.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from store import dead_letters, outbox
 from workflows.io import CustomerPatch, EventsSignal
 
 from . import _merges, _signals
+from ._ownership import Ownership
 from ._signals import Item
 
 log = logging.getLogger(__name__)
@@ -97,6 +103,7 @@ class Dispatcher:
         self._backoff: dict[str, tuple[float, float]] = {}  # customer -> (until, delay)
         self.ids = ids or customers.default_ids()
         self._seq = (0, 0.0)
+        self.ownership: Ownership | None = None  # while it runs: its partitions
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop`` is set; waits its turn while another process leads."""
@@ -111,19 +118,25 @@ class Dispatcher:
                 await _sleep(stop, 2.0)
 
     async def _lead(self, leader: psycopg.AsyncConnection[Any], stop: asyncio.Event) -> None:
+        own = None
         while not stop.is_set():
-            if await outbox.try_lead(leader):
+            own = await Ownership.join(leader)
+            if own is not None:
                 break
+            log.info("a dispatcher of an older version delivers the outbox; waiting")
             await _sleep(stop, 2.0)
-        if stop.is_set():
+        if own is None:
             return
+        self.ownership = own
         await outbox.listen(leader)
         backoff = 0.5
-        notifies = leader.notifies(timeout=1.0)
         while not stop.is_set():
             try:
-                done = await self.deliver_once()
+                held = await own.rebalance()
+                done = await self.deliver_once(sorted(held), merges=own.delivers_merges)
             except Exception as exc:
+                if leader.closed or leader.broken:
+                    raise  # the session went and its locks with it: join again
                 log.warning("delivery failed (%s); retrying in %.1fs", exc, backoff)
                 await _sleep(stop, backoff)
                 backoff = min(backoff * 2, 30.0)
@@ -131,12 +144,7 @@ class Dispatcher:
             backoff = 0.5
             more_merges = done.merges >= _merges.PER_ROUND
             if done.customers < self.batch_size and not done.capped and not more_merges:
-                try:
-                    async for _ in notifies:
-                        break
-                except StopAsyncIteration:
-                    pass
-                notifies = leader.notifies(timeout=1.0)
+                await _notified(leader, 1.0)
 
     async def _catalog_seq(self) -> int:
         seq, at = self._seq
@@ -146,11 +154,18 @@ class Dispatcher:
             self._seq = (seq, time.monotonic())
         return seq
 
-    async def deliver_once(self) -> Delivery:
-        """One round: up to ``batch_size`` customers, oldest waiting first (but not those
-        backing off), their waiting events in order, in as many signals as the byte budget
-        needs; then the merges waiting for the customers' workflows, in order."""
-        result = await self._deliver_events()
+    async def deliver_once(
+        self, partitions: list[int] | None = None, *, merges: bool = True
+    ) -> Delivery:
+        """One round: up to ``batch_size`` customers (of ``partitions`` if given), oldest
+        waiting first (but not those backing off), their waiting events in order, in as
+        many signals as the byte budget needs; then, if ``merges``, the merges waiting for
+        the customers' workflows, in order."""
+        if partitions is not None and not partitions:
+            return Delivery()  # this dispatcher's share is still held by others
+        result = await self._deliver_events(partitions)
+        if not merges:
+            return result
         merged = await _merges.deliver_merges(
             self.pool,
             self.client,
@@ -161,7 +176,7 @@ class Dispatcher:
         result.merges, result.merges_failed = merged.delivered, merged.failed
         return result
 
-    async def _deliver_events(self) -> Delivery:
+    async def _deliver_events(self, partitions: list[int] | None) -> Delivery:
         started = time.monotonic()
         resting = self._resting()
         async with self.pool.connection() as conn:
@@ -171,6 +186,7 @@ class Dispatcher:
                 resting=resting,
                 customers=self.batch_size,
                 per_customer=self.per_customer + 1,
+                partitions=partitions,
             )
             if not rows:
                 return Delivery()
@@ -364,6 +380,18 @@ def _patch(s: customer_store.Standing) -> CustomerPatch | None:
         patch.p_alive, patch.churn_risk = s.p_alive, s.churn_risk
         patch.predicted_clv = s.predicted_clv_365d
     return patch
+
+
+async def _notified(conn: psycopg.AsyncConnection[Any], seconds: float) -> None:
+    """Wait for a notification on ``conn``, up to ``seconds``. The generator holds the
+    connection's lock while it is open, so it is closed before ``conn`` runs a query (the
+    partition locks are taken on it); what arrives meanwhile waits in psycopg's backlog."""
+    notifies = conn.notifies(timeout=seconds, stop_after=1)
+    try:
+        async for _ in notifies:
+            break
+    finally:
+        await notifies.aclose()
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:
