@@ -2,8 +2,8 @@
 
     python -m bench          the quick ones, then ingestion end to end (its own stack, ~15 min)
     python -m bench quick    the quick ones only (CEL, the interpreter, the forecast at 1M)
-    python -m bench all      everything, adding the segment refresh at 1M / 10M (~4 min)
-                             and the chaos run (~3-5 min)
+    python -m bench all      everything, adding the segment refresh at 1M / 10M (~4 min),
+                             the chaos run (~3-5 min) and 1/2/4 dispatchers (~6 min)
 
 Sizes and other options: run one directly, e.g.
 ``python -m bench.ingest_bench --customers 2000 --events 20000``."""
@@ -27,10 +27,11 @@ if mode != "quick":
 
     benches.append(("ingestion end to end", ingest_bench))
 if mode == "all":
-    from bench import chaos, segments_bench
+    from bench import chaos, dispatch_bench, segments_bench
 
     benches.append(("segment refresh", segments_bench))
     benches.append(("chaos: kills and restarts under load", chaos))
+    benches.append(("delivery scale-out: dispatchers and workers", dispatch_bench))
 for name, bench in benches:
     print(f"\n== {name} ==", flush=True)
     sys.argv = [name]
