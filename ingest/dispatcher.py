@@ -106,21 +106,22 @@ class Dispatcher:
         self.ownership: Ownership | None = None  # while it runs: its partitions
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until ``stop`` is set; waits its turn while another process leads."""
+        """Deliver this dispatcher's share until ``stop`` is set; join again (after 2 s)
+        whenever its session connection, and with it its partitions, is lost."""
         while not stop.is_set():
             try:
                 async with await psycopg.AsyncConnection.connect(
                     self.conninfo, autocommit=True
-                ) as leader:
-                    await self._lead(leader, stop)
+                ) as session:
+                    await self._lead(session, stop)
             except (psycopg.Error, OSError) as exc:
                 log.warning("dispatcher lost the database (%s); retrying", exc)
                 await _sleep(stop, 2.0)
 
-    async def _lead(self, leader: psycopg.AsyncConnection[Any], stop: asyncio.Event) -> None:
+    async def _lead(self, session: psycopg.AsyncConnection[Any], stop: asyncio.Event) -> None:
         own = None
         while not stop.is_set():
-            own = await Ownership.join(leader)
+            own = await Ownership.join(session)
             if own is not None:
                 break
             log.info("a dispatcher of an older version delivers the outbox; waiting")
@@ -128,14 +129,14 @@ class Dispatcher:
         if own is None:
             return
         self.ownership = own
-        await outbox.listen(leader)
+        await outbox.listen(session)
         backoff = 0.5
         while not stop.is_set():
             try:
                 held = await own.rebalance()
                 done = await self.deliver_once(sorted(held), merges=own.delivers_merges)
             except Exception as exc:
-                if leader.closed or leader.broken:
+                if session.closed or session.broken:
                     raise  # the session went and its locks with it: join again
                 log.warning("delivery failed (%s); retrying in %.1fs", exc, backoff)
                 await _sleep(stop, backoff)
@@ -144,7 +145,7 @@ class Dispatcher:
             backoff = 0.5
             more_merges = done.merges >= _merges.PER_ROUND
             if done.customers < self.batch_size and not done.capped and not more_merges:
-                await _notified(leader, 1.0)
+                await _notified(session, 1.0)
 
     async def _catalog_seq(self) -> int:
         seq, at = self._seq
