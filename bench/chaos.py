@@ -35,7 +35,8 @@ from bench._chaos_check import count, evidence_files, pii_hits, wait_applied
 from bench._chaos_faults import Chaos, plan
 from bench._chaos_load import build_load, send_all
 from bench._chaos_report import Outcome, print_report
-from devstack.stack import ROOT, Stack, free_port
+from bench._common import bench_stack
+from devstack.stack import ROOT, Stack
 from orchestration.replay import replay_all
 from orchestration.temporal import connect_with_retry
 from settings import Settings
@@ -49,16 +50,7 @@ def run(args: argparse.Namespace) -> Outcome:
     tmp = Path(tempfile.mkdtemp(prefix="journeys-chaos-"))
     rules = _rules(tmp, args.delivery)
     with RecordingSMTPServer() as smtp:
-        stack = Stack(
-            data_dir=tmp,
-            rules_dir=rules,
-            temporal_port=free_port(),
-            ui_port=free_port(),
-            api_port=free_port(),
-            log_dir=tmp / "logs",
-            task_queue="chaos",
-            extra_env=smtp.env(),
-        )
+        stack = bench_stack(tmp, "chaos", rules_dir=rules, extra_env=smtp.env())
         began = time.monotonic()
         with stack.running():
             stack.prepare_database()

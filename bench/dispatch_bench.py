@@ -37,8 +37,10 @@ import psutil
 import psycopg
 
 from bench import ingest_bench
+from bench._common import bench_stack, print_table, replay_rows
 from bench.ingest_bench import _cpu, order, post_batches
-from devstack.stack import ROOT, Stack, free_port
+from devstack.stack import ROOT, Stack
+from store import outbox
 
 
 def _dispatchers(stack: Stack, n: int, queue: str) -> list[subprocess.Popen[bytes]]:
@@ -65,13 +67,6 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
             p.kill()
 
 
-async def _depth(url: str) -> int:
-    async with await psycopg.AsyncConnection.connect(url) as conn:
-        cur = await conn.execute("SELECT count(*) FROM outbox")
-        row = await cur.fetchone()
-        return int(row[0]) if row else 0
-
-
 async def _until(check: Callable[[], Awaitable[bool]]) -> None:
     while True:
         if await check():
@@ -81,22 +76,15 @@ async def _until(check: Callable[[], Awaitable[bool]]) -> None:
 
 async def _ready(url: str, n: int) -> bool:
     """Whether ``n`` dispatchers run and hold every partition between them."""
-    from store import outbox
-
     async with await psycopg.AsyncConnection.connect(url) as conn:
         members = await outbox.members(conn)
-        cur = await conn.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-            " AND classid = %s::bigint::oid AND objsubid = 2",
-            (outbox._PARTITION_CLASS,),
-        )
-        row = await cur.fetchone()
-    held = int(row[0]) if row else 0
+        held = await outbox.partitions_held(conn)
     return len(members) == n and held == outbox.PARTITIONS
 
 
 async def _empty(url: str) -> bool:
-    return await _depth(url) == 0
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        return await outbox.depth(conn) == 0
 
 
 async def _fill(url: str, key: str, people: list[str], per: int) -> None:
@@ -200,28 +188,17 @@ async def measure(args: argparse.Namespace, stack: Stack, key: str) -> list[tupl
         rows.append((f"1 dispatcher, {m} worker(s): applied events/s", f"{ev:,.0f}"))
         rows.append(("  server CPU, core-s per 1k events", f"{server_cpu:.2f}"))
 
-    from orchestration.replay import replay_all
     from orchestration.temporal import connect
     from settings import Settings
 
-    client = await connect(Settings.model_validate(stack.env()))
-    report = await replay_all(client, "WorkflowType = 'CustomerWorkflow'")
-    rows.append(("customer histories replayed (journeys replay)", f"{report.replayed:,}"))
-    rows.append(("  replay failures", f"{len(report.failures):,}"))
-    for failure in report.failures[:5]:
-        print(f"replay failure {failure.workflow_id}: {failure.reason[:300]}", file=sys.stderr)
+    rows += await replay_rows(await connect(Settings.model_validate(stack.env())))
     return rows
 
 
 def run(args: argparse.Namespace) -> list[tuple[str, str]]:
-    tmp = Path(tempfile.mkdtemp(prefix="journeys-dispatch-bench-"))
-    stack = Stack(
-        data_dir=tmp,
-        temporal_port=free_port(),
-        ui_port=free_port(),
-        api_port=free_port(),
-        log_dir=tmp / "logs",
-        task_queue="bench",
+    stack = bench_stack(
+        Path(tempfile.mkdtemp(prefix="journeys-dispatch-bench-")),
+        "bench",
         extra_env={"JOURNEYS_DISPATCHER": "false"},  # only the measured dispatchers send
     )
     with stack.running():
@@ -237,14 +214,12 @@ def main() -> None:
     parser.add_argument("--worker-customers", type=int, default=600, help="per worker row")
     parser.add_argument("--events-per-customer", type=int, default=2)
     args = parser.parse_args()
-    rows = run(args)
-    print(
-        f"\ncustomers={args.customers} (no-op rows), {args.worker_customers} (worker rows); "
-        f"events per customer={args.events_per_customer}"
+    print_table(
+        f"customers={args.customers} (no-op rows), {args.worker_customers} (worker rows); "
+        f"events per customer={args.events_per_customer}",
+        run(args),
+        value_width=14,
     )
-    width = max(len(r[0]) for r in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value:>14}")
 
 
 if __name__ == "__main__":

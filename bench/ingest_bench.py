@@ -34,7 +34,8 @@ import httpx
 import psutil
 from temporalio.client import Client
 
-from devstack.stack import ROOT, Stack, free_port
+from bench._common import bench_stack, print_table, replay_rows
+from devstack.stack import ROOT, Stack
 from settings import Settings
 
 
@@ -233,15 +234,7 @@ def pct(values: list[float], p: float) -> float:
 
 
 def run(args: argparse.Namespace) -> list[tuple[str, str]]:
-    tmp = Path(tempfile.mkdtemp(prefix="journeys-bench-"))
-    stack = Stack(
-        data_dir=tmp,
-        temporal_port=free_port(),
-        ui_port=free_port(),
-        api_port=free_port(),
-        log_dir=tmp / "logs",
-        task_queue="bench",
-    )
+    stack = bench_stack(Path(tempfile.mkdtemp(prefix="journeys-bench-")), "bench")
     with stack.running():
         stack.prepare_database()
         key, _ = stack.dev_keys()
@@ -334,15 +327,7 @@ async def measure(
         rows.append(("unlistened events accepted/s", f"{args.events / took:,.0f}"))
         rows.append(("unlistened / ceiling", f"{args.events / took / top:.0f}x"))
 
-        # speed must never come from breaking determinism: every customer's history, as
-        # this load split its tasks, replays with the current code (journeys replay)
-        from orchestration.replay import replay_all
-
-        report = await replay_all(client, "WorkflowType = 'CustomerWorkflow'")
-        rows.append(("customer histories replayed (journeys replay)", f"{report.replayed:,}"))
-        rows.append(("  replay failures", f"{len(report.failures):,}"))
-        for failure in report.failures[:5]:
-            print(f"replay failure {failure.workflow_id}: {failure.reason[:300]}", file=sys.stderr)
+        rows += await replay_rows(client)
     return rows
 
 
@@ -354,14 +339,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=100, help="events per /v1/batch call")
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     args = parser.parse_args()
-    rows = run(args)
-    print(
-        f"\ncustomers={args.customers} events={args.events} clients={args.clients} "
-        f"batch={args.batch}"
+    print_table(
+        f"customers={args.customers} events={args.events} clients={args.clients} "
+        f"batch={args.batch}",
+        run(args),
     )
-    width = max(len(r[0]) for r in rows)
-    for name, value in rows:
-        print(f"{name:<{width}}  {value:>10}")
 
 
 if __name__ == "__main__":

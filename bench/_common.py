@@ -1,0 +1,48 @@
+"""What the end-to-end benchmarks share: their own stack in a temporary directory, the
+replay of every customer history after the load, and the table they print."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client
+
+from devstack.stack import Stack, free_port
+
+Rows = list[tuple[str, str]]
+
+
+def bench_stack(data_dir: Path, task_queue: str, **kw: Any) -> Stack:
+    """A stack of its own under ``data_dir`` (free ports, logs in ``data_dir/logs``)."""
+    return Stack(
+        data_dir=data_dir,
+        temporal_port=free_port(),
+        ui_port=free_port(),
+        api_port=free_port(),
+        log_dir=data_dir / "logs",
+        task_queue=task_queue,
+        **kw,
+    )
+
+
+async def replay_rows(client: Client) -> Rows:
+    """Speed must never come from breaking determinism: every customer's history, as the
+    load split its tasks, replays with the current code (``journeys replay``)."""
+    from orchestration.replay import replay_all
+
+    report = await replay_all(client, "WorkflowType = 'CustomerWorkflow'")
+    for failure in report.failures[:5]:
+        print(f"replay failure {failure.workflow_id}: {failure.reason[:300]}", file=sys.stderr)
+    return [
+        ("customer histories replayed (journeys replay)", f"{report.replayed:,}"),
+        ("  replay failures", f"{len(report.failures):,}"),
+    ]
+
+
+def print_table(header: str, rows: Rows, value_width: int = 10) -> None:
+    print(f"\n{header}")
+    width = max(len(name) for name, _ in rows)
+    for name, value in rows:
+        print(f"{name:<{width}}  {value:>{value_width}}")
