@@ -14,8 +14,14 @@ import asyncio
 import logging
 import signal
 import time
+from typing import TYPE_CHECKING
 
 from .commands import Command, UserError
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
+
+    from ingest.dispatcher import Delivery
 
 log = logging.getLogger("ingest.dispatch")
 REPORT_SECONDS = 10.0
@@ -49,24 +55,25 @@ class _Report:
         self.events = self.signals = self.dead = 0
         self.at = time.monotonic()
 
-    def add(self, done: object, _took: float) -> None:
-        self.events += getattr(done, "events", 0)
-        self.signals += getattr(done, "signals", 0)
-        self.dead += getattr(done, "dead", 0)
+    def add(self, done: Delivery, _took: float) -> None:
+        self.events += done.events
+        self.signals += done.signals
+        self.dead += done.dead
 
-    def flush(self, held: int, members: int) -> None:
+    def flush(self, held: int, partitions: int, members: int) -> None:
         now = time.monotonic()
         if now - self.at < REPORT_SECONDS:
             return
         if self.events or self.dead:
             log.info(
                 "delivered %d events in %d signals (%d dead letters) in %.0f s; "
-                "%d of 64 partitions held, %d dispatcher(s) running",
+                "%d of %d partitions held, %d dispatcher(s) running",
                 self.events,
                 self.signals,
                 self.dead,
                 now - self.at,
                 held,
+                partitions,
                 members,
             )
         self.events = self.signals = self.dead = 0
@@ -78,11 +85,13 @@ async def _dispatch(concurrency: int, batch_size: int) -> int:
     from orchestration.customers import CustomerIds
     from orchestration.logs import configure
     from store.db import pool as make_pool
+    from store.outbox import PARTITIONS
 
     from .live import _connect
 
     configure()
-    settings, client, _ = await _connect()  # checks the settings and the schema first
+    settings, temporal, _ = await _connect()  # checks the settings and the schema first
+    client: Client = temporal
     logging.getLogger("ingest").setLevel(settings.log_level.upper())
     url = settings.require_database_url()
     pool = make_pool(url, max_size=4)
@@ -93,7 +102,7 @@ async def _dispatch(concurrency: int, batch_size: int) -> int:
         loop.add_signal_handler(sig, stop.set)
     report = _Report()
 
-    async def the_client():  # type: ignore[no-untyped-def]
+    async def the_client() -> Client:
         return client
 
     dispatcher = Dispatcher(
@@ -117,7 +126,7 @@ async def _dispatch(concurrency: int, batch_size: int) -> int:
             await asyncio.wait({task}, timeout=1.0)
             own = dispatcher.ownership
             if own is not None:
-                report.flush(len(own.held), len(own.members))
+                report.flush(len(own.held), PARTITIONS, len(own.members))
         await task
     finally:
         await pool.close()

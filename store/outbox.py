@@ -65,12 +65,23 @@ async def join(conn: AsyncConnection[Any]) -> int | None:
 
 async def members(conn: AsyncConnection[Any]) -> list[int]:
     """The member slots of the dispatchers running now (their connections are open)."""
+    return await _granted(conn, _MEMBER_CLASS)
+
+
+async def partitions_held(conn: AsyncConnection[Any]) -> int:
+    """How many partitions some dispatcher holds now (all of them once the deal settled)."""
+    return len(await _granted(conn, _PARTITION_CLASS))
+
+
+async def _granted(conn: AsyncConnection[Any], lock_class: int) -> list[int]:
+    """The second keys of the granted two-key advisory locks of ``lock_class`` in this
+    database, sorted."""
     cur = await conn.execute(
         "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted"
         " AND classid = %s::bigint::oid AND objsubid = 2"
         " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
         " ORDER BY 1",
-        (_MEMBER_CLASS,),
+        (lock_class,),
     )
     return [int(r[0]) for r in await cur.fetchall()]
 

@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections import defaultdict
 from typing import Any
@@ -24,20 +23,13 @@ from ingest._ownership import Ownership, share
 from ingest.accept import Interest, accept
 from ingest.dispatcher import Dispatcher
 from ingest.segment import Message
-from orchestration import customers
 from store import outbox
 from tests.conftest import running_worker
 from tests.helpers import ROOT, publish_shipped
+from tests.test_api import eventually
+from tests.test_poison import orders_are
 
 pytestmark = pytest.mark.timeout(180)
-
-
-async def eventually(check: Any, *, seconds: float = 60.0, what: str = "") -> None:
-    deadline = time.monotonic() + seconds
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {seconds:.0f} s: {what}")
-        await asyncio.sleep(0.05)
 
 
 # --- the deal -------------------------------------------------------------------------------
@@ -87,14 +79,14 @@ async def test_dispatchers_share_the_partitions_and_take_over_a_dead_ones(db_url
             owners.append(own)
         assert sorted(o.slot for o in owners) == [0, 1, 2]
         assert await outbox.members(conns[0]) == [0, 1, 2]
-        await eventually(lambda: _converged(owners), what="three dispatchers converge")
+        await eventually(lambda: _converged(owners), timeout=60)
         assert sorted(len(o.held) for o in owners) == [21, 21, 22]
         assert sum(o.delivers_merges for o in owners) == 1  # partition 0's holder
 
         # one dies (its connection ends, no goodbye): the two others take its partitions
         await conns[1].close()
         alive = [owners[0], owners[2]]
-        await eventually(lambda: _converged(alive), what="the survivors take over")
+        await eventually(lambda: _converged(alive), timeout=60)
         assert sorted(len(o.held) for o in alive) == [32, 32]
         assert sum(o.delivers_merges for o in alive) == 1
 
@@ -103,7 +95,7 @@ async def test_dispatchers_share_the_partitions_and_take_over_a_dead_ones(db_url
         newcomer = await Ownership.join(conns[1])
         assert newcomer is not None and newcomer.slot == 1
         everyone = [owners[0], newcomer, owners[2]]
-        await eventually(lambda: _converged(everyone), what="the newcomer gets its share")
+        await eventually(lambda: _converged(everyone), timeout=60)
         assert len(newcomer.held) == 21
     finally:
         for conn in conns:
@@ -149,15 +141,6 @@ async def _accept(db: Any, env: Any, orders: list[tuple[str, int]]) -> None:
         await accept(conn, 1, batch, now, Interest(set(), everything=True))
 
 
-async def _orders_seen(env: Any, customer: str) -> int:
-    try:
-        st = await customers.state(env.client, customer)
-    except Exception:
-        return -1
-    run = st.runs.get("lifecycle")
-    return int(run.context.get("orders", 0)) if run else 0
-
-
 async def _outbox_empty(db: Any) -> bool:
     async with db.connection() as conn:
         return await outbox.depth(conn) == 0
@@ -191,15 +174,13 @@ async def test_two_dispatchers_deliver_each_customer_once_in_order_and_one_takes
         tasks = [
             asyncio.create_task(d.run(stop)) for d, stop in zip(dispatchers, stops, strict=True)
         ]
-        await eventually(
-            lambda: _all_held(dispatchers), what="the two dispatchers hold all partitions"
-        )
+        await eventually(lambda: _all_held(dispatchers), timeout=60)
         # five orders each, accepted in three waves, so rounds interleave with new events
         for wave in ([1, 2], [3], [4, 5]):
             await _accept(db, time_env, [(p, i) for p in people for i in wave])
-        await eventually(lambda: _outbox_empty(db), what="the outbox is delivered")
+        await eventually(lambda: _outbox_empty(db), timeout=60)
         for p in people:
-            await eventually(lambda p=p: _wanted(time_env, p, 5), what=f"{p} has 5 orders")
+            await eventually(lambda p=p: orders_are(time_env, p, 5), timeout=60)
 
         # each event once; each customer's events in order, all by one dispatcher
         by_customer: dict[str, list[int]] = defaultdict(list)
@@ -216,21 +197,15 @@ async def test_two_dispatchers_deliver_each_customer_once_in_order_and_one_takes
         # one stops: the other takes its partitions and delivers its customers' next events
         stops[0].set()
         await tasks[0]
-        await eventually(
-            lambda: _holds_all(dispatchers[1]), what="the remaining dispatcher holds all"
-        )
+        await eventually(lambda: _holds_all(dispatchers[1]), timeout=60)
         mark = len(sent)
         await _accept(db, time_env, [(p, 6) for p in people])
-        await eventually(lambda: _outbox_empty(db), what="the outbox is delivered again")
+        await eventually(lambda: _outbox_empty(db), timeout=60)
         for p in people:
-            await eventually(lambda p=p: _wanted(time_env, p, 6), what=f"{p} has 6 orders")
+            await eventually(lambda p=p: orders_are(time_env, p, 6), timeout=60)
         assert {number for number, _, _ in sent[mark:]} == {1}
         stops[1].set()
         await tasks[1]
-
-
-async def _wanted(env: Any, customer: str, n: int) -> bool:
-    return await _orders_seen(env, customer) == n
 
 
 async def _all_held(dispatchers: list[Dispatcher]) -> bool:
@@ -284,9 +259,9 @@ async def test_journeys_dispatch_runs_as_a_process_and_stops_on_sigterm(
                     raise AssertionError(f"journeys dispatch exited ({proc.returncode})")
                 return await _outbox_empty(db)
 
-            await eventually(delivered_or_exited, what="journeys dispatch delivers")
+            await eventually(delivered_or_exited, timeout=60)
             for p in people:
-                await eventually(lambda p=p: _wanted(time_env, p, 2), what=f"{p} has 2")
+                await eventually(lambda p=p: orders_are(time_env, p, 2), timeout=60)
         except AssertionError as exc:
             delivered = exc
         proc.send_signal(signal.SIGTERM)
