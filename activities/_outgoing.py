@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from channels import Outbound, registry
 from settings import Settings
 
 MIN_DELIVERY_SECONDS = 1.0
-CHECK_MIN, CHECK_MAX = timedelta(seconds=15), timedelta(minutes=2)
 
 
 @dataclass
@@ -59,10 +58,3 @@ def budget_left() -> float:
     elapsed = (datetime.now(UTC) - info.started_time).total_seconds()
     margin = min(3.0, timeout.total_seconds() / 4)
     return timeout.total_seconds() - max(elapsed, 0.0) - margin
-
-
-def next_check(waited: timedelta) -> timedelta:
-    """How long until a message waiting for an address looks again: as long as it has
-    waited so far, between 15 s and 2 min, so a late identify is seen soon and a customer
-    who never gives one costs a handful of checks."""
-    return min(max(waited, CHECK_MIN), CHECK_MAX)

@@ -11,7 +11,8 @@ idempotency key, and moves through it::
    already sent, suppressed, failed or unknown is not touched again (a retried activity
    after a crash ends here); a suppressed one records why; a deferred one records until
    when, and the workflow holds it as a timer. A customer without the channel's address
-   is waited for (``await_contact``) before the message is suppressed.
+   is waited for (``await_contact``, one timer, woken by the identify that brings the
+   address) before the message is suppressed.
 2. The row is marked as handed over (``delivering_until``), the message is rendered (a
    template error fails for good, with a sentence for ops) and handed to the channel with
    the idempotency key: the SMTP Message-ID and the HTTP ``Idempotency-Key`` derive from
@@ -43,10 +44,11 @@ from engine.policy import DeliveryMode, Policy, decide
 from messaging.render import Renderer, TemplateError
 from settings import Settings
 from store import consent, customers, messages
+from workflows.io import CONTACT_ADDED
 
 from ._bookkeeping import RETRYABLE, finish_despite_cancel, with_retries
 from ._faults import crash_point
-from ._outgoing import MIN_DELIVERY_SECONDS, Outgoing, budget_left, deliver, next_check
+from ._outgoing import MIN_DELIVERY_SECONDS, Outgoing, budget_left, deliver
 
 __all__ = ["CONFIG_ERROR", "Messenger", "Outgoing", "Sent", "config_error"]
 log = logging.getLogger(__name__)
@@ -59,6 +61,7 @@ class Sent:
     reason: str = ""
     retry_at: datetime | None = None
     provider_id: str | None = None
+    wake_on: str | None = None  # an event that makes it due at once (workflows.io)
 
 
 def config_error(message: str, known: list[str] | None = None) -> ApplicationError:
@@ -219,16 +222,20 @@ class Messenger:
         contact: str | None,
     ) -> Sent:
         """A customer without the channel's address: wait for it (``await_contact``, from
-        the message's first attempt: an identify often comes after the sign-up), checking
-        again at growing intervals, then suppress it."""
+        the message's first attempt: an identify often comes after the sign-up), then
+        suppress it. One timer for the whole wait: the identify that brings the address
+        wakes the workflow with a ``contact_added`` event (``ingest.accept``)."""
         what = contact or "address"
         wait = self.policy.await_contact if out.to is None else 0
         give_up = first + timedelta(seconds=wait)
-        if now < give_up:
-            again = min(give_up, now + next_check(now - first))
+        if now < give_up and contact is not None:
+            await messages.lock_contact(conn, [out.customer_id])
+            if (await customers.traits(conn, out.customer_id)).get(contact):
+                # an identify committed it since the traits were read: try again at once
+                return Sent("deferred", reason=f"the customer's {what} just came", retry_at=now)
             reason = f"waiting up to {_human(wait)} for the customer's {what}"
-            await messages.defer(conn, out.key, reason, again)
-            return Sent("deferred", reason=reason, retry_at=again)
+            await messages.defer(conn, out.key, reason, give_up, awaits=contact)
+            return Sent("deferred", reason=reason, retry_at=give_up, wake_on=CONTACT_ADDED)
         why = f"the customer's profile has no {what}"
         if wait:
             why += f" (waited {_human(wait)} for it)"

@@ -12,9 +12,11 @@ from typing import Any
 
 from psycopg import AsyncConnection
 
+from engine import channel_kinds
 from engine.identity_rules import IdentityRules
-from store import consent, customers, events, identity, offers
+from store import consent, customers, events, identity, messages, offers
 from store.events import NewEvent, Queued
+from workflows.io import CONTACT_ADDED
 
 from . import _identities
 from ._bounds import MAX_TRAIT_KEYS, MAX_TRAITS_BYTES
@@ -110,6 +112,7 @@ async def accept(
                 await profiles.store(conn)
                 await ids.apply(m)
         await profiles.store(conn)
+        await _wake_waiting(conn, source, profiles.contacts)
         wanted = [
             Queued(inserted[m.message_id], ids.of(m.customer_id))
             for m in fresh
@@ -141,11 +144,17 @@ class _Profiles:
         self.pending: dict[str, tuple[dict[str, Any], str | None]] = {}
         self.first: dict[str, int] = {}  # canonical id -> index of its first message
         self.index = {id(m): i for i, m in enumerate(batch)}
+        # canonical id -> (contact traits this batch gives a value, the first message's id)
+        self.contacts: dict[str, tuple[set[str], str]] = {}
 
     def add(self, customer: str, m: Message) -> None:
         traits, anon = self.pending.get(customer, ({}, None))
         self.pending[customer] = ({**traits, **m.traits}, m.anonymous_id or anon)
         self.first.setdefault(customer, self.index[id(m)])
+        given = {k for k in channel_kinds.contact_traits() if m.traits.get(k)}
+        if given:
+            keys, _ = self.contacts.setdefault(customer, (set(), m.message_id))
+            keys |= given
 
     async def store(self, conn: AsyncConnection[Any]) -> None:
         if not self.pending:
@@ -157,6 +166,28 @@ class _Profiles:
             await consent.sync_from_traits(conn, i, self.pending[i][0])
         self.pending.clear()
         self.first.clear()
+
+
+async def _wake_waiting(
+    conn: AsyncConnection[Any], source: int, contacts: dict[str, tuple[set[str], str]]
+) -> None:
+    """A customer with a message waiting for the address this batch brought gets a
+    ``contact_added`` event: their workflow sends the message now, not at a timer
+    (``activities.delivery``, ``await_contact``). Under the lock the waiting message takes
+    too, so neither misses the other."""
+    if not contacts:
+        return
+    await messages.lock_contact(conn, list(contacts))
+    for customer, waits in sorted((await messages.awaiting(conn, list(contacts))).items()):
+        keys, message_id = contacts[customer]
+        if waits & keys:
+            await events.record(
+                conn,
+                customer,
+                CONTACT_ADDED,
+                {"traits": sorted(waits & keys)},
+                message_id=f"{CONTACT_ADDED}:{source}:{message_id}",  # once per identify
+            )
 
 
 def _check_profiles(

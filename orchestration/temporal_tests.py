@@ -43,14 +43,14 @@ from activities.actions import ActionActivities
 from engine.goals import arms_of
 from engine.identity import redact_traits
 from engine.journey_tests import Checker, Outcome, first_state, new_problems, outcome, step_event
-from engine.model import ActionCommand, CustomerState
+from engine.model import ActionCommand, CustomerState, Event
 from engine.rule_files import RuleFiles
 from engine.test_files import JourneyTestFile, Step
 from settings import Settings, StartupRefused
-from store import action_log, scratch
+from store import action_log, messages, scratch
 from store import customers as profiles
 from store.db import pool
-from workflows.io import CustomerPatch
+from workflows.io import CONTACT_ADDED, CustomerPatch
 
 from . import customers
 from ._settle import pending
@@ -197,14 +197,24 @@ class TemporalTests:
             await env.shutdown()
         return result
 
-    async def remember(self, customer_id: str, traits: dict[str, Any] | None) -> None:
+    async def remember(
+        self, customer_id: str, traits: dict[str, Any] | None, at: datetime | None = None
+    ) -> list[Event]:
         """Store ``traits`` (contact details included) in the customer's profile, as
-        ingestion does before it signals: messages find their address there."""
+        ingestion does before it signals: messages find their address there. Returns the
+        ``contact_added`` event ingestion sends with them when a message waits for one of
+        their addresses (``ingest.accept``), for the step's signal."""
         if not traits:
-            return
+            return []
         assert self._db is not None
         async with self._db.connection() as conn:
             await profiles.merge_traits(conn, [profiles.TraitsUpdate(customer_id, traits, None)])
+            waits = (await messages.awaiting(conn, [customer_id])).get(customer_id, set())
+        came = sorted(k for k in waits if traits.get(k))
+        if not came or at is None:
+            return []
+        wake_id = f"{CONTACT_ADDED}:{at.isoformat()}"
+        return [Event(name=CONTACT_ADDED, id=wake_id, timestamp=at, properties={"traits": came})]
 
     async def actions(self, customer_id: str) -> list[ActionCommand]:
         """The actions the activities recorded for ``customer_id``, oldest first."""
@@ -268,9 +278,11 @@ class _Play:
                 await self._settle(now)
                 event = step_event(self.file, self.index, s, now)
                 if event is not None or step.customer is not None:
+                    woken = []
                     if step.customer is not None:
-                        await self.tests.remember(self.customer_id, step.customer.traits)
-                    await self._send([event] if event else [], _patch(step))
+                        traits = step.customer.traits
+                        woken = await self.tests.remember(self.customer_id, traits, now)
+                    await self._send(([event] if event else []) + woken, _patch(step))
                     await self._settle(now)
             except Unsettled as exc:
                 self.result.failures.append(self.file.problem(self.checker.loc(s), str(exc)))

@@ -80,18 +80,55 @@ async def claim(conn: AsyncConnection[Any], message: NewMessage, *, now: datetim
 async def mark(conn: AsyncConnection[Any], key: str, status: Status, reason: str) -> None:
     """Set a message's status and why (suppressed, unknown)."""
     await conn.execute(
-        "UPDATE messages SET status = %s, reason = %s, updated_at = now()"
+        "UPDATE messages SET status = %s, reason = %s, awaits = NULL, updated_at = now()"
         " WHERE idempotency_key = %s",
         (status, reason, key),
     )
 
 
-async def defer(conn: AsyncConnection[Any], key: str, reason: str, until: datetime | None) -> None:
-    """Hold a message until ``until`` (quiet hours, a cap, a missing address)."""
+async def defer(
+    conn: AsyncConnection[Any],
+    key: str,
+    reason: str,
+    until: datetime | None,
+    *,
+    awaits: str | None = None,
+) -> None:
+    """Hold a message until ``until`` (quiet hours, a cap, a missing address); ``awaits``:
+    the trait (``email``) whose arrival should wake it sooner (:func:`awaiting`)."""
     await conn.execute(
         "UPDATE messages SET status = 'deferred', reason = %s, deferred_until = %s,"
-        " updated_at = now() WHERE idempotency_key = %s",
-        (reason, until, key),
+        " awaits = %s, updated_at = now() WHERE idempotency_key = %s",
+        (reason, until, awaits, key),
+    )
+
+
+async def awaiting(conn: AsyncConnection[Any], customer_ids: list[str]) -> dict[str, set[str]]:
+    """Of ``customer_ids``, those with a message waiting for a contact trait, and which
+    traits they wait for."""
+    cur = await conn.execute(
+        "SELECT customer_id, awaits FROM messages"
+        " WHERE customer_id = ANY(%s) AND awaits IS NOT NULL AND status = 'deferred'",
+        (customer_ids,),
+    )
+    found: dict[str, set[str]] = {}
+    for customer_id, trait in await cur.fetchall():
+        found.setdefault(customer_id, set()).add(trait)
+    return found
+
+
+_CONTACT_LOCK = 0x4A6F7543  # advisory lock class: a customer's contact details arriving
+
+
+async def lock_contact(conn: AsyncConnection[Any], customer_ids: list[str]) -> None:
+    """Serialise, per customer, a message starting to wait for an address with an
+    identify bringing one, until the caller's transaction ends: whichever comes second
+    sees what the first wrote (the wait sees the address, or the identify sees the wait),
+    so no wake-up is lost between them. In a fixed order: two callers never deadlock."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(%s, h) FROM"
+        " (SELECT DISTINCT hashtext(id) AS h FROM unnest(%s::text[]) AS id ORDER BY h) AS o",
+        (_CONTACT_LOCK, customer_ids),
     )
 
 
@@ -100,7 +137,7 @@ async def hand_over(conn: AsyncConnection[Any], key: str, *, for_seconds: float)
     handed over (``delivering_until``) until its outcome is written."""
     await conn.execute(
         "UPDATE messages SET status = 'sending', attempts = attempts + 1, reason = NULL,"
-        " deferred_until = NULL, updated_at = now(),"
+        " deferred_until = NULL, awaits = NULL, updated_at = now(),"
         " delivering_until = now() + make_interval(secs => %s)"
         " WHERE idempotency_key = %s",
         (for_seconds, key),
@@ -121,7 +158,7 @@ async def finish(
     await conn.execute(
         "UPDATE messages SET status = %s, reason = %s,"
         " provider_id = coalesce(%s, provider_id), subject = coalesce(%s, subject),"
-        " sent_at = %s, updated_at = now(), delivering_until = NULL"
+        " sent_at = %s, updated_at = now(), delivering_until = NULL, awaits = NULL"
         " WHERE idempotency_key = %s",
         (status, reason, provider_id, subject, sent_at, key),
     )

@@ -5,17 +5,23 @@ customer gives their email only after signing up (``await_contact``)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg.types.json import Jsonb
+from temporalio.api.enums.v1 import EventType
 
 from activities.delivery import Messenger, Outgoing
+from engine.identity import workflow_id
 from engine.policy import Delivery, Policy
 from messaging.render import Renderer
+from store import customers
 from tests.conftest import running_worker
 from tests.helpers import ROOT, publish_shipped
 from tests.standins import CaughtMail, RecordingSMTPServer
@@ -153,16 +159,44 @@ async def test_a_welcome_waits_for_the_email_of_a_later_identify_and_goes_out_on
             await shop.send("track", "c1", "Signed Up")  # no email known yet
             await _until(lambda: _welcome_is(db, "deferred"))
             await time_env.sleep(5 * 60)
+            # the identify wakes the workflow (a contact_added event): the welcome goes
+            # out with no time passing, not at a later check
             await shop.send("identify", "c1", traits={"email": "c1@example.com"})
-
-            async def sent() -> bool:
-                await time_env.sleep(30)
-                return await _welcome_is(db, "sent")
-
-            await _until(sent)
+            await _until(lambda: _welcome_is(db, "sent"))
             await time_env.sleep(20 * 60)  # past the wait: nothing more happens
+            history = await time_env.client.get_workflow_handle(workflow_id("c1")).fetch_history()
+            if os.environ.get("RECORD_HISTORIES"):  # replayed by test_customer_workflow
+                (ROOT / "tests/histories/welcome_woken_by_contact_added_v5.json").write_text(
+                    history.to_json()
+                )
     assert [m.rcpt_tos for m in smtp.mail] == [["c1@example.com"]]
     assert [s for s, _ in await _welcome(db)] == ["sent"]
+    assert _local_activities(history).count("send_message") == 2  # deferred, then sent
+
+
+async def test_an_identify_without_the_awaited_address_or_for_another_customer_wakes_nothing(
+    time_env, db, db_url, task_queue
+):
+    await publish_shipped(db_url)
+    with RecordingSMTPServer() as smtp:
+        settings = settings_for(smtp, db_url)
+        async with running_worker(
+            time_env.client, db, task_queue, settings=settings, policy=Policy(await_contact=900)
+        ):
+            shop = Shop(time_env, db, db_url, task_queue)
+            await shop.send("track", "c3", "Signed Up")
+            await _until(lambda: _welcome_is(db, "deferred"))
+            await shop.send("identify", "c3", traits={"name": "Ann", "phone": "+4930123"})
+            await shop.send("identify", "c4", traits={"email": "c4@example.com"})
+            added = await rows(db, "SELECT count(*) FROM events WHERE name = 'contact_added'")
+            await shop.send("identify", "c3", traits={"email": "c3@example.com"})
+            again = await rows(
+                db, "SELECT customer_id, properties FROM events WHERE name = 'contact_added'"
+            )
+            await _until(lambda: _welcome_is(db, "sent"))
+    assert added == [(0,)]  # no email for c3, and c4 waits for nothing
+    assert again == [("c3", {"traits": ["email"]})]
+    assert [m.rcpt_tos for m in smtp.mail] == [["c3@example.com"]]
 
 
 async def test_a_welcome_without_an_email_is_suppressed_after_the_wait_with_its_reason(
@@ -186,11 +220,65 @@ async def test_a_welcome_without_an_email_is_suppressed_after_the_wait_with_its_
                 return await _welcome_is(db, "suppressed")
 
             await _until(suppressed)
+            history = await time_env.client.get_workflow_handle(workflow_id("c2")).fetch_history()
     assert smtp.mail == []
     assert await _welcome(db) == [
         ("suppressed", "the customer's profile has no email (waited 15m for it)")
+    ]
+    # one timer for the whole wait: the first try and the one at its end, nothing between
+    assert _local_activities(history).count("send_message") == 2
+
+
+def _local_activities(history: Any) -> list[str]:
+    """The activity type of each local activity marker in ``history``, in order."""
+    return [
+        json.loads(e.marker_recorded_event_attributes.details["data"].payloads[0].data)[
+            "activity_type"
+        ]
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
     ]
 
 
 async def _welcome_is(db: Any, status: str) -> bool:
     return [s for s, _ in await _welcome(db)] == [status]
+
+
+async def test_an_address_committed_while_the_message_starts_waiting_is_tried_at_once(
+    db, db_url, monkeypatch
+):
+    """The identify commits between the attempt's first read of the traits and its wait:
+    under the contact lock the attempt reads them again and tries at once, so the
+    identify's wake-up (which found no waiting message yet) is not needed."""
+    await _customer(db)  # the email is there, but the first read does not see it
+    real, reads = customers.traits, []
+
+    async def first_read_misses(conn: Any, customer_id: str) -> dict[str, Any]:
+        reads.append(customer_id)
+        return {} if len(reads) == 1 else await real(conn, customer_id)
+
+    monkeypatch.setattr(customers, "traits", first_read_misses)
+    with RecordingSMTPServer() as smtp:
+        messenger = Messenger(
+            db, settings_for(smtp, db_url), Renderer(ROOT / "templates"), Policy(await_contact=900)
+        )
+        now = datetime.now(UTC)
+        sent = await messenger.send(WELCOME, BASE, now)
+    assert (sent.status, sent.retry_at, sent.wake_on) == ("deferred", now, None)
+    assert await rows(db, "SELECT awaits FROM messages") == [(None,)]
+
+
+async def test_the_contact_lock_is_per_customer_and_held_to_the_end_of_the_transaction(db):
+    from store import messages
+
+    async with db.connection() as holder, holder.transaction():
+        await messages.lock_contact(holder, ["c1", "c2"])
+        async with db.connection() as other:
+            await other.execute("SET lock_timeout = '50ms'")
+            with pytest.raises(psycopg.errors.LockNotAvailable):
+                async with other.transaction():
+                    await messages.lock_contact(other, ["c3", "c1"])
+            async with other.transaction():
+                await messages.lock_contact(other, ["c3"])  # another customer: not held up
+            await other.execute("RESET lock_timeout")

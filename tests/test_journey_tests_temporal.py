@@ -179,3 +179,37 @@ async def test_messages_are_rendered_and_handed_to_smtp_which_keeps_them(
         assert tests.mail.caught == 1
     ((_, seen),) = result.observed
     assert [a.summary for a in seen.actions] == ["send (done)"]
+
+
+LATER = """
+journey: lifecycle
+tests:
+  - name: a sign-up without an address is welcomed when a later identify brings one
+    customer: {id: c-later}
+    steps:
+      - event: signed_up
+        expect: {state: new}
+      - at: 5m
+        customer: {traits: {email: later@example.com}}
+        expect: {state: new}
+"""
+
+
+async def test_an_identify_with_the_address_wakes_the_waiting_welcome_as_ingestion_does(
+    pg_server: str, tmp_path: Path
+) -> None:
+    """The shipped policy waits 15m for an address (await_contact); the step that brings
+    one at 5m sends the welcome then, as the contact_added event ingestion adds does."""
+    rules = load_rule_files(ROOT / "rules", ROOT / "templates")
+    path = tmp_path / "later.yaml"
+    path.write_text(LATER)
+    test_file = load_test_file(path, "later.yaml", Catalog.of(rules.journeys))
+    settings = Settings.model_validate(
+        {"DATABASE_URL": pg_server, "JOURNEYS_TEMPLATES": str(ROOT / "templates")}
+    )
+    async with TemporalTests(rules, settings) as tests:
+        (result,) = [o async for o in tests.run_file(test_file)]
+        assert result.ok, [str(f) for f in result.failures]
+        assert tests.mail.caught == 1  # the run ended at 5m: ten minutes before the wait's end
+    (_, waiting), _ = result.observed
+    assert [a.summary for a in waiting.actions] == ["send (deferred)"]

@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_e
 
 from engine import CustomerState, machine
 from engine.actions import ACTIONS
+from engine.model import Event
 from workflows.io import ActionInput, ActionResult, DeferredAction
 
 # histories recorded before this ran every action as a regular activity
@@ -106,7 +107,23 @@ def deferral(
         reason=result.reason,
         enrollment=run.enrollment if run else 0,
         visit=run.visit if run else 0,
+        wake_on=result.wake_on,
     )
+
+
+def take_due(
+    deferred: list[DeferredAction], now: datetime, woken: list[DeferredAction] | None = None
+) -> tuple[list[DeferredAction], list[DeferredAction]]:
+    """``(due, kept)``: the deferred messages whose time has come (or just ``woken``)."""
+    if woken is None:
+        return [d for d in deferred if d.due <= now], [d for d in deferred if d.due > now]
+    return woken, [d for d in deferred if all(d is not w for w in woken)]
+
+
+def woken_by(deferred: list[DeferredAction], events: list[Event]) -> list[DeferredAction]:
+    """The deferred messages one of ``events`` makes due at once (``wake_on``)."""
+    names = {e.name for e in events}
+    return [d for d in deferred if d.wake_on is not None and d.wake_on in names]
 
 
 def next_due(state: CustomerState, deferred: list[DeferredAction]) -> datetime | None:

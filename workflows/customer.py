@@ -233,13 +233,11 @@ class CustomerWorkflow:
                 workflow.sleep(delay, summary=f"next timer {due:%Y-%m-%d %H:%M}")
             )
 
-    async def _run_deferred(self) -> None:
-        """Messages the policy held back whose time has come: asked again, same key."""
+    async def _run_deferred(self, woken: list[DeferredAction] | None = None) -> None:
+        """Messages the policy held back whose time has come (or ``woken`` by an event
+        they wait for): asked again, same key."""
         now = workflow.now()
-        due = [d for d in self._deferred if d.due <= now]
-        if not due:
-            return
-        self._deferred = [d for d in self._deferred if d.due > now]
+        due, self._deferred = _actions.take_due(self._deferred, now, woken)
         for item in due:
             update: dict[str, Any] = {"now": now}
             if is_stale(self._state, item):
@@ -316,6 +314,9 @@ class CustomerWorkflow:
             await self._carry_out(
                 machine.handle_event(self._catalog, self._state, event, workflow.now())
             )
+        woken = _actions.woken_by(self._deferred, signal.events)
+        if woken:  # the address a message waits for came (CONTACT_ADDED): not at its timer
+            await self._run_deferred(woken)
 
     def _patch_customer(self, signal: EventsSignal) -> None:
         patch = signal.customer

@@ -19,6 +19,9 @@ QUERY_STATE = "state"
 UPDATE_MOVE = "move"
 SIGNAL_MERGE = "merge"
 SIGNAL_ABSORBED = "absorbed"
+# the event ingest sends when an identify brings a contact trait a deferred message waits
+# for (await_contact): it makes that message due at once
+CONTACT_ADDED = "contact_added"
 
 
 class CustomerPatch(BaseModel):
@@ -86,6 +89,8 @@ class ActionResult(BaseModel):
     detail: dict[str, Any] = Field(default_factory=dict)
     reason: str = ""
     retry_at: datetime | None = None
+    # deferred: an event name that makes it due at once (CONTACT_ADDED), else only retry_at
+    wake_on: str | None = None
 
 
 class DeferredAction(BaseModel):
@@ -96,6 +101,7 @@ class DeferredAction(BaseModel):
     reason: str = ""
     enrollment: int = 0  # the run it belongs to: dropped if the journey moved on meanwhile
     visit: int = 0
+    wake_on: str | None = None  # an event that makes it due at once (ActionResult.wake_on)
 
 
 # Behaviours a run started at this version has from its first task. 4: actions local

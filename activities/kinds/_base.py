@@ -179,7 +179,11 @@ class ActionBase:
 def _result(sent: Sent) -> ActionResult:
     detail = {"provider_id": sent.provider_id} if sent.provider_id else {}
     return ActionResult(
-        status=sent.status, reason=sent.reason, retry_at=sent.retry_at, detail=detail
+        status=sent.status,
+        reason=sent.reason,
+        retry_at=sent.retry_at,
+        detail=detail,
+        wake_on=sent.wake_on,
     )
 
 
