@@ -94,8 +94,11 @@ class Messenger:
         except KeyError as exc:  # a channel removed since the journey was published
             raise config_error(f"{out.template}: {exc.args[0]}") from None
         mode = self.policy.delivery.mode(out.template, out.channel)
+        window = self.policy.longest_window()  # the caps count marketing messages since
+        since = now - timedelta(seconds=window) if out.marketing and window else None
         async with self.pool.connection() as conn, conn.transaction():
-            row = await messages.claim(conn, _new_message(out), now=now)
+            # the row, locked, and what the policy reads of the customer: one round trip
+            row = await messages.claim(conn, _new_message(out), now=now, since=since)
             if row.status == "sent":
                 return Sent("already_done", provider_id=row.provider_id)
             if row.status in ("suppressed", "failed", "unknown"):
@@ -114,8 +117,8 @@ class Messenger:
             if drop is not None:
                 await self._mark(conn, out.key, "suppressed", drop)
                 return Sent("skipped", reason=drop)
-            traits = await customers.traits(conn, out.customer_id)
-            verdict = await self._decide(conn, out, traits, now)
+            traits = row.traits
+            verdict = await self._decide(conn, out, row, now)
             if verdict is not None:
                 return verdict
             if kind.contact is None and not out.url:
@@ -243,22 +246,19 @@ class Messenger:
         return Sent("skipped", reason=why)
 
     async def _decide(
-        self, conn: AsyncConnection[Any], out: Outgoing, traits: dict[str, Any], now: datetime
+        self, conn: AsyncConnection[Any], out: Outgoing, row: messages.Claimed, now: datetime
     ) -> Sent | None:
         if out.to is not None:  # staff notifications: the customer's policy is not theirs
             return None
+        traits = row.traits
         opted_out = out.marketing and (
-            await consent.opted_out(conn, out.customer_id, out.channel)
+            row.opted_out
             or any(
                 _truthy(traits.get(t))
                 for t in self.policy.consent.opt_out_traits.get(out.channel, [])
             )
         )
-        window = self.policy.longest_window()
-        recent: list[tuple[datetime, Any]] = []
-        if out.marketing and window:
-            since = now - timedelta(seconds=window)
-            recent = await messages.sent_marketing(conn, out.customer_id, since=since)
+        recent: list[tuple[datetime, Any]] = list(row.recent())
         quiet = self.policy.quiet_hours
         zone = traits.get(quiet.time_zone_trait) if quiet else None
         decision = decide(

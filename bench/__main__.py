@@ -1,7 +1,8 @@
 """``make bench``: run the benchmarks and print their tables.
 
     python -m bench          the quick ones, then ingestion end to end (its own stack, ~15 min)
-    python -m bench quick    the quick ones only (CEL, the interpreter, the forecast at 1M)
+    python -m bench quick    the quick ones only (CEL, the interpreter, the forecast at 1M,
+                             one message's PostgreSQL round trips)
     python -m bench all      everything, adding the segment refresh at 1M / 10M (~4 min),
                              the chaos run (~3-5 min) and 1/2/4 dispatchers (~6 min)
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import cel_bench, engine_bench, forecast_bench
+from bench import cel_bench, engine_bench, forecast_bench, message_bench
 
 mode = sys.argv[1] if len(sys.argv) > 1 else "default"
 if mode not in ("default", "quick", "all"):
@@ -21,6 +22,7 @@ benches = [
     ("CEL implementations", cel_bench),
     ("interpreter", engine_bench),
     ("forecast", forecast_bench),
+    ("one message through the messaging policy", message_bench),
 ]
 if mode != "quick":
     from bench import ingest_bench

@@ -64,13 +64,17 @@ async def set_opt_out(
         )
 
 
+# whether %(customer)s opted out of %(channel)s or of everything: a query of its own, or a
+# subquery of the one statement that claims a message (store.messages.claim)
+OPTED_OUT = (
+    "SELECT coalesce(bool_or(opted_out), false) FROM consent"
+    " WHERE customer_id = %(customer)s AND channel IN (%(channel)s, 'all')"
+)
+
+
 async def opted_out(conn: AsyncConnection[Any], customer_id: str, channel: str) -> bool:
     """True if the customer opted out of ``channel`` or of everything."""
-    cur = await conn.execute(
-        "SELECT coalesce(bool_or(opted_out), false) FROM consent"
-        " WHERE customer_id = %s AND channel IN (%s, 'all')",
-        (customer_id, _channel(channel)),
-    )
+    cur = await conn.execute(OPTED_OUT, {"customer": customer_id, "channel": _channel(channel)})
     row = await cur.fetchone()
     return bool(row and row[0])
 

@@ -154,10 +154,18 @@ async def profile(conn: AsyncConnection[Any], customer_id: str) -> Profile | Non
     return await cur.fetchone()
 
 
+# the traits of %(customer)s, {} without a profile: a query of its own, or a subquery of the
+# one statement that claims a message (store.messages.claim)
+TRAITS = (
+    "SELECT coalesce((SELECT traits FROM customers WHERE customer_id = %(customer)s), '{}'::jsonb)"
+)
+
+
 async def traits(conn: AsyncConnection[Any], customer_id: str) -> dict[str, Any]:
     """The customer's traits; ``{}`` for a customer without a profile."""
-    found = await profile(conn, customer_id)
-    return dict(found.traits) if found is not None and found.traits else {}
+    cur = await conn.execute(TRAITS, {"customer": customer_id})
+    row = await cur.fetchone()
+    return dict(row[0]) if row and row[0] else {}
 
 
 _METRICS = (

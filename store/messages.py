@@ -15,6 +15,9 @@ from typing import Any, Literal
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
+from .consent import OPTED_OUT
+from .customers import TRAITS
+
 Status = Literal["deferred", "sending", "sent", "failed", "unknown", "suppressed"]
 
 
@@ -33,7 +36,8 @@ class NewMessage:
 
 @dataclass(frozen=True)
 class Claimed:
-    """A message's row, locked for this attempt."""
+    """A message's row, locked for this attempt, and what the messaging policy reads of
+    its customer, all from one statement."""
 
     status: str
     reason: str | None
@@ -41,35 +45,65 @@ class Claimed:
     in_flight: bool  # an earlier attempt may still be delivering it
     handed_over: bool  # some attempt handed it to the provider without writing its outcome
     first_attempt: datetime
+    traits: dict[str, Any]  # the customer's profile ({} without one)
+    opted_out: bool  # of the message's channel or of all (marketing messages only)
+    recent_at: list[datetime]  # marketing messages sent since ``since`` (the caps)
+    recent_channels: list[str]
+
+    def recent(self) -> list[tuple[datetime, str]]:
+        """The marketing messages sent since ``since``: when, and by which channel."""
+        return list(zip(self.recent_at, self.recent_channels, strict=True))
 
 
-async def claim(conn: AsyncConnection[Any], message: NewMessage, *, now: datetime) -> Claimed:
+# the customer's marketing messages sent since %(since)s (for the frequency caps)
+_RECENT = (
+    "SELECT sent_at, channel FROM messages WHERE customer_id = %(customer)s AND marketing"
+    " AND status = 'sent' AND sent_at > %(since)s"
+)
+
+
+async def claim(
+    conn: AsyncConnection[Any],
+    message: NewMessage,
+    *,
+    now: datetime,
+    since: datetime | None = None,
+) -> Claimed:
     """Create the message's row (status ``sending``, first attempt ``now``) unless it
-    exists, and lock it until the caller's transaction ends."""
-    await conn.execute(
-        "INSERT INTO messages (idempotency_key, customer_id, journey, state, template,"
-        " channel, marketing, status, first_attempt_at)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s, 'sending', %s)"
-        " ON CONFLICT (idempotency_key) DO NOTHING",
-        (
-            message.key,
-            message.customer_id,
-            message.journey,
-            message.state,
-            message.template,
-            message.channel,
-            message.marketing,
-            now,
-        ),
-    )
+    exists, and lock it until the caller's transaction ends; read with it, in the same
+    round trip, the customer's traits and, for a marketing message, their consent and
+    (``since`` given) the marketing messages sent since then."""
     cur = conn.cursor(row_factory=class_row(Claimed))
     await cur.execute(
-        "SELECT status, reason, provider_id,"
+        "WITH claimed AS ("
+        " INSERT INTO messages (idempotency_key, customer_id, journey, state, template,"
+        " channel, marketing, status, first_attempt_at)"
+        " VALUES (%(key)s, %(customer)s, %(journey)s, %(state)s, %(template)s, %(channel)s,"
+        " %(marketing)s, 'sending', %(now)s)"
+        # an existing row is locked as it is (DO UPDATE waits for an attempt holding it)
+        " ON CONFLICT (idempotency_key) DO UPDATE SET updated_at = messages.updated_at"
+        " RETURNING status, reason, provider_id,"
         " coalesce(delivering_until > now(), false) AS in_flight,"
         " delivering_until IS NOT NULL AS handed_over,"
-        " coalesce(first_attempt_at, created_at) AS first_attempt"
-        " FROM messages WHERE idempotency_key = %s FOR UPDATE",
-        (message.key,),
+        " coalesce(first_attempt_at, created_at) AS first_attempt)"
+        f" SELECT claimed.*, ({TRAITS}) AS traits,"
+        f" %(marketing)s AND ({OPTED_OUT}) AS opted_out,"
+        " coalesce(recent.at, '{}') AS recent_at, coalesce(recent.by, '{}') AS recent_channels"
+        " FROM claimed, LATERAL (SELECT array_agg(r.sent_at ORDER BY r.sent_at) AS at,"
+        " array_agg(r.channel ORDER BY r.sent_at) AS by"
+        f" FROM ({_RECENT}) r WHERE %(marketing)s AND %(since)s::timestamptz IS NOT NULL)"
+        " AS recent",
+        {
+            "key": message.key,
+            "customer": message.customer_id,
+            "journey": message.journey,
+            "state": message.state,
+            "template": message.template,
+            "channel": message.channel,
+            "marketing": message.marketing,
+            "now": now,
+            "since": since,
+        },
     )
     row = await cur.fetchone()
     if row is None:  # inserted or found above, and messages are never deleted
@@ -162,16 +196,3 @@ async def finish(
         " WHERE idempotency_key = %s",
         (status, reason, provider_id, subject, sent_at, key),
     )
-
-
-async def sent_marketing(
-    conn: AsyncConnection[Any], customer_id: str, *, since: datetime
-) -> list[tuple[datetime, str]]:
-    """When and by which channel the customer was sent marketing messages since ``since``
-    (for the frequency caps)."""
-    cur = await conn.execute(
-        "SELECT sent_at, channel FROM messages WHERE customer_id = %s AND marketing"
-        " AND status = 'sent' AND sent_at > %s",
-        (customer_id, since),
-    )
-    return [(r[0], r[1]) for r in await cur.fetchall()]

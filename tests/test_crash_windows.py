@@ -5,6 +5,7 @@ customer gives their email only after signing up (``await_contact``)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from activities.delivery import Messenger, Outgoing
 from engine.identity import workflow_id
 from engine.policy import Delivery, Policy
 from messaging.render import Renderer
-from store import customers
+from store import messages
 from tests.conftest import running_worker
 from tests.helpers import ROOT, publish_shipped
 from tests.standins import CaughtMail, RecordingSMTPServer
@@ -251,14 +252,13 @@ async def test_an_address_committed_while_the_message_starts_waiting_is_tried_at
     """The identify commits between the attempt's first read of the traits and its wait:
     under the contact lock the attempt reads them again and tries at once, so the
     identify's wake-up (which found no waiting message yet) is not needed."""
-    await _customer(db)  # the email is there, but the first read does not see it
-    real, reads = customers.traits, []
+    await _customer(db)  # the email is there, but the claim's read does not see it
+    real = messages.claim
 
-    async def first_read_misses(conn: Any, customer_id: str) -> dict[str, Any]:
-        reads.append(customer_id)
-        return {} if len(reads) == 1 else await real(conn, customer_id)
+    async def read_before_the_identify(conn: Any, *args: Any, **kwargs: Any) -> Any:
+        return dataclasses.replace(await real(conn, *args, **kwargs), traits={})
 
-    monkeypatch.setattr(customers, "traits", first_read_misses)
+    monkeypatch.setattr(messages, "claim", read_before_the_identify)
     with RecordingSMTPServer() as smtp:
         messenger = Messenger(
             db, settings_for(smtp, db_url), Renderer(ROOT / "templates"), Policy(await_contact=900)
@@ -270,8 +270,6 @@ async def test_an_address_committed_while_the_message_starts_waiting_is_tried_at
 
 
 async def test_the_contact_lock_is_per_customer_and_held_to_the_end_of_the_transaction(db):
-    from store import messages
-
     async with db.connection() as holder, holder.transaction():
         await messages.lock_contact(holder, ["c1", "c2"])
         async with db.connection() as other:

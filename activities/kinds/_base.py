@@ -108,7 +108,7 @@ class ActionBase:
         """The template context every action shares."""
         cmd = data.command
         async with self.pool.connection() as conn:
-            manager = await managers.manager_of(conn, data.customer_id)
+            manager = await managers.manager_contact(conn, data.customer_id)
         event = cmd.event
         return action_context(
             customer_id=data.customer_id,
@@ -119,7 +119,7 @@ class ActionBase:
             state=cmd.state,
             ctx=data.context,
             event=event.model_dump(mode="json") if event else None,
-            manager={"name": manager.name, "email": manager.email} if manager else None,
+            manager={"name": manager[0], "email": manager[1]} if manager else None,
         )
 
     async def log(self, data: ActionInput, result: ActionResult) -> ActionResult:
