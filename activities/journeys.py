@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 from temporalio import activity
 
-from engine import Catalog, Journey
+from engine import Catalog
 from engine.policy import Policy
 from store import catalog as catalog_store
 from store import read_model, transitions
@@ -20,27 +19,17 @@ class JourneyActivities:
         self.pool = pool
         # calendar timers find the customer's time zone as the messaging policy does
         self._zones = (policy or Policy()).time_zones()
-        self._definitions: dict[str, Journey] = {}
-        self._head: tuple[int, dict[str, int], dict[str, int]] = (0, {}, {})
-        self._head_at = float("-inf")
+        self._loader = catalog_store.Loader()
 
     @activity.defn(name="load_catalog")
     async def load_catalog(self, data: LoadCatalogInput) -> Catalog:
         """The current catalog plus the older versions the customer's runs are on. Versions
         never change once published, so the result is safe to record in history, and the
-        parsed definitions are cached here; the current head is re-read every second."""
-        now = time.monotonic()
+        parsed definitions are cached; the current head is re-read every second."""
         async with self.pool.connection() as conn:
-            if now - self._head_at > 1.0 or self._head[0] < data.min_seq:
-                self._head = await catalog_store.head(conn)
-                self._head_at = now
-            seq, latest, floor = self._head
-            wanted = {Catalog.key(n, v) for n, v in latest.items()} | set(data.versions)
-            missing = sorted(wanted - set(self._definitions))
-            if missing:
-                self._definitions.update(await catalog_store.definitions(conn, missing))
-        versions = {k: self._definitions[k] for k in wanted if k in self._definitions}
-        return Catalog(seq=seq, latest=latest, floor=floor, versions=versions, **self._zones)
+            return await self._loader.load(
+                conn, versions=data.versions, min_seq=data.min_seq, zones=self._zones
+            )
 
     @activity.defn(name="record_transitions")
     async def record_transitions(self, data: RecordTransitionsInput) -> int:

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
 from engine.errors import InputError, RefusedError, RulesError
-from ingest.dispatcher import Dispatcher
+from ingest.dispatcher import Dispatcher, policy_zones
 from settings import Settings, get_settings
 
 from . import (
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None, *, temporal: Client | None = No
                 task_queue=settings.task_queue,
                 on_delivered=state.delivered,
                 ids=state.ids,
+                time_zones=policy_zones(settings.rules_dir),
             )
             task = asyncio.create_task(state.dispatcher.run(stop))
         try:

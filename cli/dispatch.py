@@ -81,7 +81,7 @@ class _Report:
 
 
 async def _dispatch(concurrency: int, batch_size: int) -> int:
-    from ingest.dispatcher import Dispatcher
+    from ingest.dispatcher import Dispatcher, policy_zones
     from orchestration.customers import CustomerIds
     from orchestration.logs import configure
     from store.db import pool as make_pool
@@ -114,6 +114,7 @@ async def _dispatch(concurrency: int, batch_size: int) -> int:
         concurrency=concurrency,
         on_delivered=report.add,
         ids=CustomerIds(settings.id_secret),
+        time_zones=policy_zones(settings.rules_dir),
     )
     print(
         f"dispatching the outbox to task queue {settings.task_queue!r} "

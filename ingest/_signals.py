@@ -10,16 +10,22 @@ travel even alone is a dead letter (``store.dead_letters``), never a retry forev
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pydantic
 import pydantic_core
 from temporalio.converter import DataConverter
 
 from engine.errors import InputError
+from engine.identity import redact_traits
 from engine.model import Event
+from engine.policy import load_policy
+from store.customers import Standing
 from workflows.io import CustomerPatch, EventsSignal
 
+log = logging.getLogger(__name__)
 SIGNAL_BUDGET = 512 * 1024  # bytes of one signal's payload; Temporal's limit is 2 MB
 _PATCH_SHARE = 4  # the customer's traits may take at most a quarter of the budget
 
@@ -115,3 +121,30 @@ async def _fit_patch(
             pass
         patch = patch.model_copy(update={"traits": None})
     return patch, await check(converter, EventsSignal(catalog_seq=catalog_seq, customer=patch))
+
+
+def patch_of(s: Standing) -> CustomerPatch | None:
+    """What the journeys may know of the customer now: traits (without contact
+    details) and the latest tier, segment, RFM scores and forecast."""
+    if s.traits is None and s.segment is None:
+        return None
+    patch = CustomerPatch(traits=redact_traits(s.traits) if s.traits is not None else None)
+    if s.segment is not None:
+        patch.segment, patch.tier = s.segment, s.tier
+        patch.rfm = {"r": s.r or 0, "f": s.f or 0, "m": s.m or 0}
+        patch.ltv = float(s.ltv or 0)
+        patch.first_order = s.first_order_at
+        patch.p_alive, patch.churn_risk = s.p_alive, s.churn_risk
+        patch.predicted_clv = s.predicted_clv_365d
+    return patch
+
+
+def policy_zones(rules_dir: Path) -> dict[str, str] | None:
+    """Where calendar timers find a customer's time zone, from ``rules_dir``'s policy
+    (``Dispatcher(time_zones=)``); None, with a warning, when it cannot be read: new
+    customers then load their first catalog themselves, as before."""
+    try:
+        return load_policy(rules_dir).time_zones()
+    except Exception as exc:  # a policy error is reported by the worker, which needs it
+        log.warning("no catalog travels with new customers' starts (%s)", exc)
+        return None

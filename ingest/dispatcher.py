@@ -45,7 +45,8 @@ from psycopg_pool import AsyncConnectionPool
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from engine.identity import redact_properties, redact_traits
+from engine.catalog import Catalog
+from engine.identity import redact_properties
 from engine.model import Event
 from orchestration import customers
 from store import catalog as catalog_store
@@ -55,7 +56,9 @@ from workflows.io import CustomerPatch, EventsSignal
 
 from . import _merges, _signals
 from ._ownership import Ownership
-from ._signals import Item
+from ._signals import Item, policy_zones
+
+__all__ = ["Delivery", "Dispatcher", "policy_zones"]
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +91,13 @@ class Dispatcher:
         min_backoff: float = 1.0,
         max_backoff: float = 30.0,
         ids: customers.CustomerIds | None = None,
+        time_zones: dict[str, str] | None = None,
     ) -> None:
         self.pool = pool
+        # given (the policy's, Policy.time_zones): a customer without a workflow yet gets
+        # the catalog with the start, and their first task no load_catalog local activity
+        self.time_zones = time_zones
+        self._catalogs = catalog_store.Loader()
         self.conninfo = conninfo
         self.client = client
         self.task_queue = task_queue
@@ -145,7 +153,7 @@ class Dispatcher:
             backoff = 0.5
             more_merges = done.merges >= _merges.PER_ROUND
             if done.customers < self.batch_size and not done.capped and not more_merges:
-                await _notified(session, 1.0)
+                await outbox.notified(session, 1.0)
 
     async def _catalog_seq(self) -> int:
         seq, at = self._seq
@@ -196,7 +204,14 @@ class Dispatcher:
             ids = sorted({r.customer_id for r in rows})
             # what the journeys may know of each customer now: traits (without contact
             # details) and the latest tier, segment and RFM scores
-            patches = {s.customer_id: _patch(s) for s in await customer_store.standings(conn, ids)}
+            standings = await customer_store.standings(conn, ids)
+            patches = {s.customer_id: _signals.patch_of(s) for s in standings}
+            seq = await self._catalog_seq()
+            catalog = None
+            if self.time_zones is not None and not all(s.seen for s in standings):
+                catalog = await self._catalogs.load(conn, min_seq=seq, zones=self.time_zones)
+                seq = max(seq, catalog.seq)
+        new = {s.customer_id for s in standings if not s.seen}  # no workflow has written yet
         grouped: OrderedDict[str, list[Item]] = OrderedDict()
         for r in rows:
             # contact details and free text stay in PostgreSQL (engine.identity)
@@ -205,7 +220,6 @@ class Dispatcher:
                 name=r.name, id=f"event-{r.event_id}", timestamp=r.event_time, properties=props
             )
             grouped.setdefault(r.customer_id, []).append((r.event_id, event))
-        seq = await self._catalog_seq()
         client = await self.client()
         gate = asyncio.Semaphore(self.concurrency)
         rpc: list[float] = []
@@ -213,8 +227,9 @@ class Dispatcher:
 
         async def send(customer_id: str, items: list[Item]) -> None:
             async with gate:
+                given = catalog if customer_id in new else None
                 outcomes[customer_id] = await self._deliver(
-                    client, customer_id, items, patches.get(customer_id), seq, rpc
+                    client, customer_id, items, patches.get(customer_id), seq, rpc, given
                 )
 
         await asyncio.gather(*(send(c, items) for c, items in grouped.items()))
@@ -265,10 +280,12 @@ class Dispatcher:
         patch: CustomerPatch | None,
         seq: int,
         rpc: list[float],
+        catalog: Catalog | None = None,
     ) -> _Outcome:
-        """Send one customer's signals in order. A signal refused for good is halved until
-        the event at fault is alone, and that event is a dead letter; any other failure
-        stops this customer here (its later events wait, keeping their order)."""
+        """Send one customer's signals in order (``catalog``: with the first, for a
+        workflow it may start). A signal refused for good is halved until the event at
+        fault is alone, and that event is a dead letter; any other failure stops this
+        customer here (its later events wait, keeping their order)."""
         out = _Outcome()
         converter = client.data_converter
         try:
@@ -300,6 +317,7 @@ class Dispatcher:
                     catalog_seq=seq,
                     customer=plan.patch,
                     ids=self.ids,
+                    catalog=None if out.delivered else catalog,
                 )
                 rpc.append(time.monotonic() - t0)
             except Exception as exc:
@@ -367,32 +385,6 @@ def _for_good(exc: BaseException) -> bool:
     if isinstance(exc, _signals.Unsendable):
         return True
     return isinstance(exc, RPCError) and exc.status == RPCStatusCode.INVALID_ARGUMENT
-
-
-def _patch(s: customer_store.Standing) -> CustomerPatch | None:
-    if s.traits is None and s.segment is None:
-        return None
-    patch = CustomerPatch(traits=redact_traits(s.traits) if s.traits is not None else None)
-    if s.segment is not None:
-        patch.segment, patch.tier = s.segment, s.tier
-        patch.rfm = {"r": s.r or 0, "f": s.f or 0, "m": s.m or 0}
-        patch.ltv = float(s.ltv or 0)
-        patch.first_order = s.first_order_at
-        patch.p_alive, patch.churn_risk = s.p_alive, s.churn_risk
-        patch.predicted_clv = s.predicted_clv_365d
-    return patch
-
-
-async def _notified(conn: psycopg.AsyncConnection[Any], seconds: float) -> None:
-    """Wait for a notification on ``conn``, up to ``seconds``. The generator holds the
-    connection's lock while it is open, so it is closed before ``conn`` runs a query (the
-    partition locks are taken on it); what arrives meanwhile waits in psycopg's backlog."""
-    notifies = conn.notifies(timeout=seconds, stop_after=1)
-    try:
-        async for _ in notifies:
-            break
-    finally:
-        await notifies.aclose()
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

@@ -19,7 +19,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from temporalio.service import RPCError, RPCStatusCode
 
-from engine import CustomerState
+from engine import Catalog, CustomerState
 from engine.identity import customer_key, is_hashed, workflow_id
 from engine.model import Event
 from workflows.customer import CUSTOMER_ID, CustomerWorkflow
@@ -113,17 +113,19 @@ async def send_events(
     code_version: int = CODE_VERSION,
     ids: CustomerIds | None = None,
     state: CustomerState | None = None,
+    catalog: Catalog | None = None,
 ) -> Handle:
     """Signal-with-start: the customer's first event creates their workflow (at
     ``code_version``: today's unless a test records an older run's history). A new
-    workflow starts from ``state`` if given (a journey test's customer, tags included);
-    one already running ignores it."""
+    workflow starts from ``state`` and with ``catalog`` (at ``catalog_seq``) if given (a
+    journey test's customer, tags included); one already running ignores both."""
     return await _signal_with_start(
         client,
         CustomerInput(
             customer_id=customer_id,
             state=state,
             catalog_seq=catalog_seq,
+            catalog=catalog,
             search_attributes=search_attributes,
             max_steps_per_run=max_steps_per_run,
             action_timeout_seconds=action_timeout_seconds,

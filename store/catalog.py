@@ -7,6 +7,8 @@ were enrolled with until ``journeys upgrade`` raises the journey's floor."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -187,3 +189,37 @@ async def raise_floor(conn: AsyncConnection[Any], journey: str) -> Raised:
             f"upgrade {journey} to v{newest.version}",
         )
         return Raised(new_seq, newest.version)
+
+
+class Loader:
+    """Catalogs as a process loads them again and again: the parsed definitions cached
+    (a published version never changes), the head re-read at most once a second or when
+    a newer seq is asked for. Used by the ``load_catalog`` activity and by the dispatcher,
+    which sends a new customer's first catalog with the start (``CustomerInput.catalog``)."""
+
+    def __init__(self) -> None:
+        self._definitions: dict[str, Journey] = {}
+        self._head = Head(0, {}, {})
+        self._head_at = float("-inf")
+
+    async def load(
+        self,
+        conn: AsyncConnection[Any],
+        *,
+        versions: Iterable[str] = (),
+        min_seq: int = 0,
+        zones: dict[str, str] | None = None,
+    ) -> Catalog:
+        """The current catalog plus ``versions`` (``name@version``); ``zones``: where its
+        calendar timers find the customer's time zone (``Policy.time_zones``)."""
+        now = time.monotonic()
+        if now - self._head_at > 1.0 or self._head.seq < min_seq:
+            self._head = await head(conn)
+            self._head_at = now
+        seq, latest, floor = self._head
+        wanted = {Catalog.key(n, v) for n, v in latest.items()} | set(versions)
+        missing = sorted(wanted - set(self._definitions))
+        if missing:
+            self._definitions.update(await definitions(conn, missing))
+        found = {k: self._definitions[k] for k in wanted if k in self._definitions}
+        return Catalog(seq=seq, latest=latest, floor=floor, versions=found, **(zones or {}))

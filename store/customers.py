@@ -89,6 +89,7 @@ class Standing:
     p_alive: float | None = None  # the refresh's forecast (None: it had none)
     churn_risk: float | None = None
     predicted_clv_365d: float | None = None
+    seen: bool = False  # their workflow has written the admin read model: it exists
 
 
 async def standings(conn: AsyncConnection[Any], customer_ids: list[str]) -> list[Standing]:
@@ -96,10 +97,12 @@ async def standings(conn: AsyncConnection[Any], customer_ids: list[str]) -> list
     cur = conn.cursor(row_factory=class_row(Standing))
     await cur.execute(
         "SELECT i.id AS customer_id, c.traits, m.segment, m.tier, m.r, m.f, m.m, m.ltv,"
-        " m.first_order_at, m.p_alive, m.churn_risk, m.predicted_clv_365d"
+        " m.first_order_at, m.p_alive, m.churn_risk, m.predicted_clv_365d,"
+        " s.customer_id IS NOT NULL AS seen"
         " FROM unnest(%s::text[]) AS i(id)"
         " LEFT JOIN customers c ON c.customer_id = i.id"
-        " LEFT JOIN customer_metrics m ON m.customer_id = i.id",
+        " LEFT JOIN customer_metrics m ON m.customer_id = i.id"
+        " LEFT JOIN customer_snapshots s ON s.customer_id = i.id",
         (customer_ids,),
     )
     return await cur.fetchall()

@@ -108,8 +108,20 @@ async def hold(conn: AsyncConnection[Any], held: set[int], wanted: set[int]) -> 
 
 
 async def listen(conn: AsyncConnection[Any]) -> None:
-    """Hear :func:`store.events.notify` on ``conn`` (``conn.notifies()``)."""
+    """Hear :func:`store.events.notify` on ``conn`` (:func:`notified`)."""
     await conn.execute("LISTEN journeys_outbox")
+
+
+async def notified(conn: AsyncConnection[Any], seconds: float) -> None:
+    """Wait for a notification on ``conn``, up to ``seconds``. The generator holds the
+    connection's lock while it is open, so it is closed before ``conn`` runs a query (the
+    partition locks are taken on it); what arrives meanwhile waits in psycopg's backlog."""
+    notifies = conn.notifies(timeout=seconds, stop_after=1)
+    try:
+        async for _ in notifies:
+            break
+    finally:
+        await notifies.aclose()
 
 
 async def waiting(

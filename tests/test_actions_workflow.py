@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from engine.model import Event
 from engine.names import normalize_event_name
+from engine.policy import Policy
 from ingest.accept import Interest, accept
 from ingest.dispatcher import Dispatcher
 from ingest.segment import Message
@@ -38,12 +39,20 @@ def settings_for(smtp: RecordingSMTPServer, db_url: str, **extra: str) -> Settin
 class Shop:
     """Sends Segment messages the way the API does and delivers the outbox."""
 
-    def __init__(self, env: Any, db: Any, db_url: str, task_queue: str) -> None:
+    def __init__(
+        self, env: Any, db: Any, db_url: str, task_queue: str, policy: Policy | None = None
+    ) -> None:
         self.env = env
         self.db = db
         self.n = 0
+        # as the API's: new customers' catalog with the start, zones from the policy
         self.dispatcher = Dispatcher(
-            db, db_url, self._client, task_queue=task_queue, batch_size=100
+            db,
+            db_url,
+            self._client,
+            task_queue=task_queue,
+            batch_size=100,
+            time_zones=(policy or Policy()).time_zones(),
         )
 
     async def _client(self) -> Any:

@@ -205,7 +205,7 @@ async def test_the_segment_refresh_carries_the_first_order_to_the_workflow_patch
     """``customer.first_order`` (an anniversary's date) comes from the refresh's metrics,
     as rfm and ltv do: the standing the dispatcher patches the workflow's customer with."""
     from engine.segments import Segments
-    from ingest.dispatcher import _patch
+    from ingest._signals import patch_of as _patch
     from store import customers as customer_store
     from store import segments as segment_store
     from tests.test_segments_sql import AS_OF, order

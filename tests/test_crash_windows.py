@@ -172,7 +172,7 @@ async def test_a_welcome_waits_for_the_email_of_a_later_identify_and_goes_out_on
                 )
     assert [m.rcpt_tos for m in smtp.mail] == [["c1@example.com"]]
     assert [s for s, _ in await _welcome(db)] == ["sent"]
-    assert _local_activities(history).count("send_message") == 2  # deferred, then sent
+    assert local_activities(history).count("send_message") == 2  # deferred, then sent
 
 
 async def test_an_identify_without_the_awaited_address_or_for_another_customer_wakes_nothing(
@@ -227,10 +227,10 @@ async def test_a_welcome_without_an_email_is_suppressed_after_the_wait_with_its_
         ("suppressed", "the customer's profile has no email (waited 15m for it)")
     ]
     # one timer for the whole wait: the first try and the one at its end, nothing between
-    assert _local_activities(history).count("send_message") == 2
+    assert local_activities(history).count("send_message") == 2
 
 
-def _local_activities(history: Any) -> list[str]:
+def local_activities(history: Any) -> list[str]:
     """The activity type of each local activity marker in ``history``, in order."""
     return [
         json.loads(e.marker_recorded_event_attributes.details["data"].payloads[0].data)[

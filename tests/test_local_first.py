@@ -4,6 +4,7 @@ history (local markers, then a scheduled activity)."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,9 +13,10 @@ from temporalio.client import WorkflowHistory
 
 from engine.identity import workflow_id
 from tests.conftest import running_worker
-from tests.helpers import publish_shipped
+from tests.helpers import ROOT, publish_shipped
 from tests.standins import RecordingSMTPServer
 from tests.test_actions_workflow import Shop, rows, settings_for, settle
+from tests.test_crash_windows import local_activities
 
 
 async def welcomed(
@@ -207,3 +209,35 @@ async def test_a_cancelled_workflow_does_not_start_its_action_again(
     kinds = [e.event_type for e in history.events]
     assert EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED not in kinds
     assert EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CANCELED in kinds
+
+
+async def test_a_new_customer_gets_the_catalog_with_the_start_and_loads_none(
+    time_env, db, db_url, task_queue
+):
+    """The dispatcher sends a customer without a workflow the catalog in the start's
+    input: their first task runs the welcome at once, with no load_catalog local activity
+    (a workflow activation and ~11 KB of history less), and replays from the start event."""
+    from temporalio.worker import Replayer
+
+    from orchestration.codec import data_converter
+    from orchestration.temporal import sandbox_runner
+    from settings import DEV_PAYLOAD_KEYS
+    from workflows.customer import CustomerWorkflow
+    from workflows.io import CustomerInput
+
+    await publish_shipped(db_url)
+    with RecordingSMTPServer() as smtp:
+        history = await welcomed(time_env, db, db_url, task_queue, smtp, "c-new")
+    assert "load_catalog" not in local_activities(history)
+    assert local_activities(history)[0] == "send_message"
+    converter = data_converter(DEV_PAYLOAD_KEYS)
+    started = history.events[0].workflow_execution_started_event_attributes
+    (start,) = await converter.decode(started.input.payloads, [CustomerInput])
+    assert start.catalog is not None and "lifecycle" in start.catalog.latest
+    assert start.catalog.seq == start.catalog_seq
+    replayer = Replayer(
+        workflows=[CustomerWorkflow], data_converter=converter, workflow_runner=sandbox_runner()
+    )
+    await replayer.replay_workflow(history)  # raises if it does not replay
+    if os.environ.get("RECORD_HISTORIES"):  # replayed by test_customer_workflow
+        (ROOT / "tests/histories/catalog_with_the_start_v5.json").write_text(history.to_json())

@@ -26,10 +26,10 @@ with workflow.unsafe.imports_passed_through():
     from engine.identity import customer_key
     from engine.machine import TransitionRecord
     from engine.model import Customer, Problem
-    from workflows import _actions, _shown
+    from workflows import _actions, _catalog, _shown
     from workflows._actions import PATCH_LOCAL_FIRST, execute_action, is_stale
     from workflows._inbox import decode_events
-    from workflows._records import STORE_RETRY, record, snapshot_key
+    from workflows._records import record, snapshot_key
     from workflows.io import (
         CODE_VERSION,
         QUERY_STATE,
@@ -45,7 +45,6 @@ with workflow.unsafe.imports_passed_through():
         DeferredAction,
         EventsSignal,
         Handover,
-        LoadCatalogInput,
         MergeSignal,
         MoveRequest,
         MoveResult,
@@ -73,6 +72,8 @@ class CustomerWorkflow:
         self._deferred: list[DeferredAction] = list(input.deferred)
         self._wanted_seq = input.catalog_seq
         self._catalog: Catalog | None = None
+        # the catalog sent with the start, until used; not kept in the input (memory)
+        self._given, input.catalog = input.catalog, None
         self._lock = asyncio.Lock()
         self._steps = 0
         self._use_attributes = input.search_attributes
@@ -193,6 +194,7 @@ class CustomerWorkflow:
                 pending=list(self._inbox),
                 deferred=self._deferred,
                 catalog_seq=max(self._wanted_seq, self._catalog.seq if self._catalog else 0),
+                catalog=self._catalog,  # the next run's first task needs no load_catalog
                 search_attributes=self._use_attributes,
                 max_steps_per_run=self._max_steps,
                 action_timeout_seconds=input.action_timeout_seconds,
@@ -251,15 +253,8 @@ class CustomerWorkflow:
             return
         versions = sorted({Catalog.key(r.journey, r.version) for r in self._state.runs.values()})
         asked = self._wanted_seq
-        loaded = await workflow.execute_local_activity(
-            "load_catalog",
-            LoadCatalogInput(versions=versions, min_seq=asked),
-            result_type=Catalog,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=STORE_RETRY,
-            summary="load journey definitions",
-        )
-        self._catalog = shared(loaded)
+        given, self._given = self._given, None
+        self._catalog = shared(await _catalog.obtain(given, versions, asked))
         if self._wanted_seq == asked:
             # the store's head is the truth: never reload forever for a seq it lacks
             self._wanted_seq = self._catalog.seq

@@ -120,6 +120,10 @@ class CustomerInput(BaseModel):
     pending: list[EventsSignal] = Field(default_factory=list)
     deferred: list[DeferredAction] = Field(default_factory=list)
     catalog_seq: int = 0
+    # the catalog itself, when the sender had it (the dispatcher, for a customer without a
+    # workflow yet): recorded with the start, so the first task needs no load_catalog
+    # local activity; a running workflow ignores a start's input, so sending it is harmless
+    catalog: Catalog | None = None
     search_attributes: bool = True
     max_steps_per_run: int = 500  # continue-as-new after this many steps (or when suggested)
     # how long one action attempt may take before Temporal retries it (a crashed worker's
