@@ -21,6 +21,7 @@ from temporalio.worker import (
 )
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
+from orchestration._retention import detached, install
 from orchestration.temporal import sandbox_restrictions
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ class SplitRepair:
             if learn is not None:
                 learn(info.workflow_id, info.run_id)
 
-        inner: WorkflowInstance = super().create_instance(det)  # type: ignore[misc]
+        inner: WorkflowInstance = super().create_instance(detached(det))  # type: ignore[misc]
         return _RepairingInstance(inner, points, evicted_for_nondeterminism)
 
 
@@ -150,7 +151,9 @@ RepairRunner = SandboxedRepairRunner | UnsandboxedRepairRunner
 
 def repair_runner(*, sandboxed: bool = True) -> RepairRunner:
     """The runner a worker and ``replay`` use: the project's sandbox (``sandbox_runner``)
-    or none, with the repair of split histories."""
+    or none, with the repair of split histories; a cached workflow keeps none of its
+    first activation (``orchestration._retention``)."""
+    install()
     if not sandboxed:
         return UnsandboxedRepairRunner()
     return SandboxedRepairRunner(restrictions=sandbox_restrictions())
