@@ -95,7 +95,8 @@ class Messenger:
             raise config_error(f"{out.template}: {exc.args[0]}") from None
         mode = self.policy.delivery.mode(out.template, out.channel)
         window = self.policy.longest_window()  # the caps count marketing messages since
-        since = now - timedelta(seconds=window) if out.marketing and window else None
+        caps = out.marketing and window and out.to is None  # staff notes are not capped
+        since = now - timedelta(seconds=window) if caps else None
         async with self.pool.connection() as conn, conn.transaction():
             # the row, locked, and what the policy reads of the customer: one round trip
             row = await messages.claim(conn, _new_message(out), now=now, since=since)
@@ -258,7 +259,7 @@ class Messenger:
                 for t in self.policy.consent.opt_out_traits.get(out.channel, [])
             )
         )
-        recent: list[tuple[datetime, Any]] = list(row.recent())
+        recent: list[tuple[datetime, Any]] = row.recent()
         quiet = self.policy.quiet_hours
         zone = traits.get(quiet.time_zone_trait) if quiet else None
         decision = decide(

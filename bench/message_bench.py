@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from psycopg import AsyncConnection, AsyncCursor
-from psycopg_pool import AsyncConnectionPool
 from temporalio.testing import ActivityEnvironment
 
 from activities.actions import ActionActivities
@@ -36,6 +35,7 @@ from engine.rule_files import load_rule_files
 from orchestration._test_stack import MailSink, embedded_postgres, scratch_database
 from settings import Settings
 from store import customers
+from store.db import pool
 from workflows.io import ActionInput
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,12 +94,10 @@ async def measure(messages: int, concurrency: int) -> list[tuple[str, str]]:
             update={"smtp_host": "127.0.0.1", "smtp_port": port, "smtp_starttls": False}
             | {"smtp_tls": False, "smtp_username": None, "smtp_password": None}
         )
-        db = AsyncConnectionPool(  # as store.db.pool makes it, counted
+        db = pool(
             url,
             min_size=concurrency,
             max_size=concurrency,
-            open=False,
-            kwargs={"autocommit": True},
             connection_class=_CountingConnection,
             configure=_count,
         )

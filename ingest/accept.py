@@ -146,12 +146,13 @@ class _Profiles:
         self.index = {id(m): i for i, m in enumerate(batch)}
         # canonical id -> (contact traits this batch gives a value, the first message's id)
         self.contacts: dict[str, tuple[set[str], str]] = {}
+        self.contact_keys = channel_kinds.contact_traits()
 
     def add(self, customer: str, m: Message) -> None:
         traits, anon = self.pending.get(customer, ({}, None))
         self.pending[customer] = ({**traits, **m.traits}, m.anonymous_id or anon)
         self.first.setdefault(customer, self.index[id(m)])
-        given = {k for k in channel_kinds.contact_traits() if m.traits.get(k)}
+        given = {k for k in self.contact_keys if m.traits.get(k)}
         if given:
             keys, _ = self.contacts.setdefault(customer, (set(), m.message_id))
             keys |= given

@@ -16,10 +16,17 @@ log = logging.getLogger(__name__)
 _LOCK = 0x4A6F75726E  # advisory lock id: only one process migrates at a time
 
 
-def pool(url: str, *, min_size: int = 1, max_size: int = 10) -> AsyncConnectionPool:
-    """A pool that is not open yet: open it in the entry point (``await pool.open()``)."""
+def pool(url: str, *, min_size: int = 1, max_size: int = 10, **options: Any) -> AsyncConnectionPool:
+    """A pool that is not open yet: open it in the entry point (``await pool.open()``);
+    ``options`` go to the pool (``configure``, ``connection_class``: the message bench
+    counts statements with them)."""
     return AsyncConnectionPool(
-        url, min_size=min_size, max_size=max_size, open=False, kwargs={"autocommit": True}
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        kwargs={"autocommit": True},
+        **options,
     )
 
 

@@ -161,22 +161,28 @@ tests:
 """
 
 
-async def test_messages_are_rendered_and_handed_to_smtp_which_keeps_them(
-    pg_server: str, tmp_path: Path
-) -> None:
-    """What the pure run cannot see: the message went through the policy, was rendered
-    from its template and accepted by the run's own SMTP server (which sends nothing on)."""
+async def _run_one(pg_server: str, path: Path, text: str) -> tuple[Outcome, int]:
+    """Run the one test in ``text`` (written to ``path``) on the server, with the shipped
+    rules: its outcome, and how many emails the run's SMTP server caught."""
     rules = load_rule_files(ROOT / "rules", ROOT / "templates")
-    path = tmp_path / "welcome.yaml"
-    path.write_text(WELCOME)
-    test_file = load_test_file(path, "welcome.yaml", Catalog.of(rules.journeys))
+    path.write_text(text)
+    test_file = load_test_file(path, path.name, Catalog.of(rules.journeys))
     settings = Settings.model_validate(
         {"DATABASE_URL": pg_server, "JOURNEYS_TEMPLATES": str(ROOT / "templates")}
     )
     async with TemporalTests(rules, settings) as tests:
         (result,) = [o async for o in tests.run_file(test_file)]
-        assert result.ok, [str(f) for f in result.failures]
-        assert tests.mail.caught == 1
+        return result, tests.mail.caught
+
+
+async def test_messages_are_rendered_and_handed_to_smtp_which_keeps_them(
+    pg_server: str, tmp_path: Path
+) -> None:
+    """What the pure run cannot see: the message went through the policy, was rendered
+    from its template and accepted by the run's own SMTP server (which sends nothing on)."""
+    result, caught = await _run_one(pg_server, tmp_path / "welcome.yaml", WELCOME)
+    assert result.ok, [str(f) for f in result.failures]
+    assert caught == 1
     ((_, seen),) = result.observed
     assert [a.summary for a in seen.actions] == ["send (done)"]
 
@@ -200,16 +206,8 @@ async def test_an_identify_with_the_address_wakes_the_waiting_welcome_as_ingesti
 ) -> None:
     """The shipped policy waits 15m for an address (await_contact); the step that brings
     one at 5m sends the welcome then, as the contact_added event ingestion adds does."""
-    rules = load_rule_files(ROOT / "rules", ROOT / "templates")
-    path = tmp_path / "later.yaml"
-    path.write_text(LATER)
-    test_file = load_test_file(path, "later.yaml", Catalog.of(rules.journeys))
-    settings = Settings.model_validate(
-        {"DATABASE_URL": pg_server, "JOURNEYS_TEMPLATES": str(ROOT / "templates")}
-    )
-    async with TemporalTests(rules, settings) as tests:
-        (result,) = [o async for o in tests.run_file(test_file)]
-        assert result.ok, [str(f) for f in result.failures]
-        assert tests.mail.caught == 1  # the run ended at 5m: ten minutes before the wait's end
+    result, caught = await _run_one(pg_server, tmp_path / "later.yaml", LATER)
+    assert result.ok, [str(f) for f in result.failures]
+    assert caught == 1  # the run ended at 5m: ten minutes before the wait's end
     (_, waiting), _ = result.observed
     assert [a.summary for a in waiting.actions] == ["send (deferred)"]
