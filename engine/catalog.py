@@ -43,8 +43,9 @@ class Catalog(BaseModel):
         """A catalog decoded from JSON (a new customer's start, a ``load_catalog``
         marker) is the process's shared instance when one with the same content key is
         already there: every new customer's start carries the same catalog, and
-        validating it again was ~6% of the worker's CPU per new customer. Same key, same
-        content (``shared``), so the workflow sees exactly what decoding would give."""
+        validating it again cost ~0.3 ms per customer (0.44 -> 0.125 ms per start's
+        input). Same key, same content (``shared``), so the workflow sees exactly what
+        decoding would give."""
         if info.mode == "json":
             key = _raw_key(data)
             found = _SHARED.get(key) if key is not None else None
@@ -149,20 +150,27 @@ def _key(
     )
 
 
+# what a dump without the field means (fields left out of JSON decode to their defaults)
+_DEFAULTS = {name: f.default for name, f in Catalog.model_fields.items()}
+_NO_SOURCE = Journey.model_fields["source"].default
+
+
 def _raw_key(data: Any) -> tuple[object, ...] | None:
     """``_key`` of a catalog not yet validated (decoded JSON), or None when it has no
     trustworthy key (a version without a digest, or a shape only validation can judge)."""
     try:
-        versions = [(k, j["digest"], j.get("source", "")) for k, j in data["versions"].items()]
+        versions = [
+            (k, j["digest"], j.get("source", _NO_SOURCE)) for k, j in data["versions"].items()
+        ]
         if not all(isinstance(d, str) and d for _, d, _ in versions):
             return None
         key = _key(
-            data.get("seq", 0),
+            data.get("seq", _DEFAULTS["seq"]),
             data.get("latest", {}),
             data.get("floor", {}),
             versions,
-            data.get("time_zone_trait", "timezone"),
-            data.get("default_time_zone", "UTC"),
+            data.get("time_zone_trait", _DEFAULTS["time_zone_trait"]),
+            data.get("default_time_zone", _DEFAULTS["default_time_zone"]),
         )
         hash(key)  # hostile JSON may hold lists where numbers belong
         return key
