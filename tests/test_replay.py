@@ -195,3 +195,25 @@ async def _wait_for_state(client: Client, cid: str, journey: str, state: str) ->
     while not await reached():
         assert asyncio.get_running_loop().time() < deadline, f"{cid} never reached {state}"
         await asyncio.sleep(0.1)
+
+
+async def test_payload_contexts_are_asked_of_the_instance_inside_the_sandbox(monkeypatch):
+    """The installed SDK still has the shape the worker's shortcut relies on: a sandboxed
+    run's serialization contexts come from the workflow instance inside the sandbox, not
+    through the sandbox's per-question source compile (a silent fallback would cost ~20% of
+    a task's CPU, see orchestration.split_repair._context_source), and replay still passes."""
+    from orchestration import split_repair
+
+    sources: list[str] = []
+    real = split_repair._context_source
+
+    def spy(inner: Any) -> Any:
+        answer = real(inner)
+        sources.append(type(answer).__name__)
+        return answer
+
+    monkeypatch.setattr(split_repair, "_context_source", spy)
+    history = _history(HISTORIES / "catalog_with_the_start_v5.json")
+    assert await _plain(history, repair_runner()) is None
+    # the sandbox's check of the workflow class makes an instance too
+    assert sources and set(sources) == {"_WorkflowInstanceImpl"}, sources
