@@ -2,7 +2,8 @@
 
     python -m bench          the quick ones, then ingestion end to end (its own stack, ~15 min)
     python -m bench quick    the quick ones only (CEL, the interpreter, the forecast at 1M,
-                             one message's PostgreSQL round trips)
+                             one message's PostgreSQL round trips, the worker's CPU per
+                             replayed customer history)
     python -m bench all      everything, adding the segment refresh at 1M / 10M (~4 min),
                              the chaos run (~3-5 min) and 1/2/4 dispatchers (~6 min)
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import cel_bench, engine_bench, forecast_bench, message_bench
+from bench import cel_bench, engine_bench, forecast_bench, message_bench, replay_bench
 
 mode = sys.argv[1] if len(sys.argv) > 1 else "default"
 if mode not in ("default", "quick", "all"):
@@ -23,6 +24,7 @@ benches = [
     ("interpreter", engine_bench),
     ("forecast", forecast_bench),
     ("one message through the messaging policy", message_bench),
+    ("the worker's CPU per customer history", replay_bench),
 ]
 if mode != "quick":
     from bench import ingest_bench
