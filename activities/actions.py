@@ -43,6 +43,13 @@ class ActionActivities(ActionBase):
             if cls.activity
         ]
 
+    async def perform(self, data: ActionInput) -> ActionResult:
+        """Run ``data``'s action as its own activity would (``act_then_record``)."""
+        kind = data.command.kind
+        if kind not in PERFORMERS:
+            raise RuntimeError(f"no activity performs action kind {kind!r}")
+        return await self.act(data, kind, lambda d: PERFORMERS[kind](self, d))
+
     def __getattr__(self, name: str) -> Activity:
         # only called for names the instance lacks: an activity's, or a mistake
         for kind, cls in ACTIONS.items():

@@ -17,6 +17,7 @@ from temporalio.worker import Worker
 from activities.actions import ActionActivities
 from activities.journeys import JourneyActivities
 from activities.segments import SegmentActivities
+from activities.steps import StepActivities
 from engine.segments import Segments
 from orchestration.split_repair import repair_runner
 from settings import Settings
@@ -65,6 +66,7 @@ def all_activities(
         *actions.all(),
         journeys.load_catalog,
         journeys.record_transitions,
+        StepActivities(actions, journeys).act_then_record,
         tiering.refresh_segments,
         tiering.notify_segment_changes,
     ]

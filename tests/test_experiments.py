@@ -113,7 +113,7 @@ async def test_the_holdout_gets_no_message_and_converts_once_with_arm_revenue_an
             assert (run.status, run.history[-1].cause) == ("exited", "goal")
             if os.environ.get("RECORD_HISTORIES"):  # replayed by test_customer_workflow
                 history = await (await customers.handle(time_env.client, held)).fetch_history()
-                (ROOT / "tests/histories/experiment_holdout_converts_v5.json").write_text(
+                (ROOT / "tests/histories/experiment_holdout_converts_v6.json").write_text(
                     history.to_json()
                 )
             async with (

@@ -8,15 +8,23 @@ import os
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 
+from activities.actions import ActionActivities
+from activities.journeys import JourneyActivities
+from activities.steps import StepActivities
 from engine.identity import workflow_id
+from engine.policy import Policy
+from engine.segments import load_segments
 from tests.conftest import running_worker
 from tests.helpers import ROOT, publish_shipped
 from tests.standins import RecordingSMTPServer
 from tests.test_actions_workflow import Shop, rows, settings_for, settle
 from tests.test_crash_windows import local_activities
+from worker import all_activities, build_worker
+from workflows.io import RecordTransitionsInput
 
 
 async def welcomed(
@@ -216,7 +224,9 @@ async def test_a_new_customer_gets_the_catalog_with_the_start_and_loads_none(
 ):
     """The dispatcher sends a customer without a workflow the catalog in the start's
     input: their first task runs the welcome at once, with no load_catalog local activity
-    (a workflow activation and ~11 KB of history less), and replays from the start event."""
+    (a workflow activation and ~11 KB of history less), logs the step's transitions in the
+    welcome's local activity (another activation and marker less), and replays from the
+    start event."""
     from temporalio.worker import Replayer
 
     from orchestration.codec import data_converter
@@ -229,7 +239,12 @@ async def test_a_new_customer_gets_the_catalog_with_the_start_and_loads_none(
     with RecordingSMTPServer() as smtp:
         history = await welcomed(time_env, db, db_url, task_queue, smtp, "c-new")
     assert "load_catalog" not in local_activities(history)
-    assert local_activities(history)[0] == "send_message"
+    # the welcome and its step's log (-> new) in one local activity, one marker; the
+    # order's step (new -> active) has no action and logs in its own
+    assert local_activities(history) == ["act_then_record", "record_transitions"]
+    assert await rows(
+        db, "SELECT to_state FROM journey_transitions WHERE customer_id = 'c-new' ORDER BY at"
+    ) == [("new",), ("active",)]
     converter = data_converter(DEV_PAYLOAD_KEYS)
     started = history.events[0].workflow_execution_started_event_attributes
     (start,) = await converter.decode(started.input.payloads, [CustomerInput])
@@ -240,4 +255,56 @@ async def test_a_new_customer_gets_the_catalog_with_the_start_and_loads_none(
     )
     await replayer.replay_workflow(history)  # raises if it does not replay
     if os.environ.get("RECORD_HISTORIES"):  # replayed by test_customer_workflow
-        (ROOT / "tests/histories/catalog_with_the_start_v5.json").write_text(history.to_json())
+        (ROOT / "tests/histories/catalog_with_the_start_v6.json").write_text(history.to_json())
+
+
+class _LogFailing(JourneyActivities):
+    """The transitions' log fails ``times`` times (PostgreSQL going away), then works."""
+
+    def __init__(self, db: Any, times: int) -> None:
+        super().__init__(db)
+        self.left = times
+
+    async def record_transitions(self, data: RecordTransitionsInput) -> int:
+        if self.left > 0:
+            self.left -= 1
+            raise psycopg.OperationalError("the server closed the connection unexpectedly")
+        return await super().record_transitions(data)
+
+
+async def test_a_step_whose_log_fails_with_its_action_sends_once_and_logs_once(
+    time_env, db, db_url, task_queue
+):
+    """The welcome goes out in ``act_then_record`` but the step's log cannot be written
+    (both quick tries): the welcome is not the one that failed, so the regular activity
+    that follows finds it done by its key, and the log is written in its own local
+    activity. One email, one message row, one transition row."""
+    await publish_shipped(db_url)
+    with RecordingSMTPServer() as smtp:
+        settings = settings_for(smtp, db_url)
+        actions = ActionActivities(db, settings, policy=Policy())
+        flaky = _LogFailing(db, times=2)
+        steps = StepActivities(actions, flaky)
+        kept = all_activities(db, actions, load_segments(ROOT / "rules"))
+        acts = [a for a in kept if getattr(a, "__name__", "") != "act_then_record"]
+        worker = build_worker(
+            time_env.client, settings, [*acts, steps.act_then_record], task_queue=task_queue
+        )
+        async with worker:
+            shop = Shop(time_env, db, db_url, task_queue)
+            await shop.send("identify", "c5", traits={"email": "c5@example.com"})
+            await shop.send("track", "c5", "Signed Up")
+            await smtp.wait_for(1)
+            await settle(time_env, 5)
+            history = await time_env.client.get_workflow_handle(workflow_id("c5")).fetch_history()
+    assert flaky.left == 0
+    assert [m.rcpt_tos for m in smtp.mail] == [["c5@example.com"]]
+    assert await rows(db, "SELECT template, status FROM messages") == [("welcome", "sent")]
+    assert await rows(db, "SELECT to_state FROM journey_transitions") == [("new",)]
+    assert local_activities(history) == ["act_then_record", "record_transitions"]
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    assert scheduled == ["send_message"]

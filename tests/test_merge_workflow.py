@@ -204,7 +204,7 @@ async def test_an_alias_chain_ends_with_the_last_customer_holding_the_runs(
     assert (lead.status, lead.history[-1].cause) == ("active", f"continued from {b}")
     assert await _replays(history) is None
     if os.environ.get("RECORD_HISTORIES"):
-        (HISTORIES / "merge_absorbed_then_merged_v5.json").write_text(history.to_json())
+        (HISTORIES / "merge_absorbed_then_merged_v6.json").write_text(history.to_json())
 
 
 async def test_merges_committed_together_reach_the_current_survivor(

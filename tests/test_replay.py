@@ -20,6 +20,7 @@ from temporalio.worker import Replayer
 
 from activities.actions import ActionActivities
 from activities.journeys import JourneyActivities
+from activities.steps import StepActivities
 from engine import Catalog
 from engine.model import Event
 from engine.policy import Policy
@@ -157,7 +158,12 @@ async def test_tasks_split_by_a_backlog_and_a_slow_local_activity_still_replay(
     worker = build_worker(
         client,
         settings,
-        [*actions.all(), slow, journeys.record_transitions],
+        [
+            *actions.all(),
+            slow,
+            journeys.record_transitions,
+            StepActivities(actions, journeys).act_then_record,
+        ],
         task_queue=task_queue,
         sticky_timeout=timedelta(seconds=1),
     )
@@ -170,7 +176,7 @@ async def test_tasks_split_by_a_backlog_and_a_slow_local_activity_still_replay(
         failure = await _plain(history, sandbox_runner())
         assert failure is None, f"code version {version}: {failure}"
         if version == CODE_VERSION and os.environ.get("RECORD_HISTORIES"):
-            (HISTORIES / "signup_split_by_slow_catalog_v4.json").write_text(history.to_json())
+            (HISTORIES / "signup_split_by_slow_catalog_v6.json").write_text(history.to_json())
         markers = [
             e.marker_recorded_event_attributes.marker_name
             for e in history.events

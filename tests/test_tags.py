@@ -168,7 +168,7 @@ async def test_one_journey_tags_and_another_branches_on_customer_tags(
             assert await until(lambda: routed("free-1")) == "regular"
             if os.environ.get("RECORD_HISTORIES"):  # replayed by test_customer_workflow
                 history = await (await customers.handle(time_env.client, "pro-1")).fetch_history()
-                (ROOT / "tests/histories/tags_across_two_journeys_v5.json").write_text(
+                (ROOT / "tests/histories/tags_across_two_journeys_v6.json").write_text(
                     history.to_json()
                 )
             stored = await rows(

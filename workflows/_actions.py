@@ -6,6 +6,8 @@ CPU per ingested event fell by ~40% (``bench/ingest_bench.py``). A failure for g
 configuration) ends there; anything else (a slow or failing provider, a timeout) goes on
 as a regular activity with the same idempotency key, retried until it succeeds and shown
 as pending in the Temporal UI; what the quick tries did is found by the key, not redone.
+A step's last action carries its transitions' log (``act_then_record``) when it runs
+local: one activation and one history marker per step instead of two.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from temporalio.exceptions import ApplicationError, FailureError, is_cancelled_e
 from engine import CustomerState, machine
 from engine.actions import ACTIONS
 from engine.model import Event
-from workflows.io import ActionInput, ActionResult, DeferredAction
+from workflows import _records
+from workflows.io import (
+    ActionInput,
+    ActionResult,
+    ActThenRecordInput,
+    DeferredAction,
+    RecordTransitionsInput,
+)
 
 # histories recorded before this ran every action as a regular activity
 PATCH_LOCAL_FIRST = "actions-local-first"
@@ -37,18 +46,37 @@ LOCAL_FIRST_RETRY = RetryPolicy(
     non_retryable_error_types=["ActionConfigError"],
 )
 LOCAL_FIRST_TIMEOUT = timedelta(seconds=10)
+# a step's last action and its transitions' log in one local activity (activities.steps)
+ACT_THEN_RECORD = "act_then_record"
 
 
 async def execute_action(
-    data: ActionInput, action_timeout: timedelta, *, local_first: bool
-) -> ActionResult:
-    """Run ``data``'s action (``local_first``: try it as a local activity first); raises
-    ``FailureError`` when it failed for good."""
+    data: ActionInput,
+    action_timeout: timedelta,
+    *,
+    local_first: bool,
+    log: RecordTransitionsInput | None = None,
+) -> tuple[ActionResult, bool]:
+    """Run ``data``'s action (``local_first``: try it as a local activity first) and say
+    whether ``log`` was written with it: the local try runs ``act_then_record`` then, the
+    action and, once it is done, the log; anything later (the regular activity) runs the
+    action alone and leaves the log to the caller. Raises ``FailureError`` when the action
+    failed for good."""
     command = data.command
     activity = ACTIONS[command.kind].activity
     assert activity is not None
     if local_first:
         try:
+            if log is not None:
+                both: ActionResult = await workflow.execute_local_activity(
+                    ACT_THEN_RECORD,
+                    ActThenRecordInput(action=data, record=log),
+                    result_type=ActionResult,
+                    start_to_close_timeout=min(action_timeout, LOCAL_FIRST_TIMEOUT),
+                    retry_policy=LOCAL_FIRST_RETRY,
+                    summary=f"{command.summary}; {_records.summary(log)}",
+                )
+                return both, True
             fast: ActionResult = await workflow.execute_local_activity(
                 activity,
                 data,
@@ -57,7 +85,7 @@ async def execute_action(
                 retry_policy=LOCAL_FIRST_RETRY,
                 summary=command.summary,
             )
-            return fast
+            return fast, False
         except FailureError as exc:
             if for_good(exc) or is_cancelled_exception(exc):
                 raise  # a cancelled workflow must not start the action again
@@ -69,7 +97,7 @@ async def execute_action(
         retry_policy=ACTION_RETRY,
         summary=command.summary,
     )
-    return result
+    return result, False
 
 
 def for_good(exc: FailureError) -> bool:

@@ -1,5 +1,6 @@
 """What the customer workflow writes down outside Temporal: its transitions (for reports)
-and its snapshot (the admin read model), in one local activity."""
+and its snapshot (the admin read model), in one local activity: its own, or (runs from
+``CODE_VERSION`` 6) the one of the step's last action (``workflows._actions``)."""
 
 from __future__ import annotations
 
@@ -24,19 +25,31 @@ def snapshot_key(state: CustomerState, catalog: Catalog | None) -> str:
     return snapshot.model_dump_json(exclude={"seq", "at"})
 
 
-async def record(
-    state: CustomerState,
-    catalog: Catalog | None,
-    rows: list[TransitionRecord],
-    *,
-    seq: int,
-    local: bool,
-) -> str:
-    """Log ``rows`` (idempotent by key) with snapshot ``seq`` of ``state``; returns the
-    snapshot's ``snapshot_key``. ``local``: as a local activity, which costs the server far
-    less (histories recorded before that used a regular activity)."""
+def log_of(
+    state: CustomerState, catalog: Catalog | None, rows: list[TransitionRecord], *, seq: int
+) -> RecordTransitionsInput:
+    """What logging ``rows`` writes: them (idempotent by key) and snapshot ``seq`` of
+    ``state`` for admin reads."""
     snapshot = CustomerSnapshot.of(state, catalog, seq=seq, at=workflow.now())
-    log = RecordTransitionsInput(customer_id=state.customer.id, transitions=rows, snapshot=snapshot)
+    return RecordTransitionsInput(
+        customer_id=state.customer.id, transitions=rows, snapshot=snapshot
+    )
+
+
+def shown(log: RecordTransitionsInput) -> str:
+    """The ``snapshot_key`` of what ``log`` writes."""
+    assert log.snapshot is not None
+    return log.snapshot.model_dump_json(exclude={"seq", "at"})
+
+
+def summary(log: RecordTransitionsInput) -> str:
+    rows = len(log.transitions)
+    return f"log {rows} transition(s)" if rows else "record the customer's state for admin reads"
+
+
+async def record(log: RecordTransitionsInput, *, local: bool) -> None:
+    """Write ``log`` in an activity of its own. ``local``: as a local activity, which costs
+    the server far less (histories recorded before that used a regular activity)."""
     run_log = workflow.execute_local_activity if local else workflow.execute_activity
     await run_log(
         "record_transitions",
@@ -44,8 +57,5 @@ async def record(
         result_type=int,
         start_to_close_timeout=timedelta(seconds=30),
         retry_policy=STORE_RETRY,
-        summary=f"log {len(rows)} transition(s)"
-        if rows
-        else "record the customer's state for admin reads",
+        summary=summary(log),
     )
-    return snapshot.model_dump_json(exclude={"seq", "at"})

@@ -28,8 +28,8 @@ with workflow.unsafe.imports_passed_through():
     from engine.model import Customer, Problem
     from workflows import _actions, _catalog, _shown
     from workflows._actions import PATCH_LOCAL_FIRST, execute_action, is_stale
-    from workflows._inbox import decode_events
-    from workflows._records import record, snapshot_key
+    from workflows._inbox import decode_events, patched
+    from workflows._records import log_of, record, shown, snapshot_key
     from workflows.io import (
         CODE_VERSION,
         QUERY_STATE,
@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         MergeSignal,
         MoveRequest,
         MoveResult,
+        RecordTransitionsInput,
     )
 
 run_holidays_with(workflow.unsafe.sandbox_unrestricted)  # reads its own files: see there
@@ -61,6 +62,8 @@ PATCH_ARM_AFTER_MOVE = "arm-timer-after-move"
 CODE_VERSION_DECIDED = 4
 # runs from this version on also write the admin read model when only the context changed
 CODE_VERSION_SNAPSHOTS = 5
+# runs from this version on log a step's transitions with its last action
+CODE_VERSION_LOG_WITH_ACTION = 6
 
 
 @workflow.defn(name="CustomerWorkflow")
@@ -303,8 +306,8 @@ class CustomerWorkflow:
             self._wanted_seq = signal.catalog_seq
             await self._ensure_catalog()
         assert self._catalog is not None
-        if signal.customer is not None:
-            self._patch_customer(signal)
+        if signal.customer is not None:  # what is known of them changed
+            self._state = patched(self._catalog, self._state, signal.customer, workflow.now())
         for event in signal.events:
             await self._carry_out(
                 machine.handle_event(self._catalog, self._state, event, workflow.now())
@@ -313,23 +316,17 @@ class CustomerWorkflow:
         if woken:  # the address a message waits for came (CONTACT_ADDED): not at its timer
             await self._run_deferred(woken)
 
-    def _patch_customer(self, signal: EventsSignal) -> None:
-        patch = signal.customer
-        assert patch is not None
-        # every field of the patch is a parameter of patch_customer, by the same name
-        known = {name: getattr(patch, name) for name in type(patch).model_fields}
-        self._state.customer = machine.patch_customer(self._state.customer, **known)
-        assert self._catalog is not None  # calendar timers follow a date that changed
-        self._state = machine.refresh_calendar(self._catalog, self._state, workflow.now())
-
     async def _carry_out(self, step: Step) -> None:
         self._state = step.state
         if step.duplicate:
             return
         self._steps += 1
-        for command in step.actions:
+        logged = False
+        together = self._code_version >= CODE_VERSION_LOG_WITH_ACTION and step.transitions
+        for i, command in enumerate(step.actions):
             run = self._state.runs.get(command.journey)
-            await self._run_action(
+            last = together and i == len(step.actions) - 1
+            logged = await self._run_action(
                 ActionInput(
                     customer_id=self._state.customer.id,
                     command=command,
@@ -337,9 +334,10 @@ class CustomerWorkflow:
                     now=workflow.now(),
                     tier=self._state.customer.tier,
                     segment=self._state.customer.segment,
-                )
+                ),
+                self._next_log(step.transitions) if last else None,
             )
-        if step.transitions:
+        if step.transitions and not logged:
             await self._record(step.transitions)
 
     async def _record_snapshot(self) -> None:
@@ -350,30 +348,36 @@ class CustomerWorkflow:
             await self._record([])
 
     async def _record(self, rows: list[TransitionRecord]) -> None:
-        self._snapshot_seq += 1
-        self._snapshot_shown = await record(
-            self._state,
-            self._catalog,
-            rows,
-            seq=self._snapshot_seq,
-            local=self._has(PATCH_LOCAL_TRANSITIONS),
-        )
+        log = self._next_log(rows)
+        await record(log, local=self._has(PATCH_LOCAL_TRANSITIONS))
+        self._snapshot_shown = shown(log)
 
-    async def _run_action(self, data: ActionInput) -> None:
+    def _next_log(self, rows: list[TransitionRecord]) -> RecordTransitionsInput:
+        self._snapshot_seq += 1
+        return log_of(self._state, self._catalog, rows, seq=self._snapshot_seq)
+
+    async def _run_action(
+        self, data: ActionInput, log: RecordTransitionsInput | None = None
+    ) -> bool:
+        """Carry out ``data``; with ``log``, write it too if it can go with the action
+        (returns whether it went)."""
         command = data.command
         try:
-            result = await execute_action(
-                data, self._action_timeout, local_first=self._has(PATCH_LOCAL_FIRST)
+            result, logged = await execute_action(
+                data, self._action_timeout, local_first=self._has(PATCH_LOCAL_FIRST), log=log
             )
         except FailureError as exc:  # an activity's error, or a local activity's own
             if is_cancelled_exception(exc):
                 raise  # the workflow is being cancelled: not a problem of the journey
             cause = exc.cause or exc
             self._problem(command.journey, command.state, f"{command.summary} failed: {cause}")
-            return
+            return False
+        if logged and log is not None:
+            self._snapshot_shown = shown(log)
         deferred = _actions.deferral(self._state, data, result)
         if deferred is not None:
             self._deferred.append(deferred)
+        return logged
 
     def _problem(self, journey: str, state: str, message: str) -> None:
         """Record what went wrong where the admin looks (state, UI details), bounded."""

@@ -106,12 +106,13 @@ class DeferredAction(BaseModel):
 
 # Behaviours a run started at this version has from its first task. 4: actions local
 # first, transitions logged by a local activity, a move's timers armed at once. 5: the admin
-# read model is also written when only the context changed. Deciding them from the input,
-# not with ``workflow.patched``, costs new customers no marker and no search attribute
-# upsert, and cannot be broken by where a loaded worker splits workflow tasks
+# read model is also written when only the context changed. 6: a step's transitions are
+# logged by its last action's local activity (``act_then_record``). Deciding them from the
+# input, not with ``workflow.patched``, costs new customers no marker and no search
+# attribute upsert, and cannot be broken by where a loaded worker splits workflow tasks
 # (docs/operations.md, "Replay"). Raise it for the next change that must not reach runs in
 # flight, and branch on ``input.code_version`` in the workflow.
-CODE_VERSION = 5
+CODE_VERSION = 6
 
 
 class CustomerInput(BaseModel):
@@ -237,3 +238,11 @@ class RecordTransitionsInput(BaseModel):
     transitions: list[TransitionRecord] = Field(default_factory=list)
     # optional, so histories recorded before it decode; None: the read model is untouched
     snapshot: CustomerSnapshot | None = None
+
+
+class ActThenRecordInput(BaseModel):
+    """A step's last action and its transitions, in one local activity: the action runs,
+    then the log is written (a workflow activation and a history marker less per step)."""
+
+    action: ActionInput
+    record: RecordTransitionsInput
