@@ -34,9 +34,9 @@ from workflows.customer import CustomerWorkflow
 HISTORIES = Path(__file__).resolve().parent.parent / "tests" / "histories"
 # (row, recorded history, only its first workflow task)
 SHAPES = [
-    ("new customer: the first task", "catalog_with_the_start_v5.json", True),
-    ("new customer, then an order", "catalog_with_the_start_v5.json", False),
-    ("two journeys' tags", "tags_across_two_journeys_v5.json", False),
+    ("new customer: the first task", "catalog_with_the_start_v6.json", True),
+    ("new customer, then an order", "catalog_with_the_start_v6.json", False),
+    ("two journeys' tags", "tags_across_two_journeys_v6.json", False),
 ]
 WARM = 20
 

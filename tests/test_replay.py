@@ -219,7 +219,7 @@ async def test_payload_contexts_are_asked_of_the_instance_inside_the_sandbox(mon
         return answer
 
     monkeypatch.setattr(split_repair, "_context_source", spy)
-    history = _history(HISTORIES / "catalog_with_the_start_v5.json")
+    history = _history(HISTORIES / "catalog_with_the_start_v6.json")
     assert await _plain(history, repair_runner()) is None
     # the sandbox's check of the workflow class makes an instance too
     assert sources and set(sources) == {"_WorkflowInstanceImpl"}, sources
