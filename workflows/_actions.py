@@ -66,26 +66,26 @@ async def execute_action(
     activity = ACTIONS[command.kind].activity
     assert activity is not None
     if local_first:
+        # with a log, the action and the log; without, the action's own activity
+        name, arg, summary = (
+            (
+                ACT_THEN_RECORD,
+                ActThenRecordInput(action=data, record=log),
+                f"{command.summary}; {_records.summary(log)}",
+            )
+            if log is not None
+            else (activity, data, command.summary)
+        )
         try:
-            if log is not None:
-                both: ActionResult = await workflow.execute_local_activity(
-                    ACT_THEN_RECORD,
-                    ActThenRecordInput(action=data, record=log),
-                    result_type=ActionResult,
-                    start_to_close_timeout=min(action_timeout, LOCAL_FIRST_TIMEOUT),
-                    retry_policy=LOCAL_FIRST_RETRY,
-                    summary=f"{command.summary}; {_records.summary(log)}",
-                )
-                return both, True
             fast: ActionResult = await workflow.execute_local_activity(
-                activity,
-                data,
+                name,
+                arg,
                 result_type=ActionResult,
                 start_to_close_timeout=min(action_timeout, LOCAL_FIRST_TIMEOUT),
                 retry_policy=LOCAL_FIRST_RETRY,
-                summary=command.summary,
+                summary=summary,
             )
-            return fast, False
+            return fast, log is not None
         except FailureError as exc:
             if for_good(exc) or is_cancelled_exception(exc):
                 raise  # a cancelled workflow must not start the action again

@@ -21,8 +21,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 def snapshot_key(state: CustomerState, catalog: Catalog | None) -> str:
     """What an admin read of ``state`` shows, to tell whether it changed (no seq, no time)."""
-    snapshot = CustomerSnapshot.of(state, catalog, seq=0, at=_EPOCH)
-    return snapshot.model_dump_json(exclude={"seq", "at"})
+    return _shown(CustomerSnapshot.of(state, catalog, seq=0, at=_EPOCH))
 
 
 def log_of(
@@ -39,7 +38,11 @@ def log_of(
 def shown(log: RecordTransitionsInput) -> str:
     """The ``snapshot_key`` of what ``log`` writes."""
     assert log.snapshot is not None
-    return log.snapshot.model_dump_json(exclude={"seq", "at"})
+    return _shown(log.snapshot)
+
+
+def _shown(snapshot: CustomerSnapshot) -> str:
+    return snapshot.model_dump_json(exclude={"seq", "at"})
 
 
 def summary(log: RecordTransitionsInput) -> str:
