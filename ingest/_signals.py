@@ -5,7 +5,9 @@ Temporal refuses a payload over 2 MB (``Blob data size exceeds limit``), and the
 a signal it cannot decode (pydantic's JSON parser stops at ~200 levels of nesting), so every
 signal is planned under a byte budget far below the limit and test-serialised with the
 workflow's own data converter, encoded and decoded, before it is sent. An event that cannot
-travel even alone is a dead letter (``store.dead_letters``), never a retry forever.
+travel even alone is a dead letter (``store.dead_letters``), never a retry forever. The
+budget counts the events' JSON bytes, before the codec compresses them
+(``orchestration.codec``): it bounds what a worker expands, too.
 """
 
 from __future__ import annotations

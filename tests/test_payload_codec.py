@@ -4,6 +4,7 @@ development secrets, and customers whose workflow runs under the legacy (unsalte
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator
 
@@ -19,7 +20,15 @@ from engine.model import Event
 from ingest import keys
 from ingest.bootstrap import check_secrets
 from orchestration import customers
-from orchestration.codec import ENCODING, EncryptionCodec, PayloadKeyError, new_key_spec, parse_keys
+from orchestration.codec import (
+    COMPRESS_FROM,
+    ENCODING,
+    ENCODING_ZLIB,
+    EncryptionCodec,
+    PayloadKeyError,
+    new_key_spec,
+    parse_keys,
+)
 from settings import DEV_PAYLOAD_KEYS, Settings
 from tests.conftest import running_worker
 from tests.helpers import publish_shipped
@@ -43,6 +52,46 @@ async def test_payloads_are_encrypted_and_old_keys_still_decrypt_after_rotation(
     assert await codec.decode([PLAIN]) == [PLAIN]
     with pytest.raises(PayloadKeyError, match="key 'k2', which JOURNEYS_PAYLOAD_KEYS does not"):
         await codec.decode([fresh])
+
+
+async def test_large_payloads_are_compressed_before_encryption_and_old_ones_still_decode():
+    codec = EncryptionCodec(parse_keys(new_key_spec("k1")))
+    catalog = json.dumps(
+        [{"journey": f"j{i}", "states": ["new", "active", "vip"]} for i in range(200)]
+    ).encode()
+    big = Payload(metadata={"encoding": b"json/plain"}, data=catalog)
+    (sealed,) = await codec.encode([big])
+    assert sealed.metadata["encoding"] == ENCODING_ZLIB
+    assert len(sealed.data) < len(catalog) / 4 and b"journey" not in sealed.data
+    assert await codec.decode([sealed]) == [big]
+    # below the threshold, or when zlib would not make it smaller: encrypted only
+    random = Payload(metadata={"encoding": b"json/plain"}, data=os.urandom(1600))
+    assert len(random.SerializeToString()) >= COMPRESS_FROM
+    (small, noise) = await codec.encode([PLAIN, random])
+    assert small.metadata["encoding"] == noise.metadata["encoding"] == ENCODING
+    assert await codec.decode([small, noise]) == [PLAIN, random]
+    # a large payload sealed before compression existed decodes as it did
+    nonce = b"\0" * 12
+    legacy = Payload(
+        metadata={"encoding": ENCODING, "encryption-key-id": b"k1"},
+        data=nonce + codec._encrypt.encrypt(nonce, big.SerializeToString(), None),
+    )
+    assert await codec.decode([legacy]) == [big]
+
+
+async def test_a_compressed_payload_that_does_not_expand_cleanly_is_refused(monkeypatch):
+    codec = EncryptionCodec(parse_keys(new_key_spec("k1")))
+    (sealed,) = await codec.encode([Payload(data=b"a" * 100_000)])
+    monkeypatch.setattr("orchestration.codec.MAX_EXPANDED", 10_000)
+    with pytest.raises(PayloadKeyError, match="expands past"):
+        await codec.decode([sealed])
+    nonce = b"\0" * 12
+    garbage = Payload(
+        metadata={"encoding": ENCODING_ZLIB, "encryption-key-id": b"k1"},
+        data=nonce + codec._encrypt.encrypt(nonce, b"not zlib", None),
+    )
+    with pytest.raises(PayloadKeyError, match="does not decompress"):
+        await codec.decode([garbage])
 
 
 @pytest.mark.parametrize(
