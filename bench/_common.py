@@ -35,9 +35,12 @@ async def replay_rows(client: Client) -> Rows:
     report = await replay_all(client, "WorkflowType = 'CustomerWorkflow'")
     for failure in report.failures[:5]:
         print(f"replay failure {failure.workflow_id}: {failure.reason[:300]}", file=sys.stderr)
+    runs = max(1, report.replayed)
     return [
         ("customer histories replayed (journeys replay)", f"{report.replayed:,}"),
         ("  replay failures", f"{len(report.failures):,}"),
+        ("  history events per run, mean", f"{report.events / runs:.1f}"),
+        ("  history KB per run as stored, mean", f"{report.stored_bytes / runs / 1024:.1f}"),
     ]
 
 

@@ -59,10 +59,13 @@ class ReplayFailure:
 
 @dataclass(frozen=True)
 class ReplayReport:
-    """What ``replay_all`` found: how many histories it replayed, and which failed."""
+    """What ``replay_all`` found: how many histories it replayed, and which failed; and
+    their size as stored (events, serialised bytes: what the benchmarks print per run)."""
 
     replayed: int
     failures: list[ReplayFailure]
+    events: int = 0
+    stored_bytes: int = 0
 
 
 async def replay_history(
@@ -120,14 +123,16 @@ async def replay_all(
         runtime=_quiet_runtime(),
     )
     failures: list[ReplayFailure] = []
-    replayed = 0
+    replayed = events = stored = 0
     histories = _histories(client, query, limit, failures)
     async with replayer.workflow_replay_iterator(histories) as results:
         async for result in results:
             replayed += 1
+            history = result.history
+            events += len(history.events)
+            stored += sum(event.ByteSize() for event in history.events)
             if result.replay_failure is None:
                 continue
-            history = result.history
             reason: str | None = _reason(result.replay_failure)
             if split_points(history):  # the worker would replay it repaired
                 reason = await replay_history(
@@ -136,7 +141,7 @@ async def replay_all(
                 reason = None if reason is None else _reason(RuntimeError(reason))
             if reason is not None:
                 failures.append(ReplayFailure(history.workflow_id, _run_id(history), reason))
-    return ReplayReport(replayed=replayed, failures=failures)
+    return ReplayReport(replayed, failures, events=events, stored_bytes=stored)
 
 
 async def _histories(

@@ -18,9 +18,11 @@ from temporalio.worker import Worker
 from devstack.stack import Stack, free_port
 from engine.model import Event
 from orchestration import customers
+from orchestration.codec import ENCODING_ZLIB
 from orchestration.replay import replay_all
 from orchestration.temporal import connect
 from settings import Settings
+from store import catalog as catalog_store
 from tests.conftest import running_worker
 from tests.helpers import publish_shipped
 from workflows.io import CODE_VERSION
@@ -70,6 +72,8 @@ async def test_live_histories_replay_and_a_retired_type_is_reported(dev_client, 
             SegmentRefreshWorkflow.run, RefreshRequest(), id="refresh-1", task_queue=queue
         )
         assert done.customers == 0
+        async with db.connection() as conn:  # today's starts carry it, as the dispatcher's
+            catalog = await catalog_store.Loader().load(conn, min_seq=seq)
         for version in (0, CODE_VERSION):
             cid = f"live-{version}"
             await customers.send_events(
@@ -79,6 +83,7 @@ async def test_live_histories_replay_and_a_retired_type_is_reported(dev_client, 
                 task_queue=queue,
                 catalog_seq=seq,
                 code_version=version,
+                catalog=catalog if version else None,
             )
         for version in (0, CODE_VERSION):
             await _enrolled(client, f"live-{version}")
@@ -102,6 +107,16 @@ async def test_live_histories_replay_and_a_retired_type_is_reported(dev_client, 
         "CustomerWorkflow, SegmentRefreshWorkflow"
     )
     assert len((await replay_all(client, 'WorkflowType = "RetiredWorkflow"', 1)).failures) == 1
+    # the report's size of the runs, as stored: a customer's start (catalog) is compressed
+    fetched = [
+        await client.get_workflow_handle(e.id, run_id=e.run_id).fetch_history()
+        async for e in client.list_workflows()
+    ]
+    assert report.events == sum(len(h.events) for h in fetched)
+    assert report.stored_bytes == sum(e.ByteSize() for h in fetched for e in h.events)
+    start = next(h for h in fetched if h.workflow_id.endswith(f"live-{CODE_VERSION}")).events[0]
+    (sealed,) = start.workflow_execution_started_event_attributes.input.payloads
+    assert sealed.metadata["encoding"] == ENCODING_ZLIB
 
 
 async def _enrolled(client: Client, cid: str) -> None:
