@@ -25,7 +25,7 @@ from engine import Journey, JourneyValidationError
 from engine.rule_files import load_rule_files
 from orchestration.schedules import ensure_segment_schedule
 from orchestration.temporal import connect_with_retry, sandbox_runner
-from orchestration.workers import all_activities, build_worker
+from orchestration.workers import all_activities, build_worker, settle_heap
 from settings import ConfigurationError, Settings, check_settings, get_settings
 from store.db import pool, prepare_database
 
@@ -77,6 +77,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             client = await connect_with_retry(settings)
             await _schedule(client, settings, rules.segments.schedule)
             worker = build_worker(client, settings, activities)
+            settle_heap(settings.gc_young_threshold)
             log.info(
                 "worker polling task queue %s on %s", settings.task_queue, settings.temporal_address
             )
