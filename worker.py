@@ -23,9 +23,10 @@ from activities.actions import ActionActivities
 from activities.assignment import ManagerNotes
 from engine import Journey, JourneyValidationError
 from engine.rule_files import load_rule_files
+from orchestration.heap import settle_heap
 from orchestration.schedules import ensure_segment_schedule
 from orchestration.temporal import connect_with_retry, sandbox_runner
-from orchestration.workers import all_activities, build_worker, settle_heap
+from orchestration.workers import all_activities, build_worker
 from settings import ConfigurationError, Settings, check_settings, get_settings
 from store.db import pool, prepare_database
 

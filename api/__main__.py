@@ -10,6 +10,7 @@ import uvicorn
 
 import channels  # noqa: F401  registers the channels consent and unsubscribe links name
 from ingest.bootstrap import check_secrets
+from orchestration.heap import settle_heap
 from settings import ConfigurationError, check_settings, get_settings
 
 from .app import create_app
@@ -32,8 +33,10 @@ def main() -> None:
         asyncio.run(check())
     except ConfigurationError as exc:
         raise SystemExit(str(exc)) from None
+    app = create_app(settings)
+    settle_heap(settings.gc_young_threshold)  # a long-lived heap, as the worker's
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.api_host,
         port=settings.api_port,
         log_level="warning",

@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     # long before cancelling them: past an action's timeout (60 s), a send under way is
     # finished and recorded, never cut off between the relay's answer and its record.
     graceful_shutdown_seconds: float = Field(75.0, alias="JOURNEYS_GRACEFUL_SHUTDOWN_SECONDS", ge=0)
-    # the worker's young-generation GC threshold (orchestration.workers.settle_heap); 0:
+    # the worker's and the API's young-generation GC threshold (orchestration.heap); 0:
     # Python's defaults, and nothing frozen
     gc_young_threshold: int = Field(50_000, alias="JOURNEYS_GC_YOUNG_THRESHOLD", ge=0)
     # Temporal's workflow sandbox (determinism guard); tests always run with it

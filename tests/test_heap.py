@@ -1,4 +1,4 @@
-"""The worker's garbage-collector settings (``orchestration.workers.settle_heap``)."""
+"""The worker's and the API's garbage-collector settings (``orchestration.heap``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from orchestration.workers import settle_heap
+from orchestration.heap import settle_heap
 from settings import Settings
 
 
