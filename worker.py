@@ -23,7 +23,7 @@ from activities.actions import ActionActivities
 from activities.assignment import ManagerNotes
 from engine import Journey, JourneyValidationError
 from engine.rule_files import load_rule_files
-from orchestration.heap import settle_heap
+from orchestration.heap import report_full_collections, settle_heap
 from orchestration.schedules import ensure_segment_schedule
 from orchestration.temporal import connect_with_retry, sandbox_runner
 from orchestration.workers import all_activities, build_worker
@@ -68,11 +68,13 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     db = pool(database_url)
     await db.open()
     notes: asyncio.Task[None] | None = None
+    pauses: asyncio.Task[None] | None = None
     try:
         actions = ActionActivities(db, settings, policy=rules.policy)
         activities = all_activities(db, actions, rules.segments)
         # customers assigned from a pool's queue: their managers' notes (activities/assignment)
         notes = asyncio.create_task(ManagerNotes(db, actions.messenger).run(stop))
+        pauses = asyncio.create_task(report_full_collections(stop))
         delay = 1.0
         while not stop.is_set():
             client = await connect_with_retry(settings)
@@ -90,10 +92,11 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
     finally:
-        if notes is not None:
-            notes.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await notes
+        for task in (notes, pauses):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await db.close()
 
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
+import time
 import weakref
 from collections.abc import Iterator
 
 import pytest
 
-from orchestration.heap import settle_heap
+from orchestration.heap import FullCollections, report_full_collections, settle_heap
 from settings import Settings
 
 
@@ -50,3 +53,42 @@ def test_zero_keeps_pythons_defaults_and_freezes_nothing(restored_gc, monkeypatc
     monkeypatch.setenv("JOURNEYS_GC_YOUNG_THRESHOLD", "-1")
     with pytest.raises(ValueError, match="JOURNEYS_GC_YOUNG_THRESHOLD"):
         Settings()
+
+
+def test_full_collections_are_counted_and_young_ones_are_not():
+    pauses = FullCollections().install()
+    try:
+        gc.collect(0)
+        gc.collect(1)
+        assert pauses.take() == (0, 0.0, 0.0)
+        gc.collect()
+        gc.collect()
+        count, total, longest = pauses.take()
+        assert count == 2 and total >= longest > 0
+        assert pauses.take() == (0, 0.0, 0.0)  # taken: counted from zero again
+    finally:
+        pauses.remove()
+    assert pauses not in gc.callbacks
+
+
+async def test_the_worker_warns_of_long_pauses_only(caplog):
+    caplog.set_level(logging.WARNING, logger="journeys.heap")
+    for over, warned in ((0.0, True), (60.0, False)):
+        caplog.clear()
+        stop = asyncio.Event()
+        task = asyncio.create_task(report_full_collections(stop, every=0.01, over=over))
+        deadline = time.monotonic() + 10
+        while not (hooks := [cb for cb in gc.callbacks if isinstance(cb, FullCollections)]):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        gc.collect()
+        # the reporter took the count (a round after the collection), warning or not
+        while hooks[0]._count:
+            assert time.monotonic() < deadline, "the reporter never took the count"
+            await asyncio.sleep(0.01)
+        assert ("paused this process" in caplog.text) is warned
+        if warned:
+            assert "JOURNEYS_MAX_CACHED_WORKFLOWS" in caplog.text
+        stop.set()
+        await task
+        assert not any(isinstance(cb, FullCollections) for cb in gc.callbacks)
