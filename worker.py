@@ -75,12 +75,12 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         # customers assigned from a pool's queue: their managers' notes (activities/assignment)
         notes = asyncio.create_task(ManagerNotes(db, actions.messenger).run(stop))
         pauses = asyncio.create_task(report_full_collections(stop))
+        settle_heap(settings.gc_young_threshold)  # once: a reconnect keeps the same heap
         delay = 1.0
         while not stop.is_set():
             client = await connect_with_retry(settings)
             await _schedule(client, settings, rules.segments.schedule)
             worker = build_worker(client, settings, activities)
-            settle_heap(settings.gc_young_threshold)
             log.info(
                 "worker polling task queue %s on %s", settings.task_queue, settings.temporal_address
             )

@@ -7,7 +7,6 @@ import contextlib
 import gc
 import logging
 import time
-from typing import Any
 
 log = logging.getLogger("journeys.heap")
 __all__ = ["FullCollections", "report_full_collections", "settle_heap"]
@@ -15,7 +14,7 @@ __all__ = ["FullCollections", "report_full_collections", "settle_heap"]
 
 def settle_heap(young_threshold: int) -> None:
     """Tune the cyclic garbage collector for a long-lived heap: the worker calls this once
-    it is built, before it polls; the API once its app is built. Every object alive at
+    its activities are built, before it polls; the API once its app is built. Every object alive at
     this point (modules, the rules, the SDK) is frozen: never scanned again. And a young
     collection waits for ``young_threshold`` new container objects instead of Python's
     700: with thousands of customers cached, each full collection scans them all, and at
@@ -44,13 +43,13 @@ class FullCollections:
         self._total = 0.0
         self._longest = 0.0
 
-    def __call__(self, phase: str, info: dict[str, int], clock: Any = time.perf_counter) -> None:
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
         if info.get("generation") != 2:
             return
         if phase == "start":
-            self._started = clock()
+            self._started = time.perf_counter()
             return
-        took = clock() - self._started
+        took = time.perf_counter() - self._started
         self._count += 1
         self._total += took
         if took > self._longest:

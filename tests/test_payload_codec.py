@@ -54,6 +54,16 @@ async def test_payloads_are_encrypted_and_old_keys_still_decrypt_after_rotation(
         await codec.decode([fresh])
 
 
+def _sealed_by_hand(codec: EncryptionCodec, encoding: bytes, plain: bytes) -> Payload:
+    """``plain`` encrypted with the codec's key k1 under ``encoding``, as no encoder of
+    today would write it (an older codec's payload, a corrupt one)."""
+    nonce = b"\0" * 12
+    return Payload(
+        metadata={"encoding": encoding, "encryption-key-id": b"k1"},
+        data=nonce + codec._encrypt.encrypt(nonce, plain, None),
+    )
+
+
 async def test_large_payloads_are_compressed_before_encryption_and_old_ones_still_decode():
     codec = EncryptionCodec(parse_keys(new_key_spec("k1")))
     catalog = json.dumps(
@@ -71,11 +81,7 @@ async def test_large_payloads_are_compressed_before_encryption_and_old_ones_stil
     assert small.metadata["encoding"] == noise.metadata["encoding"] == ENCODING
     assert await codec.decode([small, noise]) == [PLAIN, random]
     # a large payload sealed before compression existed decodes as it did
-    nonce = b"\0" * 12
-    legacy = Payload(
-        metadata={"encoding": ENCODING, "encryption-key-id": b"k1"},
-        data=nonce + codec._encrypt.encrypt(nonce, big.SerializeToString(), None),
-    )
+    legacy = _sealed_by_hand(codec, ENCODING, big.SerializeToString())
     assert await codec.decode([legacy]) == [big]
 
 
@@ -85,11 +91,7 @@ async def test_a_compressed_payload_that_does_not_expand_cleanly_is_refused(monk
     monkeypatch.setattr("orchestration.codec.MAX_EXPANDED", 10_000)
     with pytest.raises(PayloadKeyError, match="expands past"):
         await codec.decode([sealed])
-    nonce = b"\0" * 12
-    garbage = Payload(
-        metadata={"encoding": ENCODING_ZLIB, "encryption-key-id": b"k1"},
-        data=nonce + codec._encrypt.encrypt(nonce, b"not zlib", None),
-    )
+    garbage = _sealed_by_hand(codec, ENCODING_ZLIB, b"not zlib")
     with pytest.raises(PayloadKeyError, match="does not decompress"):
         await codec.decode([garbage])
 
