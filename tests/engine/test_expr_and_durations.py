@@ -223,6 +223,15 @@ def test_evaluate_turns_every_failure_into_an_expression_error():
     )
 
 
+def test_evaluate_hands_cel_only_the_variables_the_expression_names():
+    # CEL converts every variable it is given; one it cannot convert shows which it got
+    env = {"ctx": {"orders": 2}, "customer": object(), "event": {"name": "Order"}}
+    assert expr.evaluate("ctx.orders + 1", env) == 3
+    assert expr.evaluate("event.name == 'Order' && ctx.orders == 2", env) is True
+    with pytest.raises(expr.ExpressionError, match="convert"):
+        expr.evaluate("customer.tier == ''", env)
+
+
 @pytest.mark.parametrize(
     ("declared", "value", "fits"),
     [
