@@ -212,6 +212,7 @@ async def latency(
     for p in probes:
         history = await client.get_workflow_handle(workflow_id(p)).fetch_history()
         pending: list[tuple[str, float]] = []
+        started = 0.0  # the workflow task that will apply the pending signals
         for ev in history.events:
             at = ev.event_time.ToDatetime(tzinfo=UTC).timestamp()
             if ev.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
@@ -220,12 +221,16 @@ async def latency(
                 (plain,) = await client.data_converter.payload_codec.decode([sealed])
                 body = json.loads(plain.data)
                 pending += [(e["id"], at) for e in body.get("events", [])]
+            elif ev.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED and pending:
+                started = at
             elif ev.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED and pending:
                 for e, signaled in pending:
                     if e in sent_at:
                         samples.total.append(at - sent_at[e])
                         samples.to_signal.append(signaled - sent_at[e])
                         samples.in_workflow.append(at - signaled)
+                        samples.to_start.append(max(0.0, started - signaled))
+                        samples.in_task.append(at - max(started, signaled))
                 pending = []
     return samples
 
@@ -238,6 +243,10 @@ class Latency:
     total: list[float] = field(default_factory=list)
     to_signal: list[float] = field(default_factory=list)
     in_workflow: list[float] = field(default_factory=list)
+    # signal->applied in two: until the worker took the task (the server's queue, the
+    # poll), and the task itself (the worker's activations and local activities)
+    to_start: list[float] = field(default_factory=list)
+    in_task: list[float] = field(default_factory=list)
 
 
 def pct(values: list[float], p: float) -> float:
@@ -328,6 +337,8 @@ async def measure(
         for name, part in (
             ("  of which send->signal", samples.to_signal),
             ("  of which signal->applied", samples.in_workflow),
+            ("    signal->task started", samples.to_start),
+            ("    task started->completed", samples.in_task),
         ):
             rows.append(
                 (
