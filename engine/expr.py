@@ -179,7 +179,7 @@ def evaluate(source: str, env: Mapping[str, Any] | cel.Context) -> Any:
         names = _names(source)
         env = {k: v for k, v in env.items() if k in names}
     try:
-        return program(source).execute(env)  # type: ignore[arg-type]
+        return program(source).execute(env)
     except KeyError as exc:
         raise ExpressionError(
             f"'{source}': no field {exc} (guard it with has(...) or a ternary)"
