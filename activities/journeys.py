@@ -10,8 +10,8 @@ from temporalio import activity
 from engine import Catalog
 from engine.policy import Policy
 from store import catalog as catalog_store
-from store import read_model, transitions
-from workflows.io import CustomerSnapshot, LoadCatalogInput, RecordTransitionsInput
+from store import read_model
+from workflows.io import LoadCatalogInput, RecordTransitionsInput
 
 
 class JourneyActivities:
@@ -35,40 +35,7 @@ class JourneyActivities:
     async def record_transitions(self, data: RecordTransitionsInput) -> int:
         """Append state changes to ``journey_transitions`` once (keyed), for reports, and
         store the customer's snapshot for admin reads (an older one never overwrites a
-        newer one: see ``store.read_model``)."""
+        newer one): one statement, one transaction (``store.read_model.record``)."""
         async with self.pool.connection() as conn:
-            await transitions.append(
-                conn,
-                [
-                    transitions.Transition(
-                        key=t.key,
-                        customer_id=data.customer_id,
-                        journey=t.journey,
-                        version=t.version,
-                        from_state=t.from_state,
-                        to_state=t.to_state,
-                        cause=t.cause,
-                        at=t.at,
-                    )
-                    for t in data.transitions
-                ],
-            )
-            if data.snapshot is not None:
-                await read_model.write(conn, data.customer_id, _stored(data.snapshot))
+            await read_model.record(conn, data.customer_id, data.model_dump_json())
         return len(data.transitions)
-
-
-def _stored(snap: CustomerSnapshot) -> read_model.Snapshot:
-    return read_model.Snapshot(
-        seq=snap.seq,
-        at=snap.at,
-        tier=snap.tier,
-        segment=snap.segment,
-        problems=[p.model_dump(mode="json") for p in snap.problems],
-        journeys=[read_model.JourneyRow(**j.model_dump(exclude=_ELSEWHERE)) for j in snap.journeys],
-    )
-
-
-# the arm and the conversion are read from their own tables (store.experiments), where
-# their activities write them; the read model has no columns for them
-_ELSEWHERE = {"experiment", "arm", "converted_at"}

@@ -1,5 +1,6 @@
 """One message through the messaging policy, as a new customer's welcome goes: PostgreSQL
-statements, transactions, pool checkouts and worker CPU per message.
+statements, transactions, pool checkouts and worker CPU per message; then the step's log
+(``record_transitions``: the transition and the customer's admin snapshot) likewise.
 
     python -m bench.message_bench [--messages 2000] [--concurrency 20]
 
@@ -29,14 +30,16 @@ from psycopg import AsyncConnection, AsyncCursor
 from temporalio.testing import ActivityEnvironment
 
 from activities.actions import ActionActivities
+from activities.journeys import JourneyActivities
 from bench._common import print_table
+from engine.machine import TransitionRecord
 from engine.model import ActionCommand
 from engine.rule_files import load_rule_files
 from orchestration._test_stack import MailSink, embedded_postgres, scratch_database
 from settings import Settings
 from store import customers
 from store.db import pool
-from workflows.io import ActionInput
+from workflows.io import ActionInput, CustomerSnapshot, JourneySnapshot, RecordTransitionsInput
 
 ROOT = Path(__file__).resolve().parents[1]
 NOON = datetime(2026, 6, 3, 12, 0, tzinfo=UTC)  # a Wednesday: no quiet hours in the policy
@@ -53,6 +56,10 @@ class _CountingCursor(AsyncCursor[Any]):
     async def execute(self, *args: Any, **kwargs: Any) -> Any:
         Counted.statements += 1
         return await super().execute(*args, **kwargs)
+
+    async def executemany(self, *args: Any, **kwargs: Any) -> Any:
+        Counted.statements += 1  # one round trip (psycopg pipelines the rows)
+        return await super().executemany(*args, **kwargs)
 
 
 class _CountingConnection(AsyncConnection[Any]):
@@ -79,6 +86,37 @@ def _welcome(customer_id: str) -> ActionInput:
         ),
         now=NOON,
     )
+
+
+def _step_log(customer_id: str, journeys: list[str]) -> RecordTransitionsInput:
+    """The welcome's step: the customer entered the lifecycle's ``new``; the snapshot shows
+    every journey they are in (a customer of the shipped rules is in several)."""
+    runs = [
+        JourneySnapshot(
+            journey=name,
+            version=1,
+            state="new" if name == "lifecycle" else "waiting",
+            status="active",
+            context={"orders": 0, "spent": 0.0} if name == "lifecycle" else {},
+            since=NOON,
+            enrolled_at=NOON,
+            next_timer_due=NOON + timedelta(days=14),
+            next_timer_label="14d",
+            next_timer_target="dormant",
+        )
+        for name in journeys
+    ]
+    entered = TransitionRecord(
+        journey="lifecycle",
+        version=1,
+        from_state=None,
+        to_state="new",
+        cause="enroll:signed_up",
+        at=NOON,
+        key=f"{customer_id}/lifecycle/1/0",
+    )
+    snap = CustomerSnapshot(seq=1, at=NOON, journeys=runs, tier="C", segment="new")
+    return RecordTransitionsInput(customer_id=customer_id, transitions=[entered], snapshot=snap)
 
 
 async def measure(messages: int, concurrency: int) -> list[tuple[str, str]]:
@@ -142,6 +180,7 @@ async def measure(messages: int, concurrency: int) -> list[tuple[str, str]]:
             cur = await conn.execute("SELECT count(*) FROM action_log WHERE status = 'done'")
             logged = (await cur.fetchone() or (0,))[0]
         assert sent == rows == logged == messages, (sent, rows, logged)
+        log_rows = await _measure_logs(db, ids, [j.journey for j in rules.journeys], concurrency)
     return [
         ("messages sent (each once, each logged)", f"{messages:,}"),
         ("messages/s", f"{messages / took:,.0f}"),
@@ -153,6 +192,44 @@ async def measure(messages: int, concurrency: int) -> list[tuple[str, str]]:
             "CPU per message (activity, psycopg, SMTP client and the sink)",
             f"{cpu / messages * 1000:.2f} ms",
         ),
+        *log_rows,
+    ]
+
+
+async def _measure_logs(
+    db: Any, ids: list[str], journeys: list[str], concurrency: int
+) -> list[tuple[str, str]]:
+    """The step's log for each customer, as the workflow's local activity writes it."""
+    record = JourneyActivities(db).record_transitions
+    logs = [_step_log(c, journeys) for c in ids]
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(log: RecordTransitionsInput) -> None:
+        async with gate:
+            assert await record(log) == 1
+
+    before = Counted.statements, Counted.transactions
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    await asyncio.gather(*(one(log) for log in logs))
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
+    statements, transactions = (Counted.statements - before[0], Counted.transactions - before[1])
+    async with db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT (SELECT count(*) FROM journey_transitions),"
+            " (SELECT count(*) FROM customer_snapshots),"
+            " (SELECT count(*) FROM customer_journeys)"
+        )
+        counts = await cur.fetchone()
+    assert counts == (len(ids), len(ids), len(ids) * len(journeys)), counts
+    n = len(ids)
+    return [
+        (
+            f"step log: PostgreSQL statements per log ({len(journeys)} journeys)",
+            f"{statements / n:.1f}",
+        ),
+        ("step log: round trips per log", f"{(statements + 2 * transactions) / n:.1f}"),
+        ("step log: CPU per log (activity, psycopg)", f"{cpu / n * 1000:.2f} ms"),
     ]
 
 

@@ -3,8 +3,9 @@
 Admin reads (``GET /v1/customers/{id}``, ``journeys show``) answer from here, so they are
 fast and keep working while Temporal, a worker or the customer's workflow is down (a
 killed worker's customers are frozen for up to the sticky timeout). The workflow writes a
-snapshot with its transitions (activity ``record_transitions``); each carries a sequence
-number that only grows, so a retried or late write of an older snapshot changes nothing.
+snapshot with its transitions (activity ``record_transitions``, one call: ``record``); each
+carries a sequence number that only grows, so a retried or late write of an older snapshot
+changes nothing. Transitions go to ``journey_transitions``, once each by key, for reports.
 
     customer_snapshots   one row per customer: seq, time, tier, segment, problems
     customer_journeys    one row per customer and journey: state, status, context, since,
@@ -18,7 +19,6 @@ from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
 
 HISTORY = 10  # transitions shown per journey, as the workflow keeps them
 
@@ -47,55 +47,16 @@ class Snapshot:
     journeys: list[JourneyRow] = field(default_factory=list)
 
 
-async def write(conn: AsyncConnection[Any], customer_id: str, snap: Snapshot) -> bool:
-    """Store ``snap`` unless one with the same or a higher seq is there; returns whether it
-    was stored. The customer's row is locked first, so concurrent writers serialise and
-    the highest seq wins whatever the order they arrive in."""
-    async with conn.transaction():
-        cur = await conn.execute(
-            "INSERT INTO customer_snapshots AS s (customer_id, seq, at, tier, segment, problems)"
-            " VALUES (%s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (customer_id) DO UPDATE SET seq = EXCLUDED.seq, at = EXCLUDED.at,"
-            " tier = EXCLUDED.tier, segment = EXCLUDED.segment, problems = EXCLUDED.problems,"
-            " written_at = now() WHERE s.seq < EXCLUDED.seq RETURNING 1",
-            (customer_id, snap.seq, snap.at, snap.tier, snap.segment, Jsonb(snap.problems)),
-        )
-        if await cur.fetchone() is None:
-            return False  # an older or repeated snapshot
-        await conn.execute(
-            "DELETE FROM customer_journeys WHERE customer_id = %s AND journey <> ALL(%s)",
-            (customer_id, [j.journey for j in snap.journeys]),
-        )
-        async with conn.cursor() as many:
-            await many.executemany(
-                "INSERT INTO customer_journeys (customer_id, journey, version, state, status,"
-                " context, since, enrolled_at, next_timer_due, next_timer_label,"
-                " next_timer_target, seq) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (customer_id, journey) DO UPDATE SET version = EXCLUDED.version,"
-                " state = EXCLUDED.state, status = EXCLUDED.status, context = EXCLUDED.context,"
-                " since = EXCLUDED.since, enrolled_at = EXCLUDED.enrolled_at,"
-                " next_timer_due = EXCLUDED.next_timer_due,"
-                " next_timer_label = EXCLUDED.next_timer_label,"
-                " next_timer_target = EXCLUDED.next_timer_target, seq = EXCLUDED.seq",
-                [
-                    (
-                        customer_id,
-                        j.journey,
-                        j.version,
-                        j.state,
-                        j.status,
-                        Jsonb(j.context),
-                        j.since,
-                        j.enrolled_at,
-                        j.next_timer_due,
-                        j.next_timer_label,
-                        j.next_timer_target,
-                        snap.seq,
-                    )
-                    for j in snap.journeys
-                ],
-            )
-    return True
+async def record(conn: AsyncConnection[Any], customer_id: str, log: str) -> bool:
+    """Store a workflow step's ``log`` (the JSON of ``workflows.io.RecordTransitionsInput``:
+    its transitions, each once by key, and the customer's snapshot unless one with the
+    same or a higher seq is there) in one call and one transaction; returns whether the
+    snapshot was stored. The customer's row is locked first, so concurrent writers
+    serialise and the highest seq wins whatever the order they arrive in (the function
+    ``journeys_record``, store/migrations/0023_record_in_one_call.sql)."""
+    cur = await conn.execute("SELECT journeys_record(%s, %s::jsonb)", (customer_id, log))
+    row = await cur.fetchone()
+    return bool(row and row[0])
 
 
 async def read(conn: AsyncConnection[Any], customer_id: str) -> Snapshot | None:

@@ -11,6 +11,7 @@ from engine.loader import load_rules
 from engine.segments import Segments
 from store import catalog, demo, offers, read_model, segments, surveys
 from store.events import NewEvent, Queued, append, queue
+from workflows.io import CustomerSnapshot, JourneySnapshot, RecordTransitionsInput
 
 ROOT = Path(__file__).resolve().parent.parent
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
@@ -67,11 +68,18 @@ async def test_progress_and_segments_only_count_the_prefix(db):
         )
         rows = await cur.fetchall()
         for customer, segment, tier in rows:
-            journey = read_model.JourneyRow(
-                "lifecycle", 1, "active", "active", {"orders": 1}, NOW, NOW
+            journey = JourneySnapshot(
+                journey="lifecycle",
+                version=1,
+                state="active",
+                status="active",
+                context={"orders": 1},
+                since=NOW,
+                enrolled_at=NOW,
             )
-            snap = read_model.Snapshot(1, NOW, tier, segment, journeys=[journey])
-            await read_model.write(conn, customer, snap)
+            snap = CustomerSnapshot(seq=1, at=NOW, tier=tier, segment=segment, journeys=[journey])
+            log = RecordTransitionsInput(customer_id=customer, snapshot=snap)
+            await read_model.record(conn, customer, log.model_dump_json())
         assert await demo.segments_behind(conn, "demo1-") == 0
         assert await demo.counted_orders(conn, "demo1-") == {"demo1-0001": 1, "demo1-0002": 1}
         states = await demo.journey_states(conn, "demo1-", "lifecycle")

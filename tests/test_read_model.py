@@ -88,6 +88,56 @@ async def test_a_journey_gone_from_the_snapshot_is_gone_from_the_read_model(db):
     assert await stored(db) == (3, [])
 
 
+async def test_concurrent_writers_leave_exactly_the_newest_snapshots_journeys(db):
+    """Each seq is in a different set of journeys; written all at once in a shuffled
+    order, the read model ends with the newest one's set: no journey an older writer
+    added survives (the journeys rows are written under the customer's row lock)."""
+
+    def of(seq: int) -> CustomerSnapshot:
+        snap = snapshot(seq, "active", orders=seq)
+        base = snap.journeys[0]
+        names = ["lifecycle", "nps", "at_risk", "birthday"][: seq % 4 + 1]
+        snap.journeys = [base.model_copy(update={"journey": n}) for n in names]
+        return snap
+
+    seqs = list(range(1, 31))
+    random.Random(11).shuffle(seqs)
+    await asyncio.gather(*(record(db, of(s)) for s in seqs))
+    assert await stored(db) == (
+        30,
+        [(n, "active", 30) for n in sorted(["lifecycle", "nps", "at_risk"])],
+    )
+
+
+async def test_transitions_and_the_snapshot_go_in_one_call_each_transition_once(db):
+    moved = [
+        TransitionRecord(
+            journey="lifecycle",
+            version=1,
+            from_state=from_state,
+            to_state=to_state,
+            cause="event:order_completed",
+            at=T0,
+            key=f"c1/lifecycle/1/{n}",
+        )
+        for n, (from_state, to_state) in enumerate([(None, "new"), ("new", "active")])
+    ]
+    tagged = snapshot(1, "active", orders=1)
+    tagged.journeys[0].experiment, tagged.journeys[0].arm = "welcome_test", "b"  # elsewhere
+    assert await record(db, tagged, *moved) == 2
+    assert await record(db, tagged, *moved) == 2  # a retried activity: stored once
+    assert await record(db, None, moved[1]) == 1  # without a snapshot: the log only
+    async with db.connection() as conn:
+        cur = await conn.execute(
+            "SELECT key, from_state, to_state FROM journey_transitions ORDER BY key"
+        )
+        assert await cur.fetchall() == [
+            ("c1/lifecycle/1/0", None, "new"),
+            ("c1/lifecycle/1/1", "new", "active"),
+        ]
+    assert await stored(db) == (1, [("lifecycle", "active", 1)])
+
+
 def test_recorded_inputs_without_a_snapshot_still_decode():
     old = {"customer_id": "c1", "transitions": []}  # as histories before #10 hold it
     assert RecordTransitionsInput.model_validate(old).snapshot is None
