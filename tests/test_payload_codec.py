@@ -3,6 +3,7 @@ development secrets, and customers whose workflow runs under the legacy (unsalte
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import uuid
@@ -12,6 +13,7 @@ import httpx
 import psycopg
 import pytest
 from temporalio.api.common.v1 import Payload
+from temporalio.contrib.pydantic import PydanticPayloadConverter
 from temporalio.service import RPCError
 
 from api import create_app
@@ -26,6 +28,8 @@ from orchestration.codec import (
     ENCODING_ZLIB,
     EncryptionCodec,
     PayloadKeyError,
+    SharedPayloadConverter,
+    data_converter,
     new_key_spec,
     parse_keys,
 )
@@ -94,6 +98,22 @@ async def test_a_compressed_payload_that_does_not_expand_cleanly_is_refused(monk
     garbage = _sealed_by_hand(codec, ENCODING_ZLIB, b"not zlib")
     with pytest.raises(PayloadKeyError, match="does not decompress"):
         await codec.decode([garbage])
+
+
+def test_one_payload_converter_serves_every_workflow_and_writes_what_the_stock_one_does():
+    """The SDK builds a payload converter per cached workflow and per activation: the
+    project's class hands out one, with one cache of TypeAdapters, and its payloads are
+    byte for byte the stock converter's (recorded histories decode alike)."""
+    converter = data_converter(new_key_spec("k1"))
+    assert SharedPayloadConverter() is SharedPayloadConverter()
+    assert converter.payload_converter_class is SharedPayloadConverter
+    value = CustomerInput(customer_id="c1", catalog_seq=3)
+    stock = PydanticPayloadConverter()
+    for built in (converter.payload_converter, dataclasses.replace(converter).payload_converter):
+        (payload,) = built.to_payloads([value])
+        assert payload == stock.to_payloads([value])[0]
+        assert built.from_payloads([payload], [CustomerInput]) == [value]
+        assert built.from_payloads(stock.to_payloads([7]), [int]) == [7]
 
 
 @pytest.mark.parametrize(
