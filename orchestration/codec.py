@@ -140,10 +140,11 @@ class SharedPayloadConverter(PydanticPayloadConverter):
 
     The SDK builds one from ``payload_converter_class`` for each cached workflow and two
     per workflow activation (its per-command data converters, whose own is replaced at
-    once): ~55 µs each, on the worker's event loop; and each workflow's converter built
-    its pydantic TypeAdapters again (40-140 µs per type) in a cache of its own. The
-    converter holds nothing but that cache (a thread-safe ``functools.lru_cache``), so one
-    serves all; the payloads it makes and reads are the same, so histories replay alike."""
+    once): ~16 µs each, on the worker's event loop; and each workflow's converter built
+    its pydantic TypeAdapters again (8-28 µs per type) in a cache of its own, 3.3 KB of
+    RSS per cached workflow in all. The converter holds nothing but that cache (a
+    thread-safe ``functools.lru_cache``), so one serves all; the payloads it makes and
+    reads are the same, so histories replay alike."""
 
     _shared: ClassVar[SharedPayloadConverter | None] = None
 
