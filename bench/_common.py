@@ -3,6 +3,7 @@ replay of every customer history after the load, and the table they print."""
 
 from __future__ import annotations
 
+import resource
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,12 @@ from temporalio.client import Client
 from devstack.stack import Stack, free_port
 
 Rows = list[tuple[str, str]]
+
+
+def process_cpu() -> float:
+    """This process's CPU so far, user and system, in seconds."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def bench_stack(data_dir: Path, task_queue: str, **kw: Any) -> Stack:

@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import resource
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +30,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.actions import ActionActivities
 from activities.journeys import JourneyActivities
-from bench._common import print_table
+from bench._common import print_table, process_cpu
 from engine.machine import TransitionRecord
 from engine.model import ActionCommand
 from engine.rule_files import load_rule_files
@@ -162,12 +161,11 @@ async def measure(messages: int, concurrency: int) -> list[tuple[str, str]]:
                 assert result.status == "done", result
 
         before = Counted.statements, Counted.transactions, db.get_stats().get("requests_num", 0)
-        usage = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = process_cpu()
         started = time.perf_counter()
         await asyncio.gather(*(one(c) for c in ids))
         took = time.perf_counter() - started
-        after = resource.getrusage(resource.RUSAGE_SELF)
-        cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
+        cpu = process_cpu() - cpu
         statements = Counted.statements - before[0]
         transactions = Counted.transactions - before[1]
         checkouts = db.get_stats().get("requests_num", 0) - before[2]
@@ -209,10 +207,9 @@ async def _measure_logs(
             assert await record(log) == 1
 
     before = Counted.statements, Counted.transactions
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = process_cpu()
     await asyncio.gather(*(one(log) for log in logs))
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (after.ru_utime - usage.ru_utime) + (after.ru_stime - usage.ru_stime)
+    cpu = process_cpu() - cpu
     statements, transactions = (Counted.statements - before[0], Counted.transactions - before[1])
     async with db.connection() as conn:
         cur = await conn.execute(

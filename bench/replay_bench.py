@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import copy
 import json
-import resource
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
-from bench._common import print_table
+from bench._common import print_table, process_cpu
 from orchestration.codec import data_converter
 from orchestration.replay import repair_runner
 from settings import DEV_PAYLOAD_KEYS
@@ -53,11 +52,6 @@ def first_task(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return events[: next(after, len(events))]
 
 
-def _cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
 async def per_history(raw: dict[str, Any], copies: int, *, sandboxed: bool) -> float:
     """Milliseconds of this process's CPU per replayed copy of ``raw``."""
     histories = [
@@ -80,9 +74,9 @@ async def per_history(raw: dict[str, Any], copies: int, *, sandboxed: bool) -> f
                     raise SystemExit(f"replay failed: {result.replay_failure}")
 
     await replay(histories[:WARM])
-    cpu = _cpu()
+    cpu = process_cpu()
     await replay(histories[WARM:])
-    return (_cpu() - cpu) / copies * 1000
+    return (process_cpu() - cpu) / copies * 1000
 
 
 def main() -> None:
