@@ -141,6 +141,8 @@ class Messenger:
         if is_hashed(out.customer_id):
             known.append(out.customer_id)
         context = {**base, "customer": {**base.get("customer", {}), "traits": traits}}
+        if context.get("manager") is None:  # the customer's, read with the claim
+            context["manager"] = row.manager
         if out.marketing:
             token = consent.unsubscribe_token(
                 self.settings.link_secret, out.customer_id, out.channel

@@ -181,17 +181,15 @@ async def manager_of(
     return await get(conn, int(row[0])) if row else None
 
 
-async def manager_contact(conn: AsyncConnection[Any], customer_id: str) -> tuple[str, str] | None:
-    """The name and email of the customer's active manager (the latest assigned), for a
-    message's template: one statement, without the load :func:`manager_of` counts."""
-    cur = await conn.execute(
-        "SELECT m.name, m.email FROM manager_assignments a JOIN managers m ON m.id = a.manager_id"
-        " WHERE a.customer_id = %s AND m.active"
-        " ORDER BY a.assigned_at DESC, a.manager_id DESC LIMIT 1",
-        (customer_id,),
-    )
-    row = await cur.fetchone()
-    return (str(row[0]), str(row[1])) if row else None
+# the customer's active manager (the latest assigned) as {"name", "email"}, or NULL: a
+# subquery of the claim of a message (store.messages.claim), so a template's ``manager``
+# costs no statement of its own
+MANAGER_CONTACT = (
+    "SELECT json_build_object('name', m.name, 'email', m.email)"
+    " FROM manager_assignments a JOIN managers m ON m.id = a.manager_id"
+    " WHERE a.customer_id = %(customer)s AND m.active"
+    " ORDER BY a.assigned_at DESC, a.manager_id DESC LIMIT 1"
+)
 
 
 async def deactivate(

@@ -17,6 +17,7 @@ from psycopg.rows import class_row
 
 from .consent import OPTED_OUT
 from .customers import TRAITS
+from .managers import MANAGER_CONTACT
 
 Status = Literal["deferred", "sending", "sent", "failed", "unknown", "suppressed"]
 
@@ -49,6 +50,7 @@ class Claimed:
     opted_out: bool  # of the message's channel or of all (marketing messages only)
     recent_at: list[datetime]  # marketing messages sent since ``since`` (the caps)
     recent_channels: list[str]
+    manager: dict[str, Any] | None  # the customer's account manager: name, email
 
     def recent(self) -> list[tuple[datetime, str]]:
         """The marketing messages sent since ``since``: when, and by which channel."""
@@ -71,8 +73,8 @@ async def claim(
 ) -> Claimed:
     """Create the message's row (status ``sending``, first attempt ``now``) unless it
     exists, and lock it until the caller's transaction ends; read with it, in the same
-    round trip, the customer's traits and, for a marketing message, their consent and
-    (``since`` given) the marketing messages sent since then."""
+    round trip, the customer's traits and account manager and, for a marketing message,
+    their consent and (``since`` given) the marketing messages sent since then."""
     cur = conn.cursor(row_factory=class_row(Claimed))
     await cur.execute(
         "WITH claimed AS ("
@@ -87,7 +89,7 @@ async def claim(
         " delivering_until IS NOT NULL AS handed_over,"
         " coalesce(first_attempt_at, created_at) AS first_attempt)"
         f" SELECT claimed.*, ({TRAITS}) AS traits,"
-        f" %(marketing)s AND ({OPTED_OUT}) AS opted_out,"
+        f" %(marketing)s AND ({OPTED_OUT}) AS opted_out, ({MANAGER_CONTACT}) AS manager,"
         " coalesce(recent.at, '{}') AS recent_at, coalesce(recent.by, '{}') AS recent_channels"
         " FROM claimed, LATERAL (SELECT array_agg(r.sent_at ORDER BY r.sent_at) AS at,"
         " array_agg(r.channel ORDER BY r.sent_at) AS by"

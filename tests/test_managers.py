@@ -4,15 +4,23 @@ idempotency per customer, deactivation, and the ``journeys managers`` CLI."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+import dataclasses
+from datetime import UTC, datetime, timedelta
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
+from temporalio.testing import ActivityEnvironment
 
 import cli
+from activities.actions import ActionActivities
+from engine.model import ActionCommand
 from settings import get_settings
 from store import managers, tasks
 from store.db import pool as make_pool
+from tests.standins import RecordingSMTPServer
+from tests.test_actions_workflow import settings_for
+from workflows.io import ActionInput
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -145,6 +153,45 @@ async def test_deactivate_without_room_leaves_customers_unassigned(db):
         await managers.add(conn, pool="vip", name="New", email="new@x.test", capacity=2)
         again = await managers.assign(conn, customer_id="ann", pool="vip")
         assert again is not None and again[1] and again[0].id not in (m0.id, m1.id)
+
+
+def _care(customer_id: str, key: str) -> ActionInput:
+    args = {"template": "churn_care", "channel": "email", "transactional": True}
+    command = ActionCommand(
+        kind="send", args=args, journey="lifecycle", version=1, state="at_risk",
+        idempotency_key=key, summary="send churn_care",
+    )  # fmt: skip
+    return ActionInput(customer_id=customer_id, command=command, now=NOW)
+
+
+async def test_a_message_names_the_customers_active_manager(db, db_url):
+    """A template's ``manager`` is read with the message's claim, in the same statement:
+    the customer's active manager; their successor after a deactivation; nobody for a
+    customer without one."""
+    m0, m1 = await _add(db, "vip", 2, 1)
+    async with db.connection() as conn:
+        for c in ("ann", "bob"):
+            email = Jsonb({"email": f"{c}@example.com"})
+            await conn.execute("INSERT INTO customers (customer_id, traits) VALUES (%s, %s)",
+                               (c, email))  # fmt: skip
+        await managers.assign(conn, customer_id="ann", pool="vip")
+    with RecordingSMTPServer() as smtp:
+        acts, env = ActionActivities(db, settings_for(smtp, db_url)), ActivityEnvironment()
+        env.info = dataclasses.replace(  # as the workflow runs it: local, 10 s
+            env.info, is_local=True, start_to_close_timeout=timedelta(seconds=10),
+            started_time=datetime.now(UTC),
+        )  # fmt: skip
+        for customer, key in (("ann", "k1"), ("bob", "k2")):
+            assert (await env.run(acts.perform, _care(customer, key))).status == "done"
+        async with db.connection() as conn:
+            [(moved, to)] = await managers.deactivate(conn, m0.id)
+        assert moved == "ann" and to is not None and to.id == m1.id
+        assert (await env.run(acts.perform, _care("ann", "k3"))).status == "done"
+        mail = await smtp.wait_for(3)
+    texts = [m.message.get_body(("plain",)).get_content() for m in mail]  # type: ignore[union-attr]
+    assert f"{m0.name}, your account manager" in texts[0]
+    assert "account manager" not in texts[1]
+    assert f"{m1.name}, your account manager" in texts[2]
 
 
 def test_cli_add_list_deactivate(db_url, monkeypatch, capsys):

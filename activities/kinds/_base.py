@@ -27,7 +27,7 @@ from engine.policy import Policy
 from engine.template_context import action_context
 from messaging.render import Renderer
 from settings import Settings
-from store import action_log, managers
+from store import action_log
 from workflows.io import ActionInput, ActionResult
 
 UNEXPECTED_ATTEMPTS = 5
@@ -104,11 +104,11 @@ class ActionBase:
             await self.log(data, ActionResult(status="failed", reason=message))
             raise ApplicationError(message, type="ActionError", non_retryable=True) from exc
 
-    async def context(self, data: ActionInput) -> dict[str, Any]:
-        """The template context every action shares."""
+    def context(self, data: ActionInput) -> dict[str, Any]:
+        """The template context every action shares. Its ``manager`` is None here: the
+        messenger fills in the customer's account manager from the message's claim
+        (``store.messages.claim``), unless the action names one (``assign_manager``)."""
         cmd = data.command
-        async with self.pool.connection() as conn:
-            manager = await managers.manager_contact(conn, data.customer_id)
         event = cmd.event
         return action_context(
             customer_id=data.customer_id,
@@ -119,7 +119,7 @@ class ActionBase:
             state=cmd.state,
             ctx=data.context,
             event=event.model_dump(mode="json") if event else None,
-            manager={"name": manager[0], "email": manager[1]} if manager else None,
+            manager=None,
         )
 
     async def log(self, data: ActionInput, result: ActionResult) -> ActionResult:
@@ -158,7 +158,7 @@ class ActionBase:
         """The message of an action whose own effect (a coupon, a survey) is made: the
         action is done whatever becomes of the message, unless the policy deferred it,
         when the whole action runs again later (its effect is found, not made twice)."""
-        sent = await self.message(data, await self.context(data), out)
+        sent = await self.message(data, self.context(data), out)
         if sent.status == "deferred":
             return sent
         message = {"message": sent.status, **({"reason": sent.reason} if sent.reason else {})}

@@ -17,7 +17,7 @@ async def assign_account_manager(acts: ActionBase, data: ActionInput) -> ActionR
     pool = str(data.command.args["pool"])
     cmd = data.command
     now = now_of(data)
-    base = await acts.context(data)
+    base = acts.context(data)
     unknown: managers.UnknownPool | None = None
     async with acts.pool.connection() as conn, conn.transaction():
         await managers.lock_pool(conn, pool)  # held until the customer is queued

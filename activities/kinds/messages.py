@@ -20,5 +20,5 @@ async def send_message(acts: ActionBase, data: ActionInput) -> ActionResult:
         marketing=not spec.transactional,
         url=spec.url,
     )
-    result = await acts.message(data, await acts.context(data), out)
+    result = await acts.message(data, acts.context(data), out)
     return await acts.log(data, result)
