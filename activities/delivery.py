@@ -44,6 +44,7 @@ from engine.policy import DeliveryMode, Policy, decide
 from messaging.render import Renderer, TemplateError
 from settings import Settings
 from store import consent, customers, messages
+from store.action_log import ActionEntry
 from workflows.io import CONTACT_ADDED
 
 from ._bookkeeping import RETRYABLE, finish_despite_cancel, with_retries
@@ -62,6 +63,7 @@ class Sent:
     retry_at: datetime | None = None
     provider_id: str | None = None
     wake_on: str | None = None  # an event that makes it due at once (workflows.io)
+    logged: bool = False  # the action's log entry was written with the message's record
 
 
 def config_error(message: str, known: list[str] | None = None) -> ApplicationError:
@@ -84,11 +86,18 @@ class Messenger:
         self.policy = policy
 
     async def send(
-        self, out: Outgoing, base: dict[str, Any], now: datetime, *, drop: str | None = None
+        self,
+        out: Outgoing,
+        base: dict[str, Any],
+        now: datetime,
+        *,
+        drop: str | None = None,
+        entry: ActionEntry | None = None,
     ) -> Sent:
         """Send ``out`` once; ``base`` is the template context shared by all actions
         (customer, journey, state, ctx, event). ``drop``: a deferred message no longer
-        wanted, recorded as suppressed with that reason."""
+        wanted, recorded as suppressed with that reason. ``entry``: the action's log entry,
+        written with the record of the message sent, in the same statement (``logged``)."""
         try:
             kind = registry.get(out.channel).kind
         except KeyError as exc:  # a channel removed since the journey was published
@@ -161,7 +170,7 @@ class Messenger:
         # a stopping worker lets this finish: cut off, its retry would send it again
         return await finish_despite_cancel(
             self._deliver_and_record(
-                out, str(recipient), rendered, context, now, deadline, mode, known
+                out, str(recipient), rendered, context, now, deadline, mode, known, entry
             )
         )
 
@@ -175,6 +184,7 @@ class Messenger:
         deadline: float,
         mode: DeliveryMode,
         known: list[str],
+        entry: ActionEntry | None,
     ) -> Sent:
         try:
             # end this attempt before Temporal gives up on it, so a retry never runs
@@ -206,7 +216,12 @@ class Messenger:
         crash_point("message_delivered")  # tests: a crash before the row says 'sent'
         try:
             await self._finish(
-                out.key, "sent", provider_id=provider_id, subject=rendered.subject, sent_at=now
+                out.key,
+                "sent",
+                provider_id=provider_id,
+                subject=rendered.subject,
+                sent_at=now,
+                entry=entry,
             )
         except RETRYABLE as exc:
             # delivered, and PostgreSQL stayed away for the rest of the attempt: report it
@@ -217,7 +232,7 @@ class Messenger:
                 type(exc).__name__,
             )
             return Sent("done", reason="delivered; its record could not be written")
-        return Sent("done", provider_id=provider_id)
+        return Sent("done", provider_id=provider_id, logged=entry is not None)
 
     async def _no_address(
         self,
@@ -295,9 +310,11 @@ class Messenger:
         provider_id: str | None = None,
         subject: str | None = None,
         sent_at: datetime | None = None,
+        entry: ActionEntry | None = None,
     ) -> None:
-        """Write how the attempt ended, retried while PostgreSQL recovers (never the
-        delivery: see ``activities._bookkeeping``)."""
+        """Write how the attempt ended (with the action's log ``entry``, if given),
+        retried while PostgreSQL recovers (never the delivery: see
+        ``activities._bookkeeping``)."""
 
         async def write() -> None:
             async with self.pool.connection() as conn:
@@ -309,6 +326,7 @@ class Messenger:
                     provider_id=provider_id,
                     subject=subject,
                     sent_at=sent_at,
+                    log=entry,
                 )
 
         await with_retries(write, what=f"recording message {key} as {status}")

@@ -25,25 +25,36 @@ class ActionEntry:
     status: str
 
 
+# an action under its idempotency key; a later outcome replaces an earlier one, except
+# that ``done`` is final. Named parameters (``log_*``, :func:`params`), so a statement of
+# another module can write it in the same round trip (``store.messages.finish``).
+RECORD = (
+    "INSERT INTO action_log (idempotency_key, customer_id, journey, version,"
+    " state, action, args, status) VALUES (%(log_key)s, %(log_customer)s, %(log_journey)s,"
+    " %(log_version)s, %(log_state)s, %(log_action)s, %(log_args)s, %(log_status)s)"
+    " ON CONFLICT (idempotency_key) DO UPDATE SET status = EXCLUDED.status"
+    " WHERE action_log.status <> 'done'"
+)
+
+
+def params(entry: ActionEntry) -> dict[str, Any]:
+    """The parameters of :data:`RECORD` for ``entry``."""
+    return {
+        "log_key": entry.idempotency_key,
+        "log_customer": entry.customer_id,
+        "log_journey": entry.journey,
+        "log_version": entry.version,
+        "log_state": entry.state,
+        "log_action": entry.action,
+        "log_args": Jsonb(entry.args),
+        "log_status": entry.status,
+    }
+
+
 async def record(conn: AsyncConnection[Any], entry: ActionEntry) -> None:
     """Log an action under its idempotency key; a later outcome replaces an earlier one,
     except that ``done`` is final."""
-    await conn.execute(
-        "INSERT INTO action_log (idempotency_key, customer_id, journey, version,"
-        " state, action, args, status) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-        " ON CONFLICT (idempotency_key) DO UPDATE SET status = EXCLUDED.status"
-        " WHERE action_log.status <> 'done'",
-        (
-            entry.idempotency_key,
-            entry.customer_id,
-            entry.journey,
-            entry.version,
-            entry.state,
-            entry.action,
-            Jsonb(entry.args),
-            entry.status,
-        ),
-    )
+    await conn.execute(RECORD, params(entry))
 
 
 async def of_customer(conn: AsyncConnection[Any], customer_id: str) -> list[ActionEntry]:

@@ -15,6 +15,8 @@ from typing import Any, Literal
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 
+from . import action_log
+from .action_log import ActionEntry
 from .consent import OPTED_OUT
 from .customers import TRAITS
 from .managers import MANAGER_CONTACT
@@ -189,12 +191,26 @@ async def finish(
     provider_id: str | None = None,
     subject: str | None = None,
     sent_at: datetime | None = None,
+    log: ActionEntry | None = None,
 ) -> None:
-    """Write how an attempt ended; the message is no longer handed over."""
-    await conn.execute(
-        "UPDATE messages SET status = %s, reason = %s,"
-        " provider_id = coalesce(%s, provider_id), subject = coalesce(%s, subject),"
-        " sent_at = %s, updated_at = now(), delivering_until = NULL, awaits = NULL"
-        " WHERE idempotency_key = %s",
-        (status, reason, provider_id, subject, sent_at, key),
+    """Write how an attempt ended; the message is no longer handed over. ``log``: the
+    action's ``action_log`` entry, written in the same statement (one round trip)."""
+    sql = (
+        "UPDATE messages SET status = %(status)s, reason = %(reason)s,"
+        " provider_id = coalesce(%(provider)s, provider_id),"
+        " subject = coalesce(%(subject)s, subject), sent_at = %(sent_at)s,"
+        " updated_at = now(), delivering_until = NULL, awaits = NULL"
+        " WHERE idempotency_key = %(key)s"
     )
+    values: dict[str, Any] = {
+        "status": status,
+        "reason": reason,
+        "provider": provider_id,
+        "subject": subject,
+        "sent_at": sent_at,
+        "key": key,
+    }
+    if log is not None:  # a data-modifying WITH runs whether or not it is read
+        sql = f"WITH finished AS ({sql}) {action_log.RECORD}"
+        values.update(action_log.params(log))
+    await conn.execute(sql, values)

@@ -10,16 +10,19 @@ import json
 import logging
 import os
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 from temporalio.api.enums.v1 import EventType
+from temporalio.testing import ActivityEnvironment
 
+from activities.actions import ActionActivities
 from activities.delivery import Messenger, Outgoing
 from engine.identity import workflow_id
+from engine.model import ActionCommand
 from engine.policy import Delivery, Policy
 from messaging.render import Renderer
 from store import messages
@@ -27,6 +30,7 @@ from tests.conftest import running_worker
 from tests.helpers import ROOT, publish_shipped
 from tests.standins import CaughtMail, RecordingSMTPServer
 from tests.test_actions_workflow import Shop, rows, settings_for
+from workflows.io import ActionInput
 
 BASE = {
     "customer": {"id": "c1", "tier": None, "segment": None},
@@ -84,6 +88,38 @@ async def test_postgres_dropping_after_the_relay_accepted_is_retried_never_resen
     assert (sent.status, again.status) == ("done", "already_done")
     assert len(smtp.mail) == 1
     assert await rows(db, "SELECT status, delivering_until FROM messages") == [("sent", None)]
+    assert "recording message k1 as sent failed" in caplog.text  # and then it worked
+
+
+async def test_postgres_dropping_after_the_relay_accepted_still_logs_the_action_once(
+    db, db_url, caplog
+):
+    """The message's 'sent' and the action's log entry are one statement: retried as one
+    while PostgreSQL is away, and written once."""
+    await _customer(db)
+
+    async def drop_postgres(_: CaughtMail) -> None:
+        await asyncio.to_thread(_cut_connections, db_url)
+
+    command = ActionCommand(
+        kind="send", args={"template": "welcome", "channel": "email"}, journey="lifecycle",
+        version=1, state="new", idempotency_key="k1", summary="send welcome",
+    )  # fmt: skip
+    caplog.set_level(logging.WARNING, logger="activities._bookkeeping")
+    with RecordingSMTPServer(on_data=drop_postgres) as smtp:
+        acts = ActionActivities(db, settings_for(smtp, db_url))
+        env = ActivityEnvironment()
+        env.info = dataclasses.replace(  # as the workflow runs it: local, 10 s
+            env.info, is_local=True, start_to_close_timeout=timedelta(seconds=10),
+            started_time=datetime.now(UTC),
+        )  # fmt: skip
+        data = ActionInput(customer_id="c1", command=command, now=datetime.now(UTC))
+        result = await env.run(acts.perform, data)
+        again = await env.run(acts.perform, data)  # a retry finds it done
+    assert (result.status, again.status) == ("done", "already_done")
+    assert len(smtp.mail) == 1
+    assert await rows(db, "SELECT status FROM messages") == [("sent",)]
+    assert await rows(db, "SELECT idempotency_key, status FROM action_log") == [("k1", "done")]
     assert "recording message k1 as sent failed" in caplog.text  # and then it worked
 
 

@@ -20,5 +20,4 @@ async def send_message(acts: ActionBase, data: ActionInput) -> ActionResult:
         marketing=not spec.transactional,
         url=spec.url,
     )
-    result = await acts.message(data, acts.context(data), out)
-    return await acts.log(data, result)
+    return await acts.message_then_log(data, acts.context(data), out)
