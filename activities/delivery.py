@@ -29,6 +29,7 @@ Contact details are read from PostgreSQL here, never from workflow history.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -43,7 +44,7 @@ from engine.identity import contact_values, is_hashed, scrub_text
 from engine.policy import DeliveryMode, Policy, decide
 from messaging.render import Renderer, TemplateError
 from settings import Settings
-from store import consent, customers, messages
+from store import consent, messages
 from store.action_log import ActionEntry
 from workflows.io import CONTACT_ADDED
 
@@ -97,7 +98,9 @@ class Messenger:
         """Send ``out`` once; ``base`` is the template context shared by all actions
         (customer, journey, state, ctx, event). ``drop``: a deferred message no longer
         wanted, recorded as suppressed with that reason. ``entry``: the action's log entry,
-        written with the record of the message sent, in the same statement (``logged``)."""
+        written with what this attempt writes of the message, in the same statement, as
+        the message ended (``logged``: sent as ``done``, deferred, or skipped); not for
+        a message found as an earlier attempt left it, nor one that failed for good."""
         try:
             kind = registry.get(out.channel).kind
         except KeyError as exc:  # a channel removed since the journey was published
@@ -106,6 +109,7 @@ class Messenger:
         window = self.policy.longest_window()  # the caps count marketing messages since
         caps = out.marketing and window and out.to is None  # staff notes are not capped
         since = now - timedelta(seconds=window) if caps else None
+        skipped, logged = _as(entry, "skipped"), entry is not None
         async with self.pool.connection() as conn, conn.transaction():
             # the row, locked, and what the policy reads of the customer: one round trip
             row = await messages.claim(conn, _new_message(out), now=now, since=since)
@@ -122,20 +126,21 @@ class Messenger:
             if row.handed_over and mode == "at_most_once":
                 # an earlier attempt gave it to the provider and never wrote down how that
                 # ended (its worker was killed): at most once means not sending it again
-                await self._mark(conn, out.key, "unknown", UNKNOWN_OUTCOME)
-                return Sent("skipped", reason=UNKNOWN_OUTCOME)
+                await messages.mark(conn, out.key, "unknown", UNKNOWN_OUTCOME, log=skipped)
+                return Sent("skipped", reason=UNKNOWN_OUTCOME, logged=logged)
             if drop is not None:
-                await self._mark(conn, out.key, "suppressed", drop)
-                return Sent("skipped", reason=drop)
+                await messages.mark(conn, out.key, "suppressed", drop, log=skipped)
+                return Sent("skipped", reason=drop, logged=logged)
             traits = row.traits
-            verdict = await self._decide(conn, out, row, now)
+            verdict = await self._decide(conn, out, row, now, entry)
             if verdict is not None:
                 return verdict
             if kind.contact is None and not out.url:
                 raise config_error(f"{out.template} by {out.channel} has no url to post to")
             recipient = out.to or out.url or (traits.get(kind.contact) if kind.contact else None)
             if not recipient:
-                return await self._no_address(conn, out, now, row.first_attempt, kind.contact)
+                first = row.first_attempt
+                return await self._no_address(conn, out, now, first, kind.contact, entry)
             budget = budget_left()
             deadline = asyncio.get_running_loop().time() + budget
             if budget < MIN_DELIVERY_SECONDS:
@@ -221,7 +226,7 @@ class Messenger:
                 provider_id=provider_id,
                 subject=rendered.subject,
                 sent_at=now,
-                entry=entry,
+                entry=_as(entry, "done"),
             )
         except RETRYABLE as exc:
             # delivered, and PostgreSQL stayed away for the rest of the attempt: report it
@@ -241,6 +246,7 @@ class Messenger:
         now: datetime,
         first: datetime,
         contact: str | None,
+        entry: ActionEntry | None,
     ) -> Sent:
         """A customer without the channel's address: wait for it (``await_contact``, from
         the message's first attempt: an identify often comes after the sign-up), then
@@ -249,22 +255,35 @@ class Messenger:
         what = contact or "address"
         wait = self.policy.await_contact if out.to is None else 0
         give_up = first + timedelta(seconds=wait)
+        logged = entry is not None
         if now < give_up and contact is not None:
             await messages.lock_contact(conn, [out.customer_id])
-            if (await customers.traits(conn, out.customer_id)).get(contact):
-                # an identify committed it since the traits were read: try again at once
-                return Sent("deferred", reason=f"the customer's {what} just came", retry_at=now)
+            # the wait, unless an identify committed the address since the claim read the
+            # traits (the lock makes this statement see it): then tried again at once
             reason = f"waiting up to {_human(wait)} for the customer's {what}"
-            await messages.defer(conn, out.key, reason, give_up, awaits=contact)
-            return Sent("deferred", reason=reason, retry_at=give_up, wake_on=CONTACT_ADDED)
+            deferred = _as(entry, "deferred")
+            new = _new_message(out)
+            if not await messages.wait_for_contact(
+                conn, new, reason, give_up, contact=contact, log=deferred
+            ):
+                came = f"the customer's {what} just came"
+                return Sent("deferred", reason=came, retry_at=now, logged=logged)
+            return Sent(
+                "deferred", reason=reason, retry_at=give_up, wake_on=CONTACT_ADDED, logged=logged
+            )
         why = f"the customer's profile has no {what}"
         if wait:
             why += f" (waited {_human(wait)} for it)"
-        await self._mark(conn, out.key, "suppressed", why)
-        return Sent("skipped", reason=why)
+        await messages.mark(conn, out.key, "suppressed", why, log=_as(entry, "skipped"))
+        return Sent("skipped", reason=why, logged=logged)
 
     async def _decide(
-        self, conn: AsyncConnection[Any], out: Outgoing, row: messages.Claimed, now: datetime
+        self,
+        conn: AsyncConnection[Any],
+        out: Outgoing,
+        row: messages.Claimed,
+        now: datetime,
+        entry: ActionEntry | None,
     ) -> Sent | None:
         if out.to is not None:  # staff notifications: the customer's policy is not theirs
             return None
@@ -290,16 +309,14 @@ class Messenger:
         )
         if decision.verdict == "send":
             return None
+        logged = entry is not None
         if decision.verdict == "skip":
-            await self._mark(conn, out.key, "suppressed", decision.reason)
-            return Sent("skipped", reason=decision.reason)
-        await messages.defer(conn, out.key, decision.reason, decision.until)
-        return Sent("deferred", reason=decision.reason, retry_at=decision.until)
-
-    async def _mark(
-        self, conn: AsyncConnection[Any], key: str, status: messages.Status, reason: str
-    ) -> None:
-        await messages.mark(conn, key, status, reason)
+            skipped = _as(entry, "skipped")
+            await messages.mark(conn, out.key, "suppressed", decision.reason, log=skipped)
+            return Sent("skipped", reason=decision.reason, logged=logged)
+        until, deferred = decision.until, _as(entry, "deferred")
+        await messages.defer(conn, out.key, decision.reason, until, log=deferred)
+        return Sent("deferred", reason=decision.reason, retry_at=until, logged=logged)
 
     async def _finish(
         self,
@@ -348,6 +365,11 @@ UNKNOWN_OUTCOME = (
     "an earlier attempt handed it to the provider and its outcome is unknown;"
     " delivery: at_most_once, so it is not sent again"
 )
+
+
+def _as(entry: ActionEntry | None, status: str) -> ActionEntry | None:
+    """The action's log entry as the message ended."""
+    return dataclasses.replace(entry, status=status) if entry is not None else None
 
 
 def _human(seconds: int) -> str:

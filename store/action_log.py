@@ -27,7 +27,7 @@ class ActionEntry:
 
 # an action under its idempotency key; a later outcome replaces an earlier one, except
 # that ``done`` is final. Named parameters (``log_*``, :func:`params`), so a statement of
-# another module can write it in the same round trip (``store.messages.finish``).
+# another module can write it in the same round trip (:func:`along`).
 RECORD = (
     "INSERT INTO action_log (idempotency_key, customer_id, journey, version,"
     " state, action, args, status) VALUES (%(log_key)s, %(log_customer)s, %(log_journey)s,"
@@ -35,6 +35,22 @@ RECORD = (
     " ON CONFLICT (idempotency_key) DO UPDATE SET status = EXCLUDED.status"
     " WHERE action_log.status <> 'done'"
 )
+
+
+def along(
+    change: str, values: dict[str, Any], entry: ActionEntry | None
+) -> tuple[str, dict[str, Any]]:
+    """``change`` (an UPDATE with named parameters, without RETURNING) and, if given,
+    ``entry`` logged in the same statement: one round trip, and never one without the
+    other (a data-modifying WITH runs whether or not it is read). The statement returns
+    how many rows ``change`` updated."""
+    if entry is None:
+        return f"WITH changed AS ({change} RETURNING 1) SELECT count(*) FROM changed", values
+    return (
+        f"WITH changed AS ({change} RETURNING 1), logged AS ({RECORD})"
+        " SELECT count(*) FROM changed",
+        {**values, **params(entry)},
+    )
 
 
 def params(entry: ActionEntry) -> dict[str, Any]:

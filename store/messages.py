@@ -115,13 +115,21 @@ async def claim(
     return row
 
 
-async def mark(conn: AsyncConnection[Any], key: str, status: Status, reason: str) -> None:
-    """Set a message's status and why (suppressed, unknown)."""
-    await conn.execute(
-        "UPDATE messages SET status = %s, reason = %s, awaits = NULL, updated_at = now()"
-        " WHERE idempotency_key = %s",
-        (status, reason, key),
+async def mark(
+    conn: AsyncConnection[Any],
+    key: str,
+    status: Status,
+    reason: str,
+    *,
+    log: ActionEntry | None = None,
+) -> None:
+    """Set a message's status and why (suppressed, unknown); ``log``: the action's
+    ``action_log`` entry, written in the same statement."""
+    sql = (
+        "UPDATE messages SET status = %(status)s, reason = %(reason)s, awaits = NULL,"
+        " updated_at = now() WHERE idempotency_key = %(key)s"
     )
+    await _change(conn, sql, {"status": status, "reason": reason, "key": key}, log)
 
 
 async def defer(
@@ -130,15 +138,65 @@ async def defer(
     reason: str,
     until: datetime | None,
     *,
-    awaits: str | None = None,
+    log: ActionEntry | None = None,
 ) -> None:
-    """Hold a message until ``until`` (quiet hours, a cap, a missing address); ``awaits``:
-    the trait (``email``) whose arrival should wake it sooner (:func:`awaiting`)."""
-    await conn.execute(
-        "UPDATE messages SET status = 'deferred', reason = %s, deferred_until = %s,"
-        " awaits = %s, updated_at = now() WHERE idempotency_key = %s",
-        (reason, until, awaits, key),
+    """Hold a message until ``until`` (quiet hours, a cap); ``log`` as for :func:`mark`."""
+    sql = (
+        "UPDATE messages SET status = 'deferred', reason = %(reason)s,"
+        " deferred_until = %(until)s, awaits = NULL, updated_at = now()"
+        " WHERE idempotency_key = %(key)s"
     )
+    await _change(conn, sql, {"reason": reason, "until": until, "key": key}, log)
+
+
+# whether the customer's trait %(contact)s holds an address, as Python's truth of the
+# decoded value has it (``activities.delivery`` reads ``traits.get(contact)``): a
+# non-empty string, a non-zero number, true, a non-empty list or object
+_HAS_CONTACT = (
+    "SELECT CASE jsonb_typeof(v) WHEN 'string' THEN v #>> '{}' <> ''"
+    " WHEN 'number' THEN v::numeric <> 0 WHEN 'boolean' THEN v::boolean"
+    " WHEN 'array' THEN jsonb_array_length(v) > 0 WHEN 'object' THEN v <> '{}'::jsonb"
+    " ELSE false END FROM (SELECT (SELECT traits -> %(contact)s FROM customers"
+    " WHERE customer_id = %(customer)s) AS v) AS t"
+)
+
+
+async def wait_for_contact(
+    conn: AsyncConnection[Any],
+    message: NewMessage,
+    reason: str,
+    until: datetime,
+    *,
+    contact: str,
+    log: ActionEntry | None = None,
+) -> bool:
+    """Hold a message until ``until`` for the customer's ``contact`` trait (``email``),
+    whose arrival wakes it sooner (:func:`awaiting`), unless the trait holds an address by
+    now: False then, and the message is left as it was. Call it under
+    :func:`lock_contact`, in a statement after it, so that it sees an identify that
+    committed the address meanwhile. ``log`` as for :func:`mark` (written either way)."""
+    sql = (
+        "UPDATE messages SET status = 'deferred', reason = %(reason)s,"
+        " deferred_until = %(until)s, awaits = %(contact)s, updated_at = now()"
+        f" WHERE idempotency_key = %(key)s AND NOT ({_HAS_CONTACT})"
+    )
+    values = {
+        "reason": reason,
+        "until": until,
+        "contact": contact,
+        "key": message.key,
+        "customer": message.customer_id,
+    }
+    return await _change(conn, sql, values, log) > 0
+
+
+async def _change(
+    conn: AsyncConnection[Any], sql: str, values: dict[str, Any], log: ActionEntry | None
+) -> int:
+    statement, params = action_log.along(sql, values, log)
+    cur = await conn.execute(statement, params)
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
 
 
 async def awaiting(conn: AsyncConnection[Any], customer_ids: list[str]) -> dict[str, set[str]]:
@@ -210,7 +268,4 @@ async def finish(
         "sent_at": sent_at,
         "key": key,
     }
-    if log is not None:  # a data-modifying WITH runs whether or not it is read
-        sql = f"WITH finished AS ({sql}) {action_log.RECORD}"
-        values.update(action_log.params(log))
-    await conn.execute(sql, values)
+    await _change(conn, sql, values, log)

@@ -1,8 +1,11 @@
-"""What one message costs PostgreSQL, counted on the pool's connections: a welcome to a
-customer with an email is three statements on two pool checkouts. In one transaction the
+"""What one message costs PostgreSQL, counted on the pool's connections. A welcome to a
+customer with an email is three statements on two pool checkouts: in one transaction the
 claim (the row, the policy's reads and the account manager) and the hand-over; after the
-relay took it, the 'sent' record with the action's log entry. A change that adds a round
-trip to every message fails here, not only in ``bench.message_bench``."""
+relay took it, the 'sent' record with the action's log entry. One to a customer without an
+email yet (a first order before the identify) is three statements on one checkout: the
+claim, the contact lock and the wait with the log entry. A change that adds a round trip
+to every message fails here, not only in ``bench.message_bench``; and the wait's own check
+of the address agrees with the claim's reading of it in Python."""
 
 from __future__ import annotations
 
@@ -10,12 +13,15 @@ import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.types.json import Jsonb
 from temporalio.testing import ActivityEnvironment
 
 from activities.actions import ActionActivities
 from engine.model import ActionCommand
+from engine.policy import Policy
+from store import messages
 from store.db import pool
 from tests.standins import RecordingSMTPServer
 from tests.test_actions_workflow import rows, settings_for
@@ -42,17 +48,18 @@ def _welcome(key: str) -> ActionInput:
     return ActionInput(customer_id="c1", command=command, now=datetime.now(UTC))
 
 
-async def test_a_welcome_is_three_statements_on_two_pool_checkouts(db_url):
+async def _welcome_to(db_url: str, traits: dict[str, Any]) -> tuple[list[str], int, Any]:
+    """The welcome to c1 with ``traits``: its statements, pool checkouts and result."""
     db = pool(db_url, max_size=2, configure=_count)
     await db.open()
     try:
         async with db.connection() as conn:
             await conn.execute(
-                "INSERT INTO customers (customer_id, traits) VALUES ('c1', %s)",
-                (Jsonb({"email": "c1@example.com"}),),
+                "INSERT INTO customers (customer_id, traits) VALUES ('c1', %s)", (Jsonb(traits),)
             )
         with RecordingSMTPServer() as smtp:
-            acts = ActionActivities(db, settings_for(smtp, db_url))
+            settings = settings_for(smtp, db_url)
+            acts = ActionActivities(db, settings, policy=Policy(await_contact=900))
             env = ActivityEnvironment()
             env.info = dataclasses.replace(  # as the workflow runs it: local, 10 s
                 env.info, is_local=True, start_to_close_timeout=timedelta(seconds=10),
@@ -60,13 +67,72 @@ async def test_a_welcome_is_three_statements_on_two_pool_checkouts(db_url):
             )  # fmt: skip
             STATEMENTS.clear()
             before = db.get_stats().get("requests_num", 0)
-            assert (await env.run(acts.perform, _welcome("k1"))).status == "done"
+            result = await env.run(acts.perform, _welcome("k1"))
             checkouts = db.get_stats().get("requests_num", 0) - before
-            sent = list(STATEMENTS)
-        assert len(smtp.mail) == 1
-        assert await rows(db, "SELECT status FROM messages") == [("sent",)]
-        assert await rows(db, "SELECT status FROM action_log") == [("done",)]
+            statements = list(STATEMENTS)
+        assert len(smtp.mail) == (1 if traits else 0)
     finally:
         await db.close()
-    assert sent == ["WITH claimed", "UPDATE messages", "WITH finished"]
+    return statements, checkouts, result
+
+
+async def test_a_welcome_is_three_statements_on_two_pool_checkouts(db, db_url):
+    statements, checkouts, result = await _welcome_to(db_url, {"email": "c1@example.com"})
+    assert result.status == "done"
+    assert await rows(db, "SELECT status FROM messages") == [("sent",)]
+    assert await rows(db, "SELECT status FROM action_log") == [("done",)]
+    assert statements == ["WITH claimed", "UPDATE messages", "WITH changed"]
     assert checkouts == 2
+
+
+async def test_a_welcome_waiting_for_the_email_is_three_statements_on_one_checkout(db, db_url):
+    statements, checkouts, result = await _welcome_to(db_url, {})
+    assert (result.status, result.wake_on) == ("deferred", "contact_added")
+    assert await rows(db, "SELECT status, awaits FROM messages") == [("deferred", "email")]
+    assert await rows(db, "SELECT status FROM action_log") == [("deferred",)]
+    assert statements == ["WITH claimed", "SELECT pg_advisory_xact_lock(%s,", "WITH changed"]
+    assert checkouts == 1
+
+
+NEW = messages.NewMessage(
+    key="k1", customer_id="c1", journey="lifecycle", state="new", template="welcome",
+    channel="email", marketing=False,
+)  # fmt: skip
+NOW = datetime(2026, 6, 3, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "email", ["a@b.test", 1, True, ["a@b.test"], {"a": 1}, "", 0, 0.0, False, [], {}, None, "-"]
+)
+async def test_the_wait_reads_an_address_as_the_claim_does(db, email):
+    """``wait_for_contact`` checks the trait in SQL; the messenger decided in Python
+    (``traits.get('email')``) that there is none. Were they to disagree, a message would
+    be tried again at once for ever, or wait for an address it has."""
+    traits = {} if email == "-" else {"email": email}
+    async with db.connection() as conn:
+        await conn.execute("INSERT INTO customers (customer_id, traits) VALUES ('c1', %s)",
+                           (Jsonb(traits),))  # fmt: skip
+        async with conn.transaction():
+            await messages.claim(conn, NEW, now=NOW)
+            await messages.lock_contact(conn, ["c1"])
+            waits = await messages.wait_for_contact(
+                conn, NEW, "waiting", NOW + timedelta(minutes=15), contact="email"
+            )
+    assert waits == (not traits.get("email"))
+
+
+async def test_the_wait_sees_an_address_committed_after_the_claim_read_the_traits(db, db_url):
+    async with db.connection() as conn:
+        await conn.execute("INSERT INTO customers (customer_id, traits) VALUES ('c1', '{}')")
+        async with conn.transaction():
+            claimed = await messages.claim(conn, NEW, now=NOW)
+            async with await AsyncConnection.connect(db_url, autocommit=True) as identify:
+                await identify.execute(
+                    'UPDATE customers SET traits = \'{"email": "c1@example.com"}\''
+                )
+            await messages.lock_contact(conn, ["c1"])
+            waits = await messages.wait_for_contact(
+                conn, NEW, "waiting", NOW + timedelta(minutes=15), contact="email"
+            )
+    assert claimed.traits == {} and waits is False
+    assert await rows(db, "SELECT status, awaits FROM messages") == [("sending", None)]

@@ -164,11 +164,13 @@ class ActionBase:
     async def message_then_log(
         self, data: ActionInput, base: dict[str, Any], out: Outgoing
     ) -> ActionResult:
-        """:meth:`message`, then :meth:`log` its result: when the message is sent, the
-        action's entry is written with the message's record, in the same statement (a
-        round trip and a pool checkout less for every message an action is)."""
-        done = self.entry(data, "done")
-        sent = await self.messenger.send(out, base, now_of(data), drop=data.drop_reason, entry=done)
+        """:meth:`message`, then :meth:`log` its result: the action's entry is written
+        with what the messenger writes of the message (sent, deferred, suppressed), in
+        the same statement: a round trip and a pool checkout less per message."""
+        entry = self.entry(data, "done")  # its status is the message's outcome
+        sent = await self.messenger.send(
+            out, base, now_of(data), drop=data.drop_reason, entry=entry
+        )
         return await self.log(data, _result(sent), written=sent.logged)
 
     async def with_message(
