@@ -98,9 +98,8 @@ class Messenger:
         """Send ``out`` once; ``base`` is the template context shared by all actions
         (customer, journey, state, ctx, event). ``drop``: a deferred message no longer
         wanted, recorded as suppressed with that reason. ``entry``: the action's log entry,
-        written with what this attempt writes of the message, in the same statement, as
-        the message ended (``logged``: sent as ``done``, deferred, or skipped); not for
-        a message found as an earlier attempt left it, nor one that failed for good."""
+        written with the outcome this attempt writes, in its statement (``logged``): sent,
+        deferred, suppressed, or unknown at the claim; the caller logs any other."""
         try:
             kind = registry.get(out.channel).kind
         except KeyError as exc:  # a channel removed since the journey was published
@@ -220,14 +219,27 @@ class Messenger:
             raise TransientDeliveryError(why, maybe_delivered=exc.maybe_delivered) from None
         crash_point("message_delivered")  # tests: a crash before the row says 'sent'
         try:
-            await self._finish(
-                out.key,
-                "sent",
-                provider_id=provider_id,
-                subject=rendered.subject,
-                sent_at=now,
-                entry=_as(entry, "done"),
-            )
+            try:
+                await self._finish(
+                    out.key,
+                    "sent",
+                    provider_id=provider_id,
+                    subject=rendered.subject,
+                    sent_at=now,
+                    entry=_as(entry, "done"),
+                )
+            except RETRYABLE:
+                raise
+            except Exception as exc:
+                if entry is None:
+                    raise
+                # the log entry failed, not PostgreSQL: the delivery is recorded without
+                # it (left unrecorded, a retry would send the message again)
+                log.error("message %s: log entry failed (%s)", out.key, type(exc).__name__)
+                await self._finish(
+                    out.key, "sent", provider_id=provider_id, subject=rendered.subject, sent_at=now
+                )
+                return Sent("done", provider_id=provider_id)
         except RETRYABLE as exc:
             # delivered, and PostgreSQL stayed away for the rest of the attempt: report it
             # delivered anyway, since failing would make the retry send it a second time

@@ -41,9 +41,10 @@ def along(
     change: str, values: dict[str, Any], entry: ActionEntry | None
 ) -> tuple[str, dict[str, Any]]:
     """``change`` (an UPDATE with named parameters, without RETURNING) and, if given,
-    ``entry`` logged in the same statement: one round trip, and never one without the
-    other (a data-modifying WITH runs whether or not it is read). The statement returns
-    how many rows ``change`` updated."""
+    ``entry`` logged in the same statement: one round trip, committed or rolled back
+    together. The entry is written even when ``change`` matches no row (a data-modifying
+    WITH runs whether or not it is read). The statement returns how many rows ``change``
+    updated."""
     if entry is None:
         return f"WITH changed AS ({change} RETURNING 1) SELECT count(*) FROM changed", values
     return (

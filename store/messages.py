@@ -151,7 +151,8 @@ async def defer(
 
 # whether the customer's trait %(contact)s holds an address, as Python's truth of the
 # decoded value has it (``activities.delivery`` reads ``traits.get(contact)``): a
-# non-empty string, a non-zero number, true, a non-empty list or object
+# non-empty string, a non-zero number, true, a non-empty list or object. (A number
+# only PostgreSQL tells from zero, 1e-400, cannot come: ingest parses traits as floats.)
 _HAS_CONTACT = (
     "SELECT CASE jsonb_typeof(v) WHEN 'string' THEN v #>> '{}' <> ''"
     " WHEN 'number' THEN v::numeric <> 0 WHEN 'boolean' THEN v::boolean"

@@ -94,8 +94,9 @@ async def test_postgres_dropping_after_the_relay_accepted_is_retried_never_resen
 async def test_postgres_dropping_after_the_relay_accepted_still_logs_the_action_once(
     db, db_url, caplog
 ):
-    """The message's 'sent' and the action's log entry are one statement: retried as one
-    while PostgreSQL is away, and written once."""
+    """PostgreSQL drops right after the relay took the message: the 'sent' record and the
+    action's log entry (one statement) are retried until it is back; one mail, one entry
+    (tests/test_message_statements.py counts the statements)."""
     await _customer(db)
 
     async def drop_postgres(_: CaughtMail) -> None:
@@ -121,6 +122,28 @@ async def test_postgres_dropping_after_the_relay_accepted_still_logs_the_action_
     assert await rows(db, "SELECT status FROM messages") == [("sent",)]
     assert await rows(db, "SELECT idempotency_key, status FROM action_log") == [("k1", "done")]
     assert "recording message k1 as sent failed" in caplog.text  # and then it worked
+
+
+async def test_a_log_entry_that_fails_after_the_relay_accepted_still_records_the_delivery(
+    db, db_url, monkeypatch
+):
+    """The 'sent' record and the action's log entry are one statement: when the entry
+    fails (not PostgreSQL: a retry would not help), the delivery is recorded alone, so a
+    retry does not send the message again; the caller logs the action on its own."""
+    from store import action_log
+
+    await _customer(db)
+    monkeypatch.setattr(action_log, "RECORD", "INSERT INTO no_such_table VALUES (1)")
+    entry = action_log.ActionEntry("k1", "c1", "lifecycle", 1, "new", "send", {}, "done")
+    with RecordingSMTPServer() as smtp:
+        messenger = Messenger(
+            db, settings_for(smtp, db_url), Renderer(ROOT / "templates"), Policy()
+        )
+        sent = await messenger.send(WELCOME, BASE, datetime.now(UTC), entry=entry)
+        again = await messenger.send(WELCOME, BASE, datetime.now(UTC))
+    assert (sent.status, sent.logged, again.status) == ("done", False, "already_done")
+    assert len(smtp.mail) == 1
+    assert await rows(db, "SELECT status, delivering_until FROM messages") == [("sent", None)]
 
 
 async def _handed_over_then_killed(db: Any) -> None:

@@ -9,6 +9,7 @@ of the address agrees with the claim's reading of it in Python."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +22,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.actions import ActionActivities
 from engine.model import ActionCommand
 from engine.policy import Policy
-from store import messages
+from store import action_log, messages
 from store.db import pool
 from tests.standins import RecordingSMTPServer
 from tests.test_actions_workflow import rows, settings_for
@@ -99,10 +100,13 @@ NEW = messages.NewMessage(
     channel="email", marketing=False,
 )  # fmt: skip
 NOW = datetime(2026, 6, 3, 12, 0, tzinfo=UTC)
+TRUTHY: list[Any] = ["a@b.test", " ", "0", 1, -1.5, True, ["a@b.test"], [[]], {"a": 1}]
+FALSY: list[Any] = ["", 0, 0.0, -0.0, False, [], {}, None, "-"]  # "-": no such trait
 
 
 @pytest.mark.parametrize(
-    "email", ["a@b.test", 1, True, ["a@b.test"], {"a": 1}, "", 0, 0.0, False, [], {}, None, "-"]
+    "email",
+    TRUTHY + FALSY,
 )
 async def test_the_wait_reads_an_address_as_the_claim_does(db, email):
     """``wait_for_contact`` checks the trait in SQL; the messenger decided in Python
@@ -121,18 +125,49 @@ async def test_the_wait_reads_an_address_as_the_claim_does(db, email):
     assert waits == (not traits.get("email"))
 
 
-async def test_the_wait_sees_an_address_committed_after_the_claim_read_the_traits(db, db_url):
+async def test_the_wait_sees_an_address_an_identify_commits_under_the_lock(db, db_url):
+    """An identify holds the contact lock while it writes the email (``ingest.accept``):
+    the wait, queued behind the lock, then sees the address and leaves the message to be
+    tried again at once; the action's log entry is written all the same."""
+    entry = action_log.ActionEntry("k1", "c1", "lifecycle", 1, "new", "send", {}, "deferred")
     async with db.connection() as conn:
         await conn.execute("INSERT INTO customers (customer_id, traits) VALUES ('c1', '{}')")
-        async with conn.transaction():
+    identify = await AsyncConnection.connect(db_url, autocommit=True)
+    try:
+        async with db.connection() as conn, conn.transaction():
             claimed = await messages.claim(conn, NEW, now=NOW)
-            async with await AsyncConnection.connect(db_url, autocommit=True) as identify:
+            async with identify.transaction():
+                await messages.lock_contact(identify, ["c1"])
                 await identify.execute(
                     'UPDATE customers SET traits = \'{"email": "c1@example.com"}\''
                 )
-            await messages.lock_contact(conn, ["c1"])
-            waits = await messages.wait_for_contact(
-                conn, NEW, "waiting", NOW + timedelta(minutes=15), contact="email"
-            )
+
+                async def wait() -> bool:
+                    await messages.lock_contact(conn, ["c1"])
+                    return await messages.wait_for_contact(
+                        conn, NEW, "waiting", NOW + timedelta(minutes=15), contact="email",
+                        log=entry,
+                    )  # fmt: skip
+
+                waiting = asyncio.ensure_future(wait())
+                await _until_blocked(identify)
+                assert not waiting.done()
+            waits = await waiting  # the identify committed: the lock is free
+    finally:
+        await identify.close()
     assert claimed.traits == {} and waits is False
     assert await rows(db, "SELECT status, awaits FROM messages") == [("sending", None)]
+    assert await rows(db, "SELECT status FROM action_log") == [("deferred",)]
+
+
+async def _until_blocked(observer: AsyncConnection[Any], timeout: float = 10.0) -> None:
+    """Until some other session of this database waits for an advisory lock."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        cur = await observer.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        )
+        if (await cur.fetchone() or (0,))[0]:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the wait never queued behind the identify's lock")

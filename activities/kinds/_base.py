@@ -164,9 +164,10 @@ class ActionBase:
     async def message_then_log(
         self, data: ActionInput, base: dict[str, Any], out: Outgoing
     ) -> ActionResult:
-        """:meth:`message`, then :meth:`log` its result: the action's entry is written
-        with what the messenger writes of the message (sent, deferred, suppressed), in
-        the same statement: a round trip and a pool checkout less per message."""
+        """:meth:`message`, then :meth:`log` its result. The action's entry goes with
+        what the messenger writes of the message (sent, deferred, suppressed), in the
+        same statement: a round trip and a pool checkout less per message. Only ``send``
+        uses it; the kinds whose message is a part of their effect log on their own."""
         entry = self.entry(data, "done")  # its status is the message's outcome
         sent = await self.messenger.send(
             out, base, now_of(data), drop=data.drop_reason, entry=entry
