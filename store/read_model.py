@@ -47,16 +47,14 @@ class Snapshot:
     journeys: list[JourneyRow] = field(default_factory=list)
 
 
-async def record(conn: AsyncConnection[Any], customer_id: str, log: str) -> bool:
+async def record(conn: AsyncConnection[Any], customer_id: str, log: str) -> None:
     """Store a workflow step's ``log`` (the JSON of ``workflows.io.RecordTransitionsInput``:
     its transitions, each once by key, and the customer's snapshot unless one with the
-    same or a higher seq is there) in one call and one transaction; returns whether the
-    snapshot was stored. The customer's row is locked first, so concurrent writers
-    serialise and the highest seq wins whatever the order they arrive in (the function
-    ``journeys_record``, store/migrations/0023_record_in_one_call.sql)."""
-    cur = await conn.execute("SELECT journeys_record(%s, %s::jsonb)", (customer_id, log))
-    row = await cur.fetchone()
-    return bool(row and row[0])
+    same or a higher seq is there) in one call and one transaction. The customer's row is
+    locked first, so concurrent writers serialise and the highest seq wins whatever the
+    order they arrive in (the function ``journeys_record``,
+    store/migrations/0023_record_in_one_call.sql)."""
+    await conn.execute("SELECT journeys_record(%s, %s::jsonb)", (customer_id, log))
 
 
 async def read(conn: AsyncConnection[Any], customer_id: str) -> Snapshot | None:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
+from temporalio.testing import ActivityEnvironment
 
 from engine import Journey, load_rules
+from engine.model import ActionCommand
 from store import catalog as catalog_store
+from workflows.io import ActionInput
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -19,6 +27,46 @@ async def publish(db_url: str, journeys: list[Journey]) -> int:
 
 async def publish_shipped(db_url: str) -> int:
     return await publish(db_url, load_rules(ROOT / "rules", ROOT / "templates"))
+
+
+async def until(check: Callable[[], Awaitable[Any]], timeout: float = 30.0) -> Any:
+    """``check()``'s first truthy result, polled until ``timeout`` seconds have passed."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (result := await check()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+    return result
+
+
+def local_activity_env() -> ActivityEnvironment:
+    """An activity environment as the customer workflow runs an action: a local activity
+    of 10 s, started now (a message's delivery budget is read from both)."""
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(
+        env.info,
+        is_local=True,
+        start_to_close_timeout=timedelta(seconds=10),
+        started_time=datetime.now(UTC),
+    )
+    return env
+
+
+def send_action(
+    customer_id: str, key: str, now: datetime, *, state: str = "new", **args: Any
+) -> ActionInput:
+    """A lifecycle ``send`` action (``args``: template, channel, ...) as the workflow
+    schedules it at ``now``."""
+    command = ActionCommand(
+        kind="send",
+        args=args,
+        journey="lifecycle",
+        version=1,
+        state=state,
+        idempotency_key=key,
+        summary=f"send {args.get('template')}",
+    )
+    return ActionInput(customer_id=customer_id, command=command, now=now)
 
 
 def journeys_from(tmp_path: Path, name: str, text: str) -> list[Journey]:

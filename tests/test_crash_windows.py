@@ -9,28 +9,24 @@ import dataclasses
 import json
 import logging
 import os
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 from temporalio.api.enums.v1 import EventType
-from temporalio.testing import ActivityEnvironment
 
 from activities.actions import ActionActivities
 from activities.delivery import Messenger, Outgoing
 from engine.identity import workflow_id
-from engine.model import ActionCommand
 from engine.policy import Delivery, Policy
 from messaging.render import Renderer
 from store import messages
 from tests.conftest import running_worker
-from tests.helpers import ROOT, publish_shipped
+from tests.helpers import ROOT, local_activity_env, publish_shipped, send_action, until
 from tests.standins import CaughtMail, RecordingSMTPServer
 from tests.test_actions_workflow import Shop, rows, settings_for
-from workflows.io import ActionInput
 
 BASE = {
     "customer": {"id": "c1", "tier": None, "segment": None},
@@ -102,19 +98,11 @@ async def test_postgres_dropping_after_the_relay_accepted_still_logs_the_action_
     async def drop_postgres(_: CaughtMail) -> None:
         await asyncio.to_thread(_cut_connections, db_url)
 
-    command = ActionCommand(
-        kind="send", args={"template": "welcome", "channel": "email"}, journey="lifecycle",
-        version=1, state="new", idempotency_key="k1", summary="send welcome",
-    )  # fmt: skip
     caplog.set_level(logging.WARNING, logger="activities._bookkeeping")
     with RecordingSMTPServer(on_data=drop_postgres) as smtp:
         acts = ActionActivities(db, settings_for(smtp, db_url))
-        env = ActivityEnvironment()
-        env.info = dataclasses.replace(  # as the workflow runs it: local, 10 s
-            env.info, is_local=True, start_to_close_timeout=timedelta(seconds=10),
-            started_time=datetime.now(UTC),
-        )  # fmt: skip
-        data = ActionInput(customer_id="c1", command=command, now=datetime.now(UTC))
+        env = local_activity_env()
+        data = send_action("c1", "k1", datetime.now(UTC), template="welcome", channel="email")
         result = await env.run(acts.perform, data)
         again = await env.run(acts.perform, data)  # a retry finds it done
     assert (result.status, again.status) == ("done", "already_done")
@@ -191,16 +179,6 @@ async def test_at_least_once_sends_again_what_an_earlier_attempt_left_unrecorded
     assert await rows(db, "SELECT status FROM messages") == [("sent",)]
 
 
-async def _until(check: Any, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = await check()
-        if got:
-            return got
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not true within {timeout}s: {await check()}")
-
-
 async def _welcome(db: Any) -> list[tuple[Any, ...]]:
     return await rows(db, "SELECT status, reason FROM messages WHERE template = 'welcome'")
 
@@ -217,12 +195,12 @@ async def test_a_welcome_waits_for_the_email_of_a_later_identify_and_goes_out_on
         ):
             shop = Shop(time_env, db, db_url, task_queue)
             await shop.send("track", "c1", "Signed Up")  # no email known yet
-            await _until(lambda: _welcome_is(db, "deferred"))
+            await until(lambda: _welcome_is(db, "deferred"))
             await time_env.sleep(5 * 60)
             # the identify wakes the workflow (a contact_added event): the welcome goes
             # out with no time passing, not at a later check
             await shop.send("identify", "c1", traits={"email": "c1@example.com"})
-            await _until(lambda: _welcome_is(db, "sent"))
+            await until(lambda: _welcome_is(db, "sent"))
             await time_env.sleep(20 * 60)  # past the wait: nothing more happens
             history = await time_env.client.get_workflow_handle(workflow_id("c1")).fetch_history()
             if os.environ.get("RECORD_HISTORIES"):  # replayed by test_customer_workflow
@@ -246,7 +224,7 @@ async def test_an_identify_without_the_awaited_address_or_for_another_customer_w
         ):
             shop = Shop(time_env, db, db_url, task_queue)
             await shop.send("track", "c3", "Signed Up")
-            await _until(lambda: _welcome_is(db, "deferred"))
+            await until(lambda: _welcome_is(db, "deferred"))
             await shop.send("identify", "c3", traits={"name": "Ann", "phone": "+4930123"})
             await shop.send("identify", "c4", traits={"email": "c4@example.com"})
             added = await rows(db, "SELECT count(*) FROM events WHERE name = 'contact_added'")
@@ -254,7 +232,7 @@ async def test_an_identify_without_the_awaited_address_or_for_another_customer_w
             again = await rows(
                 db, "SELECT customer_id, properties FROM events WHERE name = 'contact_added'"
             )
-            await _until(lambda: _welcome_is(db, "sent"))
+            await until(lambda: _welcome_is(db, "sent"))
     assert added == [(0,)]  # no email for c3, and c4 waits for nothing
     assert again == [("c3", {"traits": ["email"]})]
     assert [m.rcpt_tos for m in smtp.mail] == [["c3@example.com"]]
@@ -272,7 +250,7 @@ async def test_a_welcome_without_an_email_is_suppressed_after_the_wait_with_its_
         ):
             shop = Shop(time_env, db, db_url, task_queue)
             await shop.send("track", "c2", "Signed Up")
-            await _until(lambda: _welcome_is(db, "deferred"))
+            await until(lambda: _welcome_is(db, "deferred"))
             reason = (await _welcome(db))[0][1]
             assert reason == "waiting up to 15m for the customer's email"
 
@@ -280,7 +258,7 @@ async def test_a_welcome_without_an_email_is_suppressed_after_the_wait_with_its_
                 await time_env.sleep(60)
                 return await _welcome_is(db, "suppressed")
 
-            await _until(suppressed)
+            await until(suppressed)
             history = await time_env.client.get_workflow_handle(workflow_id("c2")).fetch_history()
     assert smtp.mail == []
     assert await _welcome(db) == [

@@ -6,9 +6,7 @@ re-enrolment and an upgrade to other weights; ``GET /v1/customers/{id}`` shows t
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from orchestration import customers
 from settings import Settings
 from store import catalog as catalog_store
 from tests.conftest import running_worker
-from tests.helpers import ROOT, journeys_from, publish
+from tests.helpers import ROOT, journeys_from, publish, until
 from tests.standins import RecordingSMTPServer
 from tests.test_actions_workflow import Shop, rows, settings_for, settle
 from tests.test_upgrade import serving
@@ -58,16 +56,6 @@ def first_in(arm: str, prefix: str, arms: dict[str, int] = ARMS, also: Any = Non
         if assign("trial_offer", arms, cid) == arm and (also is None or also(cid)):
             return cid
     raise AssertionError("no such id")
-
-
-async def until(check: Callable[[], Awaitable[Any]], timeout: float = 30.0) -> Any:
-    """``check()``'s first truthy result, polled until ``timeout`` seconds have passed."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := await check()):
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-    return result
 
 
 async def test_the_holdout_gets_no_message_and_converts_once_with_arm_revenue_and_time(

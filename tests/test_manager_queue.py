@@ -28,7 +28,7 @@ from settings import Settings, get_settings
 from store import managers, waitlist
 from store.db import pool as make_pool
 from tests.conftest import running_worker
-from tests.helpers import ROOT, journeys_from, publish
+from tests.helpers import ROOT, journeys_from, publish, until
 from tests.standins import RecordingSMTPServer
 
 VIP = """
@@ -61,15 +61,6 @@ async def rows(db: Any, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     async with db.connection() as conn:
         cur = await conn.execute(sql, args)
         return list(await cur.fetchall())
-
-
-async def until(check: Any, timeout: float = 15.0) -> Any:
-    """``await check()`` until it is truthy, or fail after ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := await check()):
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-    return result
 
 
 async def promote(env: Any, seq: int, task_queue: str, *ids: str) -> None:

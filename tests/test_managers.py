@@ -4,20 +4,18 @@ idempotency per customer, deactivation, and the ``journeys managers`` CLI."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
-from temporalio.testing import ActivityEnvironment
 
 import cli
 from activities.actions import ActionActivities
-from engine.model import ActionCommand
 from settings import get_settings
 from store import managers, tasks
 from store.db import pool as make_pool
+from tests.helpers import local_activity_env, send_action
 from tests.standins import RecordingSMTPServer
 from tests.test_actions_workflow import settings_for
 from workflows.io import ActionInput
@@ -156,12 +154,8 @@ async def test_deactivate_without_room_leaves_customers_unassigned(db):
 
 
 def _care(customer_id: str, key: str) -> ActionInput:
-    args = {"template": "churn_care", "channel": "email", "transactional": True}
-    command = ActionCommand(
-        kind="send", args=args, journey="lifecycle", version=1, state="at_risk",
-        idempotency_key=key, summary="send churn_care",
-    )  # fmt: skip
-    return ActionInput(customer_id=customer_id, command=command, now=NOW)
+    return send_action(customer_id, key, NOW, state="at_risk", template="churn_care",
+                       channel="email", transactional=True)  # fmt: skip
 
 
 async def test_a_message_names_the_customers_active_manager(db, db_url):
@@ -176,11 +170,7 @@ async def test_a_message_names_the_customers_active_manager(db, db_url):
                                (c, email))  # fmt: skip
         await managers.assign(conn, customer_id="ann", pool="vip")
     with RecordingSMTPServer() as smtp:
-        acts, env = ActionActivities(db, settings_for(smtp, db_url)), ActivityEnvironment()
-        env.info = dataclasses.replace(  # as the workflow runs it: local, 10 s
-            env.info, is_local=True, start_to_close_timeout=timedelta(seconds=10),
-            started_time=datetime.now(UTC),
-        )  # fmt: skip
+        acts, env = ActionActivities(db, settings_for(smtp, db_url)), local_activity_env()
         for customer, key in (("ann", "k1"), ("bob", "k2")):
             assert (await env.run(acts.perform, _care(customer, key))).status == "done"
         async with db.connection() as conn:

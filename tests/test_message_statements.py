@@ -10,23 +10,20 @@ of the address agrees with the claim's reading of it in Python."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.types.json import Jsonb
-from temporalio.testing import ActivityEnvironment
 
 from activities.actions import ActionActivities
-from engine.model import ActionCommand
 from engine.policy import Policy
 from store import action_log, messages
 from store.db import pool
+from tests.helpers import local_activity_env, send_action, until
 from tests.standins import RecordingSMTPServer
 from tests.test_actions_workflow import rows, settings_for
-from workflows.io import ActionInput
 
 STATEMENTS: list[str] = []
 
@@ -41,14 +38,6 @@ async def _count(conn: AsyncConnection[Any]) -> None:
     conn.cursor_factory = _Counting
 
 
-def _welcome(key: str) -> ActionInput:
-    command = ActionCommand(
-        kind="send", args={"template": "welcome", "channel": "email"}, journey="lifecycle",
-        version=1, state="new", idempotency_key=key, summary="send welcome",
-    )  # fmt: skip
-    return ActionInput(customer_id="c1", command=command, now=datetime.now(UTC))
-
-
 async def _welcome_to(db_url: str, traits: dict[str, Any]) -> tuple[list[str], int, Any]:
     """The welcome to c1 with ``traits``: its statements, pool checkouts and result."""
     db = pool(db_url, max_size=2, configure=_count)
@@ -61,14 +50,13 @@ async def _welcome_to(db_url: str, traits: dict[str, Any]) -> tuple[list[str], i
         with RecordingSMTPServer() as smtp:
             settings = settings_for(smtp, db_url)
             acts = ActionActivities(db, settings, policy=Policy(await_contact=900))
-            env = ActivityEnvironment()
-            env.info = dataclasses.replace(  # as the workflow runs it: local, 10 s
-                env.info, is_local=True, start_to_close_timeout=timedelta(seconds=10),
-                started_time=datetime.now(UTC),
-            )  # fmt: skip
+            env = local_activity_env()
+            welcome = send_action(
+                "c1", "k1", datetime.now(UTC), template="welcome", channel="email"
+            )
             STATEMENTS.clear()
             before = db.get_stats().get("requests_num", 0)
-            result = await env.run(acts.perform, _welcome("k1"))
+            result = await env.run(acts.perform, welcome)
             checkouts = db.get_stats().get("requests_num", 0) - before
             statements = list(STATEMENTS)
         assert len(smtp.mail) == (1 if traits else 0)
@@ -150,7 +138,7 @@ async def test_the_wait_sees_an_address_an_identify_commits_under_the_lock(db, d
                     )  # fmt: skip
 
                 waiting = asyncio.ensure_future(wait())
-                await _until_blocked(identify)
+                await until(lambda: _waits_for_a_lock(identify), timeout=10)
                 assert not waiting.done()
             waits = await waiting  # the identify committed: the lock is free
     finally:
@@ -160,14 +148,9 @@ async def test_the_wait_sees_an_address_an_identify_commits_under_the_lock(db, d
     assert await rows(db, "SELECT status FROM action_log") == [("deferred",)]
 
 
-async def _until_blocked(observer: AsyncConnection[Any], timeout: float = 10.0) -> None:
-    """Until some other session of this database waits for an advisory lock."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        cur = await observer.execute(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-        )
-        if (await cur.fetchone() or (0,))[0]:
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("the wait never queued behind the identify's lock")
+async def _waits_for_a_lock(observer: AsyncConnection[Any]) -> bool:
+    """Whether some session of this database waits for an advisory lock."""
+    cur = await observer.execute(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    )
+    return bool((await cur.fetchone() or (0,))[0])

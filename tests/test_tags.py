@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,22 +29,12 @@ from settings import Settings, get_settings
 from store import segments, tags
 from tests.conftest import running_worker
 from tests.engine.test_tags import ROUTER, TAGGER
-from tests.helpers import ROOT, journeys_from, publish
+from tests.helpers import ROOT, journeys_from, publish, until
 from tests.test_actions_workflow import Shop, rows
 from tests.test_segments_sql import order
 from workflows.io import ActionInput
 
 AS_OF = datetime(2026, 6, 1, tzinfo=UTC)
-
-
-async def until(check: Callable[[], Awaitable[Any]], timeout: float = 30.0) -> Any:
-    """``check()``'s first truthy result, polled until ``timeout`` seconds have passed."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (result := await check()):
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-    return result
 
 
 def tag_command(
