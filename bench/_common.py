@@ -3,12 +3,15 @@ replay of every customer history after the load, and the table they print."""
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
 
 from devstack.stack import Stack, free_port
 
@@ -19,6 +22,20 @@ def process_cpu() -> float:
     """This process's CPU so far, user and system, in seconds."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
+
+
+def local_activity_env() -> ActivityEnvironment:
+    """An activity environment as the customer workflow runs an action: a local activity
+    of 10 s, started now (a message's delivery budget is read from both). The message
+    bench and the tests (``tests.helpers``) run actions in it."""
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(
+        env.info,
+        is_local=True,
+        start_to_close_timeout=timedelta(seconds=10),
+        started_time=datetime.now(UTC),
+    )
+    return env
 
 
 def bench_stack(data_dir: Path, task_queue: str, **kw: Any) -> Stack:

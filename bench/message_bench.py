@@ -20,18 +20,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from psycopg import AsyncConnection, AsyncCursor
-from temporalio.testing import ActivityEnvironment
 
 from activities.actions import ActionActivities
 from activities.journeys import JourneyActivities
-from bench._common import print_table, process_cpu
+from bench._common import local_activity_env, print_table, process_cpu
 from engine.machine import TransitionRecord
 from engine.model import ActionCommand
 from engine.rule_files import load_rule_files
@@ -151,7 +149,7 @@ async def measure(messages: int, concurrency: int) -> list[tuple[str, str]]:
 
         async def one(c: str) -> None:
             async with gate:
-                result = await _local().run(send, _welcome(c))
+                result = await local_activity_env().run(send, _welcome(c))
                 assert result.status == "done", result
 
         before = Counted.statements, Counted.transactions, db.get_stats().get("requests_num", 0)
@@ -190,18 +188,6 @@ async def measure(messages: int, concurrency: int) -> list[tuple[str, str]]:
     ]
 
 
-def _local() -> ActivityEnvironment:
-    """An activity environment as the workflow runs the action: local, 10 s."""
-    env = ActivityEnvironment()
-    env.info = dataclasses.replace(
-        env.info,
-        is_local=True,
-        start_to_close_timeout=timedelta(seconds=10),
-        started_time=datetime.now(UTC),
-    )
-    return env
-
-
 async def _measure_waits(db: Any, send: Any, n: int, concurrency: int) -> list[tuple[str, str]]:
     """The welcome to customers without an email yet (a first order before the identify,
     as every new customer of ``bench.ingest_bench``): it waits for the address."""
@@ -209,7 +195,7 @@ async def _measure_waits(db: Any, send: Any, n: int, concurrency: int) -> list[t
 
     async def one(c: str) -> None:
         async with gate:
-            result = await _local().run(send, _welcome(c))
+            result = await local_activity_env().run(send, _welcome(c))
             assert (result.status, result.wake_on) == ("deferred", "contact_added"), result
 
     before = Counted.statements, Counted.transactions, db.get_stats().get("requests_num", 0)

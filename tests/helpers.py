@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from temporalio.testing import ActivityEnvironment
 
+from bench._common import local_activity_env as local_activity_env  # for the tests
 from engine import Journey, load_rules
 from engine.model import ActionCommand
 from store import catalog as catalog_store
@@ -37,19 +36,6 @@ async def until(check: Callable[[], Awaitable[Any]], timeout: float = 30.0) -> A
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.05)
     return result
-
-
-def local_activity_env() -> ActivityEnvironment:
-    """An activity environment as the customer workflow runs an action: a local activity
-    of 10 s, started now (a message's delivery budget is read from both)."""
-    env = ActivityEnvironment()
-    env.info = dataclasses.replace(
-        env.info,
-        is_local=True,
-        start_to_close_timeout=timedelta(seconds=10),
-        started_time=datetime.now(UTC),
-    )
-    return env
 
 
 def send_action(
